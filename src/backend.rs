@@ -1,0 +1,110 @@
+//! The backend interface every sampler implements, and how the CLI picks one.
+
+use crate::batch::LogitsView;
+use crate::error::{Result, SamplerError};
+use crate::params::SamplingParams;
+use crate::result::{RowProbs, RowResult};
+
+/// Which implementation runs the pipeline (SPEC §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// Plain f64 code that may sort: the executable spec.
+    Reference,
+    /// Sort-free, multi-threaded f32 code for servers without a GPU.
+    Cpu,
+    /// wgpu + WGSL compute shaders.
+    Gpu,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Reference, BackendKind::Cpu, BackendKind::Gpu];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Reference => "reference",
+            BackendKind::Cpu => "cpu",
+            BackendKind::Gpu => "gpu",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "reference" | "ref" => Ok(BackendKind::Reference),
+            "cpu" => Ok(BackendKind::Cpu),
+            "gpu" => Ok(BackendKind::Gpu),
+            other => Err(format!(
+                "unknown backend `{other}` (expected reference, cpu or gpu)"
+            )),
+        }
+    }
+}
+
+/// A batched sampler. Implementations keep whatever they can reuse between
+/// calls (scratch buffers, compiled pipelines), hence `&mut self`.
+///
+/// Both calls validate the parameters against the batch (one per row, ids below
+/// V, SPEC §2 ranges) and the logits (NaN and +inf are errors naming row and
+/// index), and return rows in input order.
+pub trait Sampler {
+    fn kind(&self) -> BackendKind;
+
+    /// A human-readable description of the device the backend runs on.
+    fn device(&self) -> String;
+
+    /// Samples `samples` (≥ 1) draws per row; `RowResult::token` is draw 0.
+    fn sample(
+        &mut self,
+        logits: LogitsView<'_>,
+        params: &[SamplingParams],
+        samples: u32,
+    ) -> Result<Vec<RowResult>>;
+
+    /// The processed distribution π of every row, in token-id order.
+    fn probs(&mut self, logits: LogitsView<'_>, params: &[SamplingParams])
+        -> Result<Vec<RowProbs>>;
+}
+
+/// Checks the call-level draw count.
+pub fn check_samples(samples: u32) -> Result<()> {
+    if samples == 0 {
+        return Err(SamplerError::Unsupported(
+            "samples must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens a backend by kind. `allow_software` lets the GPU backend use a
+/// software adapter such as lavapipe (an explicit `--backend gpu` does).
+pub fn open(kind: BackendKind, allow_software: bool) -> Result<Box<dyn Sampler>> {
+    let _ = allow_software;
+    match kind {
+        BackendKind::Reference => Ok(Box::new(crate::reference::ReferenceSampler::new())),
+        other => Err(SamplerError::BackendUnavailable {
+            backend: other.name().into(),
+            reason: "not built into this binary yet".into(),
+        }),
+    }
+}
+
+/// The best backend built and usable here, and why it was chosen: `gpu` on a
+/// hardware adapter, else `cpu`, else `reference`.
+pub fn open_default() -> Result<(Box<dyn Sampler>, String)> {
+    for kind in [BackendKind::Gpu, BackendKind::Cpu] {
+        if let Ok(sampler) = open(kind, false) {
+            let why = format!("backend {} on {}", kind, sampler.device());
+            return Ok((sampler, why));
+        }
+    }
+    let sampler = open(BackendKind::Reference, false)?;
+    Ok((sampler, "backend reference (no faster backend is usable here)".into()))
+}

@@ -1,0 +1,205 @@
+//! Arguments shared by several commands: where the logits come from, how the
+//! per-row parameters are assembled (defaults < preset < params file < flags,
+//! SPEC §8), and which backend runs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::{Map, Value};
+
+use token_sampler::backend::{self, BackendKind, Sampler};
+use token_sampler::{preset, Batch, Order, RawDtype, SamplingParams};
+
+#[derive(Debug, Args, Clone)]
+pub struct InputArgs {
+    /// Logits: .npy (f32/f16, [B, V] or [V]), .json ([[…],…] or […]; -Infinity
+    /// allowed), or a raw little-endian file with --dtype and --vocab.
+    #[arg(long, value_name = "FILE")]
+    pub logits: PathBuf,
+    /// Element type of a raw logits file.
+    #[arg(long, value_name = "f32|f16|bf16", requires = "vocab")]
+    pub dtype: Option<RawDtype>,
+    /// Vocabulary size (row length) of a raw logits file.
+    #[arg(long, value_name = "V", requires = "dtype")]
+    pub vocab: Option<usize>,
+}
+
+impl InputArgs {
+    pub fn load(&self) -> anyhow::Result<Batch> {
+        let raw = self.dtype.zip(self.vocab);
+        Ok(Batch::load(&self.logits, raw)?)
+    }
+}
+
+/// Per-row sampling parameters. Flags apply to every row and win over the
+/// params file, which wins over the preset.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ParamArgs {
+    /// JSON parameters: one object for every row, or an array of exactly B objects.
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
+    /// A named preset (see `token-sampler presets`).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Temperature (0 = greedy).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Top-k (0 or -1 = off).
+    #[arg(long, allow_negative_numbers = true)]
+    pub top_k: Option<i32>,
+    /// Top-p in (0, 1] (1 = off).
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Min-p in [0, 1] (0 = off).
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    /// Truncation never leaves fewer tokens than this.
+    #[arg(long)]
+    pub min_tokens_to_keep: Option<u32>,
+    /// Repetition penalty (> 0, 1 = off).
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Presence penalty (0 = off).
+    #[arg(long, allow_negative_numbers = true)]
+    pub presence_penalty: Option<f32>,
+    /// Frequency penalty (0 = off).
+    #[arg(long, allow_negative_numbers = true)]
+    pub frequency_penalty: Option<f32>,
+    /// Random seed for every row (default: a fresh one per row, reported back).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The generation step (part of the random key).
+    #[arg(long)]
+    pub step: Option<u64>,
+    /// Return this many top log-probabilities per row (≤ 20).
+    #[arg(long)]
+    pub logprobs: Option<u32>,
+    /// Stage order: standard, vllm or llama_cpp.
+    #[arg(long)]
+    pub order: Option<Order>,
+}
+
+fn merge(into: &mut Map<String, Value>, from: &Map<String, Value>) {
+    for (k, v) in from {
+        into.insert(k.clone(), v.clone());
+    }
+}
+
+impl ParamArgs {
+    /// The flags that were given, as a JSON object.
+    fn flags(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
+            }
+        };
+        put("temperature", self.temperature.map(Value::from));
+        put("top_k", self.top_k.map(Value::from));
+        put("top_p", self.top_p.map(Value::from));
+        put("min_p", self.min_p.map(Value::from));
+        put("min_tokens_to_keep", self.min_tokens_to_keep.map(Value::from));
+        put("repetition_penalty", self.repetition_penalty.map(Value::from));
+        put("presence_penalty", self.presence_penalty.map(Value::from));
+        put("frequency_penalty", self.frequency_penalty.map(Value::from));
+        put("seed", self.seed.map(Value::from));
+        put("step", self.step.map(Value::from));
+        put("logprobs", self.logprobs.map(Value::from));
+        put("order", self.order.map(|o| Value::from(o.name())));
+        m
+    }
+
+    /// One `SamplingParams` per row: defaults < preset < params file < flags.
+    pub fn build(&self, rows: usize) -> anyhow::Result<Vec<SamplingParams>> {
+        let mut base = Map::new();
+        if let Some(name) = &self.preset {
+            let p = preset(name)?;
+            merge(&mut base, p.to_json().as_object().expect("preset is an object"));
+        }
+        let mut per_row = vec![base; rows];
+        if let Some(path) = &self.params {
+            let file = read_params_file(path)?;
+            match file {
+                Value::Object(obj) => per_row.iter_mut().for_each(|r| merge(r, &obj)),
+                Value::Array(items) => {
+                    if items.len() != rows {
+                        bail!(
+                            "{}: {} parameter objects for {} rows of logits (give one object, or exactly one per row)",
+                            path.display(),
+                            items.len(),
+                            rows
+                        );
+                    }
+                    for (row, (dst, item)) in per_row.iter_mut().zip(items).enumerate() {
+                        match item {
+                            Value::Object(obj) => merge(dst, &obj),
+                            other => bail!(
+                                "{}: row {row}: expected a parameter object, found {}",
+                                path.display(),
+                                kind_of(&other)
+                            ),
+                        }
+                    }
+                }
+                other => bail!(
+                    "{}: expected a parameter object or an array of them, found {}",
+                    path.display(),
+                    kind_of(&other)
+                ),
+            }
+        }
+        let flags = self.flags();
+        per_row
+            .into_iter()
+            .enumerate()
+            .map(|(row, mut obj)| {
+                merge(&mut obj, &flags);
+                Ok(SamplingParams::from_json_value(row, Value::Object(obj))?)
+            })
+            .collect()
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn read_params_file(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read params file {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct BackendArgs {
+    /// reference, cpu or gpu. Default: gpu on a hardware adapter, else cpu.
+    /// An explicit `gpu` also accepts a software adapter (lavapipe).
+    #[arg(long)]
+    pub backend: Option<BackendKind>,
+}
+
+impl BackendArgs {
+    /// Opens the chosen backend and says on stderr which one runs.
+    pub fn open(&self) -> anyhow::Result<Box<dyn Sampler>> {
+        match self.backend {
+            Some(kind) => {
+                let s = backend::open(kind, true)?;
+                eprintln!("token-sampler: backend {} on {}", kind, s.device());
+                Ok(s)
+            }
+            None => {
+                let (s, why) = backend::open_default()?;
+                eprintln!("token-sampler: {why} (default; choose with --backend)");
+                Ok(s)
+            }
+        }
+    }
+}

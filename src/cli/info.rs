@@ -1,0 +1,86 @@
+//! `presets` and `info`.
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::{print_json, Outcome};
+use token_sampler::backend::{self, BackendKind};
+use token_sampler::PRESETS;
+
+#[derive(Debug, Args)]
+pub struct PresetsArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_presets(a: PresetsArgs) -> anyhow::Result<Outcome> {
+    if a.json {
+        print_json(&json!({ "schema": 1, "presets": PRESETS }))?;
+        return Ok(Outcome::Ok);
+    }
+    println!(
+        "{:<20} {:<10} {:>5} {:>6} {:>5} {:>8} {:>9}  use",
+        "preset", "family", "T", "top_p", "top_k", "rep_pen", "freq_pen"
+    );
+    for p in PRESETS.iter() {
+        println!(
+            "{:<20} {:<10} {:>5.2} {:>6.2} {:>5} {:>8.2} {:>9.2}  {}",
+            p.name,
+            format!("{:?}", p.family).to_lowercase(),
+            p.temperature,
+            p.top_p,
+            p.top_k,
+            p.repetition_penalty,
+            p.frequency_penalty,
+            p.description
+        );
+    }
+    Ok(Outcome::Ok)
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_info(a: InfoArgs) -> anyhow::Result<Outcome> {
+    let mut backends = Vec::new();
+    for kind in BackendKind::ALL {
+        let entry = match backend::open(kind, true) {
+            Ok(s) => json!({"backend": kind.name(), "available": true, "device": s.device()}),
+            Err(e) => json!({"backend": kind.name(), "available": false, "reason": e.to_string()}),
+        };
+        backends.push(entry);
+    }
+    let default = backend::open_default()
+        .map(|(s, _)| s.kind().name().to_string())
+        .unwrap_or_else(|_| "none".into());
+    let out = json!({
+        "schema": 1,
+        "version": env!("CARGO_PKG_VERSION"),
+        "rng": token_sampler::rng::RNG_SCHEME,
+        "default_backend": default,
+        "backends": backends,
+    });
+    if a.json {
+        print_json(&out)?;
+    } else {
+        println!("token-sampler {}", env!("CARGO_PKG_VERSION"));
+        println!("rng: {}", token_sampler::rng::RNG_SCHEME);
+        println!("default backend: {default}");
+        for b in out["backends"].as_array().unwrap() {
+            match b["available"].as_bool() {
+                Some(true) => println!("  {:<10} available   {}", s(&b["backend"]), s(&b["device"])),
+                _ => println!("  {:<10} unavailable {}", s(&b["backend"]), s(&b["reason"])),
+            }
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}

@@ -1,0 +1,77 @@
+//! `token-sampler` commands (SPEC §8). Each command is a module; `main` parses,
+//! dispatches and turns errors into a message and a non-zero exit code.
+
+mod args;
+mod info;
+mod sample;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "token-sampler",
+    version,
+    about = "Batched, sort-free next-token sampling on GPU and CPU, checked against an f64 reference"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sample one token (or --samples N draws) per row, with diagnostics.
+    Sample(sample::SampleArgs),
+    /// Print the processed distribution π of every row.
+    Probs(sample::ProbsArgs),
+    /// List the named presets.
+    Presets(info::PresetsArgs),
+    /// Show the backends, adapters and limits this binary can use.
+    Info(info::InfoArgs),
+}
+
+/// What a command reports back to `main` when it fails in an expected way.
+pub enum Outcome {
+    Ok,
+    /// The command ran but found a disagreement (exit 1, message already printed).
+    Failed,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sample(a) => sample::run_sample(a),
+        Command::Probs(a) => sample::run_probs(a),
+        Command::Presets(a) => info::run_presets(a),
+        Command::Info(a) => info::run_info(a),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints a JSON value on stdout.
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The top-level keys every JSON output carries (SPEC §6).
+pub fn envelope(backend: &str, device: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("schema".into(), 1.into());
+    m.insert("backend".into(), backend.into());
+    m.insert("device".into(), device.into());
+    m.insert("rng".into(), token_sampler::rng::RNG_SCHEME.into());
+    m
+}

@@ -1,0 +1,95 @@
+//! One error type for the whole library. Every variant that comes from user input
+//! names the row and the field or index it is about, so a server can report it
+//! back to the request that caused it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `token_sampler`. User input never panics: it
+/// ends up here.
+#[derive(Debug, thiserror::Error)]
+pub enum SamplerError {
+    /// A parameter value outside its valid range (SPEC §2, §4).
+    #[error("row {row}: invalid `{field}`: {message}")]
+    InvalidParam {
+        row: usize,
+        field: String,
+        message: String,
+    },
+
+    /// A parameter object that does not parse (unknown field, wrong type, …).
+    #[error("row {row}: bad parameters: {message}")]
+    ParamsParse { row: usize, message: String },
+
+    /// A token id in a parameter list that is not below the vocabulary size.
+    #[error("row {row}: `{field}`[{position}] = {id} is out of range for vocab {vocab}")]
+    TokenOutOfRange {
+        row: usize,
+        field: String,
+        position: usize,
+        id: u64,
+        vocab: usize,
+    },
+
+    /// NaN or +inf in the logits; only −inf (a masked token) is legal.
+    #[error("row {row}, index {index}: logit is {value}; only finite values and -inf are allowed")]
+    InvalidLogit { row: usize, index: usize, value: f32 },
+
+    /// A bias or penalty turned a finite logit into a non-finite one.
+    #[error("row {row}, index {index}: `{field}` makes the logit non-finite ({value})")]
+    NonFiniteLogit {
+        row: usize,
+        index: usize,
+        field: String,
+        value: f64,
+    },
+
+    /// No finite logit is left after bias, mask and penalties.
+    #[error("row {row}: every token is masked (no finite logit left after bias, mask and penalties)")]
+    AllMasked { row: usize },
+
+    /// Shapes or counts that do not fit together.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+
+    /// A file that cannot be read or parsed as logits or parameters.
+    #[error("{path}: {message}")]
+    Load { path: PathBuf, message: String },
+
+    /// An input value inside a logits file that is not allowed, with its position.
+    #[error("{path}: row {row}, index {index}: {message}")]
+    LoadValue {
+        path: PathBuf,
+        row: usize,
+        index: usize,
+        message: String,
+    },
+
+    /// A backend that is not built into this binary or cannot run here.
+    #[error("backend `{backend}` is not available: {reason}")]
+    BackendUnavailable { backend: String, reason: String },
+
+    /// An unknown preset name.
+    #[error("unknown preset `{name}`; known presets: {known}")]
+    UnknownPreset { name: String, known: String },
+
+    /// A failure inside the GPU backend (device lost, mapping failed, …).
+    #[error("gpu: {0}")]
+    Gpu(String),
+
+    /// A request that is valid in itself but outside what a call supports.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = SamplerError> = std::result::Result<T, E>;
+
+impl SamplerError {
+    pub(crate) fn param(row: usize, field: &str, message: impl Into<String>) -> Self {
+        SamplerError::InvalidParam {
+            row,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,742 @@
+//! Per-row sampling parameters (SPEC §2) and entropy-guided temperature (SPEC §4).
+//!
+//! Every default means "off", as llama.cpp's `llama.h` documents each knob's no-op
+//! value; the serde names follow vLLM/OpenAI. Unknown fields are errors. Call
+//! [`SamplingParams::validate`] (the backends do) before using a row.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SamplerError};
+
+/// An f32 parameter as the decimal number it was written as (0.9f32 → 0.9, not
+/// 0.8999999761581421), so reports and f64 maths see the value the user gave.
+pub fn widen(x: f32) -> f64 {
+    if x.is_finite() {
+        x.to_string().parse().unwrap_or(x as f64)
+    } else {
+        x as f64
+    }
+}
+
+/// The order in which the truncation stages and temperature run (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// HF transformers, vLLM V0: temperature → top-k → top-p → min-p.
+    #[default]
+    Standard,
+    /// vLLM V1: temperature → min-p → top-k → top-p.
+    Vllm,
+    /// llama.cpp's default chain: top-k → top-p → min-p → temperature (the
+    /// truncation stages see the T = 1 distribution).
+    LlamaCpp,
+}
+
+impl Order {
+    pub const ALL: [Order; 3] = [Order::Standard, Order::Vllm, Order::LlamaCpp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::Standard => "standard",
+            Order::Vllm => "vllm",
+            Order::LlamaCpp => "llama_cpp",
+        }
+    }
+
+    /// The truncation stages in the order this pipeline runs them.
+    pub fn truncation_stages(self) -> [Stage; 3] {
+        match self {
+            Order::Standard | Order::LlamaCpp => [Stage::TopK, Stage::TopP, Stage::MinP],
+            Order::Vllm => [Stage::MinP, Stage::TopK, Stage::TopP],
+        }
+    }
+}
+
+impl std::str::FromStr for Order {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "standard" => Ok(Order::Standard),
+            "vllm" => Ok(Order::Vllm),
+            "llama_cpp" | "llama-cpp" | "llamacpp" => Ok(Order::LlamaCpp),
+            other => Err(format!(
+                "unknown order `{other}` (expected standard, vllm or llama_cpp)"
+            )),
+        }
+    }
+}
+
+/// A truncation stage (SPEC §3.4–3.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    TopK,
+    TopP,
+    MinP,
+}
+
+/// The unit the guide entropy is expressed in before it reaches a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntropyUnit {
+    #[default]
+    Nats,
+    Bits,
+    /// H / ln N, N the number of finite tokens considered; N = 1 gives 0.
+    Normalized,
+}
+
+impl EntropyUnit {
+    /// Converts an entropy in nats over `n` finite tokens into this unit.
+    pub fn from_nats(self, h_nats: f64, n: usize) -> f64 {
+        match self {
+            EntropyUnit::Nats => h_nats,
+            EntropyUnit::Bits => h_nats / std::f64::consts::LN_2,
+            EntropyUnit::Normalized => {
+                if n <= 1 {
+                    0.0
+                } else {
+                    h_nats / (n as f64).ln()
+                }
+            }
+        }
+    }
+}
+
+/// The entropy → temperature rule (SPEC §4). `T = t_min + (t_max − t_min)·s`
+/// for `linear` and `sigmoid`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Mapping {
+    /// `s = clamp((H − h_low)/(h_high − h_low), 0, 1)`.
+    Linear {
+        h_low: f32,
+        h_high: f32,
+        t_min: f32,
+        t_max: f32,
+    },
+    /// `s = 1/(1 + e^(−steepness·(H − h_mid)))`.
+    Sigmoid {
+        h_mid: f32,
+        steepness: f32,
+        t_min: f32,
+        t_max: f32,
+    },
+    /// Piecewise-linear T over ascending entropies, clamped at both ends.
+    Lut {
+        entropies: Vec<f32>,
+        temperatures: Vec<f32>,
+    },
+    /// Entropy-based dynamic temperature: `T = t0 · base^(theta / H)`; H = 0 → T = 0.
+    Edt {
+        t0: f32,
+        #[serde(default = "default_edt_base")]
+        base: f32,
+        theta: f32,
+    },
+    /// llama.cpp's `temp_ext`: `T = t_min + (t_max − t_min)·(H / ln N)^exponent`
+    /// with `t_min = max(0, temperature − range)`, `t_max = temperature + range`.
+    LlamaCpp { range: f32, exponent: f32 },
+}
+
+fn default_edt_base() -> f32 {
+    0.8
+}
+
+/// `{low, high}`: the entropy-driven top-p `p = low + (high − low)·s`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopPRange {
+    pub low: f32,
+    pub high: f32,
+}
+
+/// Entropy-guided temperature (SPEC §4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicTemperature {
+    /// `nats` (default), `bits` or `normalized`. Not allowed with the `llama_cpp` mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<EntropyUnit>,
+    /// Clip the guide entropy (in `unit`) to this before mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entropy: Option<f32>,
+    pub mapping: Mapping,
+    /// Entropy-driven top-p; only with `linear`/`sigmoid`, not in `llama_cpp` order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<TopPRange>,
+}
+
+impl DynamicTemperature {
+    pub fn new(mapping: Mapping) -> Self {
+        DynamicTemperature {
+            unit: None,
+            max_entropy: None,
+            mapping,
+            top_p: None,
+        }
+    }
+
+    pub fn unit(&self) -> EntropyUnit {
+        self.unit.unwrap_or_default()
+    }
+
+    /// The guide entropy in `unit` after the `max_entropy` clip, from an entropy in
+    /// nats over `n` finite tokens.
+    pub fn guide(&self, h_nats: f64, n: usize) -> f64 {
+        let h = self.unit().from_nats(h_nats, n);
+        match self.max_entropy {
+            Some(cap) => h.min(widen(cap)),
+            None => h,
+        }
+    }
+
+    /// `s` in [0, 1] for `linear` and `sigmoid`; `None` for the other mappings.
+    pub fn strength(&self, guide: f64) -> Option<f64> {
+        match self.mapping {
+            Mapping::Linear { h_low, h_high, .. } => {
+                let (lo, hi) = (widen(h_low), widen(h_high));
+                Some(((guide - lo) / (hi - lo)).clamp(0.0, 1.0))
+            }
+            Mapping::Sigmoid {
+                h_mid, steepness, ..
+            } => Some(1.0 / (1.0 + (-widen(steepness) * (guide - widen(h_mid))).exp())),
+            _ => None,
+        }
+    }
+
+    /// The temperature this mapping chooses. `guide` is the clipped guide entropy
+    /// in `unit` (for the `llama_cpp` mapping: nats), `h_nats` and `n` the raw
+    /// entropy in nats and the number of finite tokens it was taken over,
+    /// `temperature` the row's static temperature. A result of 0 means greedy.
+    pub fn temperature(&self, guide: f64, h_nats: f64, n: usize, temperature: f64) -> f64 {
+        match &self.mapping {
+            Mapping::Linear { t_min, t_max, .. } | Mapping::Sigmoid { t_min, t_max, .. } => {
+                let s = self.strength(guide).unwrap_or(0.0);
+                widen(*t_min) + (widen(*t_max) - widen(*t_min)) * s
+            }
+            Mapping::Lut {
+                entropies,
+                temperatures,
+            } => lut(entropies, temperatures, guide),
+            Mapping::Edt { t0, base, theta } => {
+                if guide <= 0.0 {
+                    0.0
+                } else {
+                    widen(*t0) * widen(*base).powf(widen(*theta) / guide)
+                }
+            }
+            Mapping::LlamaCpp { range, exponent } => {
+                if n <= 1 {
+                    return temperature;
+                }
+                let t_min = (temperature - widen(*range)).max(0.0);
+                let t_max = temperature + widen(*range);
+                let norm = (h_nats / (n as f64).ln()).max(0.0);
+                t_min + (t_max - t_min) * norm.powf(widen(*exponent))
+            }
+        }
+    }
+
+    /// The entropy-driven top-p for a guide entropy, if configured.
+    pub fn top_p(&self, guide: f64) -> Option<f64> {
+        let range = self.top_p?;
+        let s = self.strength(guide)?;
+        Some(widen(range.low) + (widen(range.high) - widen(range.low)) * s)
+    }
+}
+
+fn lut(entropies: &[f32], temperatures: &[f32], h: f64) -> f64 {
+    let n = entropies.len();
+    if h <= widen(entropies[0]) {
+        return widen(temperatures[0]);
+    }
+    if h >= widen(entropies[n - 1]) {
+        return widen(temperatures[n - 1]);
+    }
+    // Strictly ascending entropies: exactly one segment holds h.
+    let i = entropies.partition_point(|&e| widen(e) <= h);
+    let (e0, e1) = (widen(entropies[i - 1]), widen(entropies[i]));
+    let (t0, t1) = (widen(temperatures[i - 1]), widen(temperatures[i]));
+    t0 + (t1 - t0) * (h - e0) / (e1 - e0)
+}
+
+/// The parameters of one row. `SamplingParams::default()` leaves every stage off
+/// (T = 1, plain softmax sampling).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingParams {
+    /// ≥ 0; 0 = greedy, always.
+    pub temperature: f32,
+    /// 0, −1, or ≥ the number of finite tokens = off.
+    pub top_k: i32,
+    /// In (0, 1]; 1 = off.
+    pub top_p: f32,
+    /// In [0, 1]; 0 = off.
+    pub min_p: f32,
+    /// ≥ 1: top-k/top-p/min-p never leave fewer tokens.
+    pub min_tokens_to_keep: u32,
+    /// > 0; 1 = off. Divides positive logits, multiplies negative ones.
+    pub repetition_penalty: f32,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// Generated tokens (the caller's penalty window); all three penalties count them.
+    pub history: Vec<u32>,
+    /// Prompt tokens; only `repetition_penalty` counts them (as vLLM does).
+    pub prompt_token_ids: Vec<u32>,
+    /// Added to the logit; JSON keys are decimal token ids.
+    pub logit_bias: BTreeMap<u32, f32>,
+    /// Every other token is masked.
+    pub allowed_token_ids: Option<Vec<u32>>,
+    /// `None` = a fresh random seed for this row, reported in the result.
+    pub seed: Option<u64>,
+    /// The caller's count of tokens generated so far; part of the random key.
+    pub step: u64,
+    /// Return this many top log-probabilities (≤ 20).
+    pub logprobs: Option<u32>,
+    pub dynamic_temperature: Option<DynamicTemperature>,
+    pub order: Order,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            min_tokens_to_keep: 1,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            history: Vec::new(),
+            prompt_token_ids: Vec::new(),
+            logit_bias: BTreeMap::new(),
+            allowed_token_ids: None,
+            seed: None,
+            step: 0,
+            logprobs: None,
+            dynamic_temperature: None,
+            order: Order::Standard,
+        }
+    }
+}
+
+/// The most top log-probabilities a row may ask for.
+pub const MAX_LOGPROBS: u32 = 20;
+
+impl SamplingParams {
+    /// Greedy decoding.
+    pub fn greedy() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
+    }
+
+    /// Parses one parameter object, naming `row` in any error.
+    pub fn from_json_value(row: usize, value: serde_json::Value) -> Result<Self> {
+        serde_json::from_value(value).map_err(|e| SamplerError::ParamsParse {
+            row,
+            message: e.to_string(),
+        })
+    }
+
+    /// Whether any penalty is active.
+    pub fn has_penalties(&self) -> bool {
+        (self.repetition_penalty != 1.0
+            && !(self.history.is_empty() && self.prompt_token_ids.is_empty()))
+            || ((self.presence_penalty != 0.0 || self.frequency_penalty != 0.0)
+                && !self.history.is_empty())
+    }
+
+    /// Checks every field against SPEC §2 and §4 for a vocabulary of `vocab`
+    /// tokens; the error names `row` and the field.
+    pub fn validate(&self, row: usize, vocab: usize) -> Result<()> {
+        let err = |field: &str, msg: String| Err(SamplerError::param(row, field, msg));
+        let t = self.temperature;
+        if !(t.is_finite() && t >= 0.0) {
+            return err("temperature", format!("{t} (must be finite and >= 0)"));
+        }
+        if self.top_k < -1 {
+            return err("top_k", format!("{} (must be >= -1)", self.top_k));
+        }
+        let p = self.top_p;
+        if !(p > 0.0 && p <= 1.0) {
+            return err("top_p", format!("{p} (must be in (0, 1])"));
+        }
+        let mp = self.min_p;
+        if !(0.0..=1.0).contains(&mp) {
+            return err("min_p", format!("{mp} (must be in [0, 1])"));
+        }
+        if self.min_tokens_to_keep < 1 {
+            return err("min_tokens_to_keep", "0 (must be >= 1)".into());
+        }
+        let r = self.repetition_penalty;
+        if !(r.is_finite() && r > 0.0) {
+            return err("repetition_penalty", format!("{r} (must be finite and > 0)"));
+        }
+        if !self.presence_penalty.is_finite() {
+            return err(
+                "presence_penalty",
+                format!("{} (must be finite)", self.presence_penalty),
+            );
+        }
+        if !self.frequency_penalty.is_finite() {
+            return err(
+                "frequency_penalty",
+                format!("{} (must be finite)", self.frequency_penalty),
+            );
+        }
+        check_ids(row, "history", &self.history, vocab)?;
+        check_ids(row, "prompt_token_ids", &self.prompt_token_ids, vocab)?;
+        for (position, (&id, &b)) in self.logit_bias.iter().enumerate() {
+            if id as usize >= vocab {
+                return Err(SamplerError::TokenOutOfRange {
+                    row,
+                    field: "logit_bias".into(),
+                    position,
+                    id: id as u64,
+                    vocab,
+                });
+            }
+            if !b.is_finite() {
+                return err(
+                    &format!("logit_bias[\"{id}\"]"),
+                    format!("{b} (must be finite)"),
+                );
+            }
+        }
+        if let Some(allowed) = &self.allowed_token_ids {
+            if allowed.is_empty() {
+                return err(
+                    "allowed_token_ids",
+                    "empty list (use null to allow every token)".into(),
+                );
+            }
+            check_ids(row, "allowed_token_ids", allowed, vocab)?;
+        }
+        if let Some(n) = self.logprobs {
+            if n > MAX_LOGPROBS {
+                return err("logprobs", format!("{n} (must be <= {MAX_LOGPROBS})"));
+            }
+        }
+        if let Some(dynamic) = &self.dynamic_temperature {
+            self.validate_dynamic(row, dynamic)?;
+        }
+        Ok(())
+    }
+
+    fn validate_dynamic(&self, row: usize, d: &DynamicTemperature) -> Result<()> {
+        let field = |name: &str| format!("dynamic_temperature.{name}");
+        let err = |name: &str, msg: String| Err(SamplerError::param(row, &field(name), msg));
+        let finite = |name: &str, v: f32| -> Result<()> {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(SamplerError::param(row, &field(name), format!("{v} (must be finite)")))
+            }
+        };
+        let t_range = |t_min: f32, t_max: f32| -> Result<()> {
+            finite("mapping.t_min", t_min)?;
+            finite("mapping.t_max", t_max)?;
+            if !(0.0 <= t_min && t_min <= t_max) {
+                return Err(SamplerError::param(
+                    row,
+                    &field("mapping.t_min"),
+                    format!("t_min {t_min}, t_max {t_max} (need 0 <= t_min <= t_max)"),
+                ));
+            }
+            Ok(())
+        };
+        if let Some(cap) = d.max_entropy {
+            if !(cap.is_finite() && cap >= 0.0) {
+                return err("max_entropy", format!("{cap} (must be finite and >= 0)"));
+            }
+        }
+        match &d.mapping {
+            Mapping::Linear {
+                h_low,
+                h_high,
+                t_min,
+                t_max,
+            } => {
+                finite("mapping.h_low", *h_low)?;
+                finite("mapping.h_high", *h_high)?;
+                if h_low >= h_high {
+                    return err(
+                        "mapping.h_low",
+                        format!("h_low {h_low} must be < h_high {h_high}"),
+                    );
+                }
+                t_range(*t_min, *t_max)?;
+            }
+            Mapping::Sigmoid {
+                h_mid,
+                steepness,
+                t_min,
+                t_max,
+            } => {
+                finite("mapping.h_mid", *h_mid)?;
+                if !(steepness.is_finite() && *steepness > 0.0) {
+                    return err(
+                        "mapping.steepness",
+                        format!("{steepness} (must be finite and > 0)"),
+                    );
+                }
+                t_range(*t_min, *t_max)?;
+            }
+            Mapping::Lut {
+                entropies,
+                temperatures,
+            } => {
+                if entropies.is_empty() || entropies.len() != temperatures.len() {
+                    return err(
+                        "mapping.entropies",
+                        format!(
+                            "{} entropies and {} temperatures (need the same non-zero length)",
+                            entropies.len(),
+                            temperatures.len()
+                        ),
+                    );
+                }
+                for (i, &e) in entropies.iter().enumerate() {
+                    finite(&format!("mapping.entropies[{i}]"), e)?;
+                    if i > 0 && e <= entropies[i - 1] {
+                        return err(
+                            &format!("mapping.entropies[{i}]"),
+                            format!("{e} (entropies must be strictly ascending)"),
+                        );
+                    }
+                }
+                for (i, &t) in temperatures.iter().enumerate() {
+                    if !(t.is_finite() && t >= 0.0) {
+                        return err(
+                            &format!("mapping.temperatures[{i}]"),
+                            format!("{t} (must be finite and >= 0)"),
+                        );
+                    }
+                }
+            }
+            Mapping::Edt { t0, base, theta } => {
+                if !(t0.is_finite() && *t0 >= 0.0) {
+                    return err("mapping.t0", format!("{t0} (must be finite and >= 0)"));
+                }
+                if !(*base > 0.0 && *base < 1.0) {
+                    return err("mapping.base", format!("{base} (must be in (0, 1))"));
+                }
+                if !(theta.is_finite() && *theta > 0.0) {
+                    return err("mapping.theta", format!("{theta} (must be finite and > 0)"));
+                }
+            }
+            Mapping::LlamaCpp { range, exponent } => {
+                if !(range.is_finite() && *range >= 0.0) {
+                    return err("mapping.range", format!("{range} (must be finite and >= 0)"));
+                }
+                if !(exponent.is_finite() && *exponent > 0.0) {
+                    return err(
+                        "mapping.exponent",
+                        format!("{exponent} (must be finite and > 0)"),
+                    );
+                }
+                if d.unit.is_some() {
+                    return err(
+                        "unit",
+                        "not allowed with the llama_cpp mapping (it always uses H / ln N)".into(),
+                    );
+                }
+                if d.max_entropy.is_some() {
+                    return err(
+                        "max_entropy",
+                        "not allowed with the llama_cpp mapping".into(),
+                    );
+                }
+            }
+        }
+        if let Some(range) = d.top_p {
+            for (name, v) in [("top_p.low", range.low), ("top_p.high", range.high)] {
+                if !(v > 0.0 && v <= 1.0) {
+                    return err(name, format!("{v} (must be in (0, 1])"));
+                }
+            }
+            if !matches!(d.mapping, Mapping::Linear { .. } | Mapping::Sigmoid { .. }) {
+                return err(
+                    "top_p",
+                    "entropy-driven top_p needs the linear or sigmoid mapping".into(),
+                );
+            }
+            if self.order == Order::LlamaCpp {
+                return err(
+                    "top_p",
+                    "entropy-driven top_p is not available in llama_cpp order".into(),
+                );
+            }
+            if self.top_p != 1.0 {
+                return err(
+                    "top_p",
+                    format!(
+                        "both the static top_p ({}) and dynamic_temperature.top_p are set; use one",
+                        self.top_p
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_ids(row: usize, field: &str, ids: &[u32], vocab: usize) -> Result<()> {
+    match ids.iter().position(|&id| id as usize >= vocab) {
+        Some(position) => Err(SamplerError::TokenOutOfRange {
+            row,
+            field: field.to_string(),
+            position,
+            id: ids[position] as u64,
+            vocab,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a whole batch of parameters against `rows` × `vocab`.
+pub fn validate_all(params: &[SamplingParams], rows: usize, vocab: usize) -> Result<()> {
+    if params.len() != rows {
+        return Err(SamplerError::Shape(format!(
+            "{} parameter objects for {} rows (give one per row)",
+            params.len(),
+            rows
+        )));
+    }
+    params
+        .iter()
+        .enumerate()
+        .try_for_each(|(row, p)| p.validate(row, vocab))
+}
+
+/// The seed each row uses: its own, or a fresh one drawn with `rand` (reported
+/// back in the result so the draw can be repeated).
+pub fn resolve_seeds(params: &[SamplingParams]) -> Vec<u64> {
+    params
+        .iter()
+        .map(|p| p.seed.unwrap_or_else(rand::random::<u64>))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_off_and_round_trip() {
+        let p: SamplingParams = serde_json::from_str("{}").unwrap();
+        assert_eq!(p, SamplingParams::default());
+        let back: SamplingParams =
+            serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let e = SamplingParams::from_json_value(3, serde_json::json!({"temprature": 0.5}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("row 3") && e.contains("temprature"), "{e}");
+        let e = SamplingParams::from_json_value(
+            0,
+            serde_json::json!({"dynamic_temperature": {"mapping": {"kind": "edt", "t0": 1, "theta": 1, "bogus": 2}}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn logit_bias_keys_are_decimal_strings() {
+        let p: SamplingParams =
+            serde_json::from_str(r#"{"logit_bias": {"5": -1.5, "12": 2}}"#).unwrap();
+        assert_eq!(p.logit_bias.get(&5), Some(&-1.5));
+        assert_eq!(p.logit_bias.get(&12), Some(&2.0));
+        assert!(serde_json::from_str::<SamplingParams>(r#"{"logit_bias": {"x": 1}}"#).is_err());
+    }
+
+    #[test]
+    fn validation_names_row_and_field() {
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (serde_json::json!({"temperature": -0.1}), "temperature"),
+            (serde_json::json!({"top_k": -2}), "top_k"),
+            (serde_json::json!({"top_p": 0.0}), "top_p"),
+            (serde_json::json!({"top_p": 1.5}), "top_p"),
+            (serde_json::json!({"min_p": 1.5}), "min_p"),
+            (serde_json::json!({"min_tokens_to_keep": 0}), "min_tokens_to_keep"),
+            (serde_json::json!({"repetition_penalty": 0.0}), "repetition_penalty"),
+            (serde_json::json!({"history": [1, 99]}), "history"),
+            (serde_json::json!({"prompt_token_ids": [10]}), "prompt_token_ids"),
+            (serde_json::json!({"logit_bias": {"10": 1.0}}), "logit_bias"),
+            (serde_json::json!({"allowed_token_ids": []}), "allowed_token_ids"),
+            (serde_json::json!({"allowed_token_ids": [3, 10]}), "allowed_token_ids"),
+            (serde_json::json!({"logprobs": 21}), "logprobs"),
+            (
+                serde_json::json!({"dynamic_temperature": {"mapping": {"kind": "linear", "h_low": 2, "h_high": 1, "t_min": 0, "t_max": 1}}}),
+                "h_low",
+            ),
+            (
+                serde_json::json!({"dynamic_temperature": {"mapping": {"kind": "linear", "h_low": 0, "h_high": 1, "t_min": 2, "t_max": 1}}}),
+                "t_min",
+            ),
+            (
+                serde_json::json!({"dynamic_temperature": {"mapping": {"kind": "sigmoid", "h_mid": 0, "steepness": 0, "t_min": 0, "t_max": 1}}}),
+                "steepness",
+            ),
+            (
+                serde_json::json!({"dynamic_temperature": {"mapping": {"kind": "lut", "entropies": [1, 1], "temperatures": [0, 1]}}}),
+                "entropies[1]",
+            ),
+            (
+                serde_json::json!({"dynamic_temperature": {"mapping": {"kind": "lut", "entropies": [1], "temperatures": [0, 1]}}}),
+                "entropies",
+            ),
+            (
+                serde_json::json!({"dynamic_temperature": {"mapping": {"kind": "edt", "t0": 1, "base": 1.0, "theta": 1}}}),
+                "base",
+            ),
+            (
+                serde_json::json!({"dynamic_temperature": {"unit": "bits", "mapping": {"kind": "llama_cpp", "range": 0.5, "exponent": 1}}}),
+                "unit",
+            ),
+            (
+                serde_json::json!({"dynamic_temperature": {"max_entropy": 2, "mapping": {"kind": "llama_cpp", "range": 0.5, "exponent": 1}}}),
+                "max_entropy",
+            ),
+            (
+                serde_json::json!({"top_p": 0.9, "dynamic_temperature": {"top_p": {"low": 0.8, "high": 0.95}, "mapping": {"kind": "linear", "h_low": 0, "h_high": 1, "t_min": 0, "t_max": 1}}}),
+                "top_p",
+            ),
+            (
+                serde_json::json!({"dynamic_temperature": {"top_p": {"low": 0.8, "high": 0.95}, "mapping": {"kind": "edt", "t0": 1, "theta": 1}}}),
+                "top_p",
+            ),
+            (
+                serde_json::json!({"order": "llama_cpp", "dynamic_temperature": {"top_p": {"low": 0.8, "high": 0.95}, "mapping": {"kind": "linear", "h_low": 0, "h_high": 1, "t_min": 0, "t_max": 1}}}),
+                "top_p",
+            ),
+        ];
+        for (value, field) in cases {
+            let p = SamplingParams::from_json_value(7, value.clone()).unwrap();
+            let e = p.validate(7, 10).unwrap_err().to_string();
+            assert!(e.contains("row 7") && e.contains(field), "{value}: {e}");
+        }
+    }
+
+    #[test]
+    fn lut_interpolates_and_clamps() {
+        let e = [0.0, 1.0, 3.0];
+        let t = [0.25, 1.0, 0.0];
+        assert_eq!(lut(&e, &t, -1.0), 0.25);
+        assert_eq!(lut(&e, &t, 5.0), 0.0);
+        assert!((lut(&e, &t, 0.5) - 0.625).abs() < 1e-12);
+        assert!((lut(&e, &t, 2.0) - 0.5).abs() < 1e-12);
+        assert_eq!(lut(&e, &t, 1.0), 1.0);
+    }
+}

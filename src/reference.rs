@@ -1,0 +1,586 @@
+//! The reference backend: SPEC §3–§6 in plain f64 code, one row at a time.
+//!
+//! This file is the executable spec. It may sort, it never tries to be fast, and
+//! each function reads like the paragraph of SPEC.md it implements. The fast
+//! backends are tested against it; its own tests are hand-derived goldens.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::backend::{check_samples, BackendKind, Sampler};
+use crate::batch::LogitsView;
+use crate::error::{Result, SamplerError};
+use crate::params::{resolve_seeds, validate_all, widen, Mapping, Order, SamplingParams, Stage};
+use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
+use crate::rng::uniform;
+
+/// Slack on the top-p target: a prefix whose mass reaches `p − 1e-6` is enough
+/// (SPEC §3.5), so f32 backends and rounding do not add a token.
+pub const TOP_P_SLACK: f64 = 1e-6;
+
+/// The reference backend.
+#[derive(Debug, Default, Clone)]
+pub struct ReferenceSampler;
+
+impl ReferenceSampler {
+    pub fn new() -> Self {
+        ReferenceSampler
+    }
+}
+
+/// What one truncation stage did, for diagnostics and for explaining boundary
+/// disagreements between backends (SPEC §7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageTrace {
+    pub stage: Stage,
+    /// Survivors before and after the stage.
+    pub before: usize,
+    pub after: usize,
+    /// The stage keeps exactly the survivors with logit ≥ `threshold` (after
+    /// bias, mask and penalties; before temperature).
+    pub threshold: f64,
+    /// `min_tokens_to_keep` overrode the stage.
+    pub min_keep_applied: bool,
+    /// Top-p only: the target p and the cumulative mass strictly above and
+    /// at-or-above the cut value.
+    pub top_p_cut: Option<TopPCut>,
+}
+
+/// Where top-p cut: the group of tied logits at the threshold has mass
+/// `mass_at_or_above − mass_above`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopPCut {
+    pub p: f64,
+    pub mass_above: f64,
+    pub mass_at_or_above: f64,
+}
+
+/// Values a validator may force instead of the ones the reference computes
+/// (SPEC §7: a dynamic row's π is compared at the backend's own T).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Overrides {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+}
+
+/// Everything the reference computes for one row before drawing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessedRow {
+    /// Logits after bias, mask and penalties (−inf = masked).
+    pub logits: Vec<f64>,
+    /// Number of finite entries of `logits`.
+    pub finite: usize,
+    /// Entropy (nats) and varentropy of softmax(`logits`) at T = 1.
+    pub entropy: f64,
+    pub varentropy: f64,
+    /// Guide entropy in the mapping's unit, after the clip (dynamic rows).
+    pub guide_entropy: Option<f64>,
+    /// The temperature applied; 0 = greedy.
+    pub temperature: f64,
+    /// The top-p applied.
+    pub top_p: f64,
+    /// Whether the row is decided greedily.
+    pub greedy: bool,
+    /// Survivor mask of every stage.
+    pub kept: Vec<bool>,
+    /// Number of survivors.
+    pub kept_count: usize,
+    /// π in token-id order (0 for removed tokens).
+    pub pi: Vec<f64>,
+    /// ln π for survivors (−inf for removed tokens).
+    pub log_pi: Vec<f64>,
+    /// Entropy (nats) of π.
+    pub final_entropy: f64,
+    /// One entry per truncation stage that ran.
+    pub trace: Vec<StageTrace>,
+}
+
+impl ProcessedRow {
+    /// The inverse-CDF draw of SPEC §3.8 for a uniform `u`.
+    pub fn draw(&self, u: f64) -> u32 {
+        if self.greedy {
+            return argmax(&self.logits) as u32;
+        }
+        inverse_cdf(&self.pi, u)
+    }
+}
+
+/// Stage 1 (bias & mask) and stage 2 (penalties) of SPEC §3, in f64. Rejects
+/// NaN/+inf logits, values a bias or penalty pushes out of f32's finite range,
+/// and rows with nothing left.
+pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<Vec<f64>> {
+    let mut y = Vec::with_capacity(x.len());
+    for (index, &v) in x.iter().enumerate() {
+        if v.is_nan() || v == f32::INFINITY {
+            return Err(SamplerError::InvalidLogit {
+                row,
+                index,
+                value: v,
+            });
+        }
+        y.push(v as f64);
+    }
+    // Tokens outside allowed_token_ids become −inf.
+    if let Some(allowed) = &p.allowed_token_ids {
+        let allowed: BTreeSet<u32> = allowed.iter().copied().collect();
+        for (i, v) in y.iter_mut().enumerate() {
+            if !allowed.contains(&(i as u32)) {
+                *v = f64::NEG_INFINITY;
+            }
+        }
+    }
+    // x_i += logit_bias[i]; a masked token stays −inf.
+    for (&id, &b) in &p.logit_bias {
+        let i = id as usize;
+        if y[i].is_finite() {
+            y[i] += widen(b);
+            check_f32_range(row, i, "logit_bias", y[i])?;
+        }
+    }
+    // Penalties, over every distinct token of history ∪ prompt.
+    let mut count: BTreeMap<u32, u64> = BTreeMap::new();
+    for &t in &p.history {
+        *count.entry(t).or_insert(0) += 1;
+    }
+    let mut seen: BTreeSet<u32> = p.prompt_token_ids.iter().copied().collect();
+    seen.extend(p.history.iter().copied());
+    let r = widen(p.repetition_penalty);
+    for &t in &seen {
+        let i = t as usize;
+        if !y[i].is_finite() {
+            continue;
+        }
+        if y[i] > 0.0 {
+            y[i] /= r;
+        } else {
+            y[i] *= r;
+        }
+        check_f32_range(row, i, "repetition_penalty", y[i])?;
+        let c = count.get(&t).copied().unwrap_or(0) as f64;
+        if c > 0.0 {
+            y[i] -= widen(p.frequency_penalty) * c + widen(p.presence_penalty);
+            check_f32_range(row, i, "frequency_penalty/presence_penalty", y[i])?;
+        }
+    }
+    if !y.iter().any(|v| v.is_finite()) {
+        return Err(SamplerError::AllMasked { row });
+    }
+    Ok(y)
+}
+
+/// The f32 backends hold logits in f32, so a value beyond f32's range is the
+/// same error on every backend.
+fn check_f32_range(row: usize, index: usize, field: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v.abs() <= f32::MAX as f64 {
+        Ok(())
+    } else {
+        Err(SamplerError::NonFiniteLogit {
+            row,
+            index,
+            field: field.to_string(),
+            value: v,
+        })
+    }
+}
+
+/// SPEC §4 entropy statistics of softmax(x) over the entries with `keep` set and
+/// x finite: `(H nats, varentropy, N)`. With `S = Σ e^(x−m)`,
+/// `H = ln S − Σ e^(x−m)(x−m)/S` (clamped ≥ 0) and
+/// `varentropy = Σ π (ln π)² − H²`.
+pub fn entropy_stats(x: &[f64], keep: &[bool]) -> (f64, f64, usize) {
+    let live = |i: usize| keep[i] && x[i].is_finite();
+    let mut m = f64::NEG_INFINITY;
+    let mut n = 0;
+    for i in 0..x.len() {
+        if live(i) {
+            m = m.max(x[i]);
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return (0.0, 0.0, 0);
+    }
+    let (mut s, mut a) = (0.0, 0.0);
+    for i in (0..x.len()).filter(|&i| live(i)) {
+        let e = (x[i] - m).exp();
+        s += e;
+        a += e * (x[i] - m);
+    }
+    let ln_s = s.ln();
+    let h = (ln_s - a / s).max(0.0);
+    let mut v = 0.0;
+    for i in (0..x.len()).filter(|&i| live(i)) {
+        let ln_pi = x[i] - m - ln_s;
+        v += ln_pi.exp() * ln_pi * ln_pi;
+    }
+    (h, (v - h * h).max(0.0), n)
+}
+
+/// Lowest index of the largest value (the greedy rule: lowest id among equals).
+fn argmax(x: &[f64]) -> usize {
+    let mut best = 0;
+    for i in 1..x.len() {
+        if x[i] > x[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The survivors' logits, descending (ties in id order).
+fn sorted_survivors(x: &[f64], keep: &[bool]) -> Vec<usize> {
+    let mut ids: Vec<usize> = (0..x.len()).filter(|&i| keep[i]).collect();
+    ids.sort_by(|&a, &b| x[b].total_cmp(&x[a]).then(a.cmp(&b)));
+    ids
+}
+
+/// Keep every survivor ≥ the k-th largest survivor value (ties all kept).
+fn keep_top(x: &[f64], keep: &mut [bool], k: usize) -> f64 {
+    let sorted = sorted_survivors(x, keep);
+    let threshold = x[sorted[k.min(sorted.len()) - 1]];
+    for i in 0..x.len() {
+        keep[i] = keep[i] && x[i] >= threshold;
+    }
+    threshold
+}
+
+fn count(keep: &[bool]) -> usize {
+    keep.iter().filter(|&&k| k).count()
+}
+
+/// Runs one truncation stage on the survivor mask, then the
+/// `min_tokens_to_keep` rule (SPEC §3.7). `t` is the temperature the stage sees
+/// (1 in `llama_cpp` order).
+fn truncate(
+    stage: Stage,
+    x: &[f64],
+    keep: &mut Vec<bool>,
+    t: f64,
+    p: &SamplingParams,
+    top_p: f64,
+) -> Option<StageTrace> {
+    let before = count(keep);
+    let input = keep.clone();
+    let mut top_p_cut = None;
+    let threshold = match stage {
+        Stage::TopK => {
+            // 0, −1 or ≥ the number of finite tokens: off.
+            if p.top_k <= 0 || p.top_k as usize >= before {
+                return None;
+            }
+            keep_top(x, keep, p.top_k as usize)
+        }
+        Stage::TopP => {
+            if top_p >= 1.0 {
+                return None;
+            }
+            // q = softmax of the survivors at T; walk tie groups of equal logits
+            // from the top until the mass reaches p − 1e-6.
+            let sorted = sorted_survivors(x, keep);
+            let m = x[sorted[0]];
+            let w: Vec<f64> = sorted.iter().map(|&i| ((x[i] - m) / t).exp()).collect();
+            let z: f64 = w.iter().sum();
+            let mut cum = 0.0;
+            let mut j = 0;
+            let mut tau = m;
+            while j < sorted.len() {
+                let value = x[sorted[j]];
+                let above = cum;
+                while j < sorted.len() && x[sorted[j]] == value {
+                    cum += w[j] / z;
+                    j += 1;
+                }
+                tau = value;
+                if cum >= top_p - TOP_P_SLACK {
+                    top_p_cut = Some(TopPCut {
+                        p: top_p,
+                        mass_above: above,
+                        mass_at_or_above: cum,
+                    });
+                    break;
+                }
+            }
+            for i in 0..x.len() {
+                keep[i] = keep[i] && x[i] >= tau;
+            }
+            tau
+        }
+        Stage::MinP => {
+            if p.min_p <= 0.0 {
+                return None;
+            }
+            // q_i ≥ min_p · max q  ⇔  (x_i − max)/T ≥ ln min_p.
+            let max = (0..x.len())
+                .filter(|&i| keep[i])
+                .map(|i| x[i])
+                .fold(f64::NEG_INFINITY, f64::max);
+            let ln_min_p = widen(p.min_p).ln();
+            for i in 0..x.len() {
+                keep[i] = keep[i] && (x[i] - max) / t >= ln_min_p;
+            }
+            max + t * ln_min_p
+        }
+    };
+    let mut trace = StageTrace {
+        stage,
+        before,
+        after: count(keep),
+        threshold,
+        min_keep_applied: false,
+        top_p_cut,
+    };
+    let m = p.min_tokens_to_keep as usize;
+    if trace.after < m && trace.after < before {
+        // Keep the m largest of the stage's input instead (ties at the m-th kept).
+        *keep = input;
+        trace.threshold = keep_top(x, keep, m);
+        trace.after = count(keep);
+        trace.min_keep_applied = true;
+    }
+    Some(trace)
+}
+
+/// The full pipeline of SPEC §3–§4 for one row, up to (not including) the draw.
+pub fn process_row(
+    row: usize,
+    x: &[f32],
+    p: &SamplingParams,
+    overrides: Overrides,
+) -> Result<ProcessedRow> {
+    let y = bias_mask_penalties(row, x, p)?;
+    let finite_mask: Vec<bool> = y.iter().map(|v| v.is_finite()).collect();
+    let (entropy, varentropy, finite) = entropy_stats(&y, &finite_mask);
+    let static_t = widen(p.temperature);
+    let dynamic = p.dynamic_temperature.as_ref();
+
+    let mut keep = finite_mask.clone();
+    let mut trace = Vec::new();
+    let mut top_p = widen(p.top_p);
+    let guide_entropy;
+    let mut t;
+
+    match p.order {
+        Order::Standard | Order::Vllm => {
+            // The guide is the model entropy; T is decided before truncation.
+            guide_entropy = dynamic.map(|d| d.guide(entropy, finite));
+            t = static_t;
+            if let (Some(d), Some(g)) = (dynamic, guide_entropy) {
+                if static_t != 0.0 {
+                    t = d.temperature(g, entropy, finite, static_t);
+                    if let Some(dp) = d.top_p(g) {
+                        top_p = dp;
+                    }
+                }
+            }
+            top_p = overrides.top_p.unwrap_or(top_p);
+            if static_t != 0.0 {
+                t = overrides.temperature.unwrap_or(t);
+            }
+            if t > 0.0 {
+                for stage in p.order.truncation_stages() {
+                    trace.extend(truncate(stage, &y, &mut keep, t, p, top_p));
+                }
+            }
+        }
+        Order::LlamaCpp => {
+            // Truncation sees the T = 1 distribution; dynamic temperature sees
+            // the survivors.
+            top_p = overrides.top_p.unwrap_or(top_p);
+            for stage in p.order.truncation_stages() {
+                trace.extend(truncate(stage, &y, &mut keep, 1.0, p, top_p));
+            }
+            let (h_surv, _, n_surv) = entropy_stats(&y, &keep);
+            guide_entropy = dynamic.map(|d| match d.mapping {
+                Mapping::LlamaCpp { .. } => h_surv,
+                _ => d.guide(h_surv, n_surv),
+            });
+            t = static_t;
+            if let (Some(d), Some(g)) = (dynamic, guide_entropy) {
+                if static_t != 0.0 {
+                    t = d.temperature(g, h_surv, n_surv, static_t);
+                }
+            }
+            if static_t != 0.0 {
+                t = overrides.temperature.unwrap_or(t);
+            }
+        }
+    }
+
+    let greedy = !(t > 0.0);
+    if greedy {
+        t = 0.0;
+        keep = vec![false; y.len()];
+        keep[argmax(&y)] = true;
+        trace.clear();
+    }
+
+    // π = softmax of the survivors at T.
+    let (pi, log_pi, final_entropy) = if greedy {
+        let mut pi = vec![0.0; y.len()];
+        let mut log_pi = vec![f64::NEG_INFINITY; y.len()];
+        let a = argmax(&y);
+        pi[a] = 1.0;
+        log_pi[a] = 0.0;
+        (pi, log_pi, 0.0)
+    } else {
+        let m = (0..y.len())
+            .filter(|&i| keep[i])
+            .map(|i| y[i])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = (0..y.len())
+            .filter(|&i| keep[i])
+            .map(|i| ((y[i] - m) / t).exp())
+            .sum();
+        let ln_z = z.ln();
+        let mut pi = vec![0.0; y.len()];
+        let mut log_pi = vec![f64::NEG_INFINITY; y.len()];
+        let mut h = 0.0;
+        for i in (0..y.len()).filter(|&i| keep[i]) {
+            log_pi[i] = (y[i] - m) / t - ln_z;
+            pi[i] = log_pi[i].exp();
+            h -= pi[i] * log_pi[i];
+        }
+        (pi, log_pi, h.max(0.0))
+    };
+    let kept_count = count(&keep);
+    Ok(ProcessedRow {
+        logits: y,
+        finite,
+        entropy,
+        varentropy,
+        guide_entropy,
+        temperature: t,
+        top_p,
+        greedy,
+        kept: keep,
+        kept_count,
+        pi,
+        log_pi,
+        final_entropy,
+        trace,
+    })
+}
+
+/// The smallest id t with `Σ_{j ≤ t} π_j > u`; if rounding leaves none, the
+/// highest id with π > 0 (SPEC §3.8).
+pub fn inverse_cdf(pi: &[f64], u: f64) -> u32 {
+    let mut cum = 0.0;
+    for (t, &q) in pi.iter().enumerate() {
+        cum += q;
+        if q > 0.0 && cum > u {
+            return t as u32;
+        }
+    }
+    pi.iter().rposition(|&q| q > 0.0).unwrap_or(0) as u32
+}
+
+/// Log-softmax of the logits as given (−inf stays −inf).
+pub fn raw_log_softmax(x: &[f32]) -> Vec<f64> {
+    let m = x
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| v as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let s: f64 = x
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| (v as f64 - m).exp())
+        .sum();
+    let ln_s = s.ln();
+    x.iter().map(|&v| v as f64 - m - ln_s).collect()
+}
+
+/// The `n` largest finite entries, descending, ties by lowest id.
+pub fn top_n(logprobs: &[f64], n: usize) -> Vec<TokenLogprob> {
+    let mut ids: Vec<usize> = (0..logprobs.len())
+        .filter(|&i| logprobs[i].is_finite())
+        .collect();
+    ids.sort_by(|&a, &b| logprobs[b].total_cmp(&logprobs[a]).then(a.cmp(&b)));
+    ids.truncate(n);
+    ids.into_iter()
+        .map(|i| TokenLogprob {
+            id: i as u32,
+            logprob: logprobs[i],
+        })
+        .collect()
+}
+
+/// The whole result of SPEC §6 for one row.
+pub fn sample_row(
+    row: usize,
+    x: &[f32],
+    p: &SamplingParams,
+    seed: u64,
+    samples: u32,
+) -> Result<RowResult> {
+    let pr = process_row(row, x, p, Overrides::default())?;
+    let draws: Vec<u32> = (0..samples)
+        .map(|d| pr.draw(uniform(seed, p.step, d)))
+        .collect();
+    let token = draws[0];
+    let raw = raw_log_softmax(x);
+    let top_logprobs = p.logprobs.map(|n| TopLogprobs {
+        raw: top_n(&raw, n as usize),
+        processed: top_n(&pr.log_pi, n as usize),
+    });
+    Ok(RowResult {
+        token,
+        draws,
+        logprob: pr.log_pi[token as usize],
+        raw_logprob: raw[token as usize],
+        entropy: pr.entropy,
+        varentropy: pr.varentropy,
+        guide_entropy: pr.guide_entropy,
+        final_entropy: pr.final_entropy,
+        temperature: pr.temperature,
+        top_p: pr.top_p,
+        kept: pr.kept_count as u32,
+        seed,
+        top_logprobs,
+    })
+}
+
+impl Sampler for ReferenceSampler {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Reference
+    }
+
+    fn device(&self) -> String {
+        "host CPU (f64 reference, single thread)".into()
+    }
+
+    fn sample(
+        &mut self,
+        logits: LogitsView<'_>,
+        params: &[SamplingParams],
+        samples: u32,
+    ) -> Result<Vec<RowResult>> {
+        check_samples(samples)?;
+        validate_all(params, logits.rows(), logits.vocab())?;
+        let seeds = resolve_seeds(params);
+        (0..logits.rows())
+            .map(|r| sample_row(r, logits.row(r), &params[r], seeds[r], samples))
+            .collect()
+    }
+
+    fn probs(
+        &mut self,
+        logits: LogitsView<'_>,
+        params: &[SamplingParams],
+    ) -> Result<Vec<RowProbs>> {
+        validate_all(params, logits.rows(), logits.vocab())?;
+        (0..logits.rows())
+            .map(|r| {
+                let pr = process_row(r, logits.row(r), &params[r], Overrides::default())?;
+                Ok(RowProbs {
+                    probs: pr.pi,
+                    kept: pr.kept_count as u32,
+                    temperature: pr.temperature,
+                    top_p: pr.top_p,
+                    entropy: pr.entropy,
+                    final_entropy: pr.final_entropy,
+                    guide_entropy: pr.guide_entropy,
+                })
+            })
+            .collect()
+    }
+}
