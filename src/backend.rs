@@ -71,6 +71,20 @@ pub trait Sampler {
     /// The processed distribution π of every row, in token-id order.
     fn probs(&mut self, logits: LogitsView<'_>, params: &[SamplingParams])
         -> Result<Vec<RowProbs>>;
+
+    /// Device time (ms) of the kernels of the last `sample` call, measured with
+    /// GPU timestamp queries; `None` where the backend has no such clock.
+    fn last_kernel_ms(&self) -> Option<f64> {
+        None
+    }
+
+    /// Milliseconds one streaming read of `logits` takes on this backend's device
+    /// (the memory-bandwidth floor benchmarks compare against); `None` if the
+    /// backend has no probe.
+    fn stream_read_ms(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {
+        let _ = logits;
+        Ok(None)
+    }
 }
 
 /// Checks the call-level draw count.
