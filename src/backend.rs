@@ -103,6 +103,7 @@ pub fn open(kind: BackendKind, allow_software: bool) -> Result<Box<dyn Sampler>>
     let _ = allow_software;
     match kind {
         BackendKind::Reference => Ok(Box::new(crate::reference::ReferenceSampler::new())),
+        BackendKind::Cpu => Ok(Box::new(crate::cpu::CpuSampler::new())),
         other => Err(SamplerError::BackendUnavailable {
             backend: other.name().into(),
             reason: "not built into this binary yet".into(),

@@ -29,6 +29,7 @@
 
 pub mod backend;
 pub mod batch;
+pub mod cpu;
 pub mod error;
 pub mod params;
 pub mod presets;
@@ -38,6 +39,7 @@ pub mod rng;
 
 pub use backend::{BackendKind, Sampler};
 pub use batch::{Batch, LogitsView, RawDtype};
+pub use cpu::CpuSampler;
 pub use error::{Result, SamplerError};
 pub use params::{DynamicTemperature, EntropyUnit, Mapping, Order, SamplingParams, Stage, TopPRange};
 pub use presets::{preset, Preset, PRESETS};

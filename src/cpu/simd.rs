@@ -1,0 +1,655 @@
+//! The hot loops of the CPU backend, written once as portable code that
+//! autovectorises (fixed-width lane arrays over `chunks_exact`, no bounds checks,
+//! no float→int casts) and compiled three times: AVX-512 (16 lanes), AVX2 + FMA
+//! (8 lanes) and the x86-64 baseline (SSE2, 4 lanes). [`Isa::detect`] picks the
+//! widest clone the running CPU supports, so one binary runs on any x86-64
+//! machine (other architectures get the portable clone).
+//!
+//! Every kernel works on one contiguous slice of logits; the row code in
+//! `row.rs` calls them block by block.
+
+/// The instruction set a [`Kernels`] value dispatches to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512F/VL with FMA: 16 f32 lanes.
+    Avx512,
+    /// AVX2 with FMA: 8 f32 lanes.
+    Avx2,
+    /// The architecture's baseline (SSE2 on x86-64): 4 lanes, no FMA.
+    Baseline,
+}
+
+impl Isa {
+    /// The widest clone this CPU runs. `TOKEN_SAMPLER_ISA=avx512|avx2|baseline`
+    /// forces a narrower one (tests and benchmarks of the fallbacks); a request
+    /// the CPU cannot run is ignored.
+    pub fn detect() -> Isa {
+        let best = Isa::best_supported();
+        match std::env::var("TOKEN_SAMPLER_ISA").ok().as_deref() {
+            Some("baseline") => Isa::Baseline,
+            Some("avx2") if best != Isa::Baseline => Isa::Avx2,
+            _ => best,
+        }
+    }
+
+    fn best_supported() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Baseline
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2+fma",
+            Isa::Baseline => "baseline",
+        }
+    }
+}
+
+/// Sums of one block for the statistics pass, relative to a shift `m ≥ max`:
+/// `s = Σ e^(x−m)`, `a = Σ (x−m)·e^(x−m)`, `b = Σ (x−m)²·e^(x−m)`,
+/// `st = Σ e^((x−m)/T)`, `at = Σ (x−m)·e^((x−m)/T)`, `n` = finite entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BlockSums {
+    pub s: f64,
+    pub a: f64,
+    pub b: f64,
+    pub st: f64,
+    pub at: f64,
+    pub n: u32,
+}
+
+// ---------------------------------------------------------------------------
+// Portable building blocks (inlined into every clone).
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// Adding 1.5·2^23 rounds a float of magnitude < 2^22 to an integer held in the
+/// low mantissa bits, so `2^n` can be built from bits without a float→int cast
+/// (which would not vectorise).
+const MAGIC: f32 = 12_582_912.0;
+/// ln 2 split in two (Cody–Waite) so `d − n·ln2` stays exact to f32 precision.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Below this, e^d is under f32's smallest normal and counts as 0. Clamping
+/// first keeps `n ≥ −126`, so the exponent bits never wrap.
+const EXP_FLOOR: f32 = -87.0;
+/// Floor for `x − m` where it multiplies a weight: keeps −inf entries (weight
+/// exactly 0) from producing −inf·0 = NaN, and is far below any `x − m` whose
+/// weight is not 0.
+const D_FLOOR: f32 = -1e30;
+
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+#[inline(always)]
+fn vmax(a: f32, b: f32) -> f32 {
+    // Compiles to one maxps (NaN handling is irrelevant: NaN logits are
+    // rejected before any value is used).
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// e^d for d ≤ 0 (−inf allowed): Cephes' degree-5 polynomial on
+/// |r| ≤ ln2/2 times 2^n built from bits; within 2 ulp of `f32::exp`, exactly 0
+/// below [`EXP_FLOOR`] (so −inf logits contribute nothing).
+#[inline(always)]
+pub(crate) fn exp_nonpos<const FMA: bool>(d: f32) -> f32 {
+    let dc = vmax(d, EXP_FLOOR);
+    let t = madd::<FMA>(dc, LOG2E, MAGIC);
+    let n = t - MAGIC;
+    let r = madd::<FMA>(n, -LN2_HI, dc);
+    let r = madd::<FMA>(n, -LN2_LO, r);
+    let mut y = 1.987_569_1e-4f32;
+    y = madd::<FMA>(y, r, 1.398_199_9e-3);
+    y = madd::<FMA>(y, r, 8.333_452e-3);
+    y = madd::<FMA>(y, r, 4.166_579_6e-2);
+    y = madd::<FMA>(y, r, 1.666_666_5e-1);
+    y = madd::<FMA>(y, r, 5.000_000_1e-1);
+    let r2 = r * r;
+    y = madd::<FMA>(y, r2, r + 1.0);
+    let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
+    let e = y * scale;
+    if d > EXP_FLOOR {
+        e
+    } else {
+        0.0
+    }
+}
+
+#[inline(always)]
+fn hsum<const L: usize>(v: &[f32; L]) -> f64 {
+    v.iter().map(|&x| x as f64).sum()
+}
+
+/// Max of a slice and whether it holds NaN or +inf.
+#[inline(always)]
+fn max_bad_impl<const L: usize>(x: &[f32]) -> (f32, bool) {
+    let mut mx = [f32::NEG_INFINITY; L];
+    let mut bad = [0u32; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        let c: &[f32; L] = c.try_into().unwrap();
+        for j in 0..L {
+            mx[j] = vmax(c[j], mx[j]);
+            // !(v < +inf) is true exactly for NaN and +inf.
+            bad[j] |= (!(c[j] < f32::INFINITY)) as u32;
+        }
+    }
+    let mut m = mx.iter().copied().fold(f32::NEG_INFINITY, vmax);
+    let mut b = bad.iter().any(|&v| v != 0);
+    for &v in rest {
+        m = vmax(v, m);
+        b |= !(v < f32::INFINITY);
+    }
+    (m, b)
+}
+
+/// Max of a slice (NaN-free input).
+#[inline(always)]
+fn max_impl<const L: usize>(x: &[f32]) -> f32 {
+    let mut mx = [f32::NEG_INFINITY; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        let c: &[f32; L] = c.try_into().unwrap();
+        for j in 0..L {
+            mx[j] = vmax(c[j], mx[j]);
+        }
+    }
+    let m = mx.iter().copied().fold(f32::NEG_INFINITY, vmax);
+    rest.iter().copied().fold(m, vmax)
+}
+
+/// The fused statistics of one block (see [`BlockSums`]). `TEMPER` adds the
+/// sums at temperature `1/inv_t`. Per-lane f32 accumulators over at most a few
+/// hundred values, widened to f64 per block, keep sums accurate to ~1e-7.
+#[inline(always)]
+fn stats_impl<const L: usize, const FMA: bool, const TEMPER: bool>(
+    x: &[f32],
+    m: f32,
+    inv_t: f32,
+) -> BlockSums {
+    let mut s = [0f32; L];
+    let mut a = [0f32; L];
+    let mut b = [0f32; L];
+    let mut st = [0f32; L];
+    let mut at = [0f32; L];
+    let mut n = [0u32; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    let lane = |j: usize, v: f32, s: &mut [f32; L], a: &mut [f32; L], b: &mut [f32; L],
+                    st: &mut [f32; L], at: &mut [f32; L], n: &mut [u32; L]| {
+        let d = v - m;
+        // −inf entries: dc = floor, e = 0, so every product is 0 (never −inf·0).
+        let dc = vmax(d, D_FLOOR);
+        let e = exp_nonpos::<FMA>(d);
+        s[j] += e;
+        let ed = e * dc;
+        a[j] += ed;
+        b[j] = madd::<FMA>(ed, dc, b[j]);
+        n[j] += (v > f32::NEG_INFINITY) as u32;
+        if TEMPER {
+            let et = exp_nonpos::<FMA>(d * inv_t);
+            st[j] += et;
+            at[j] = madd::<FMA>(et, dc, at[j]);
+        }
+    };
+    for c in chunks {
+        let c: &[f32; L] = c.try_into().unwrap();
+        for j in 0..L {
+            lane(j, c[j], &mut s, &mut a, &mut b, &mut st, &mut at, &mut n);
+        }
+    }
+    for (j, &v) in rest.iter().enumerate() {
+        lane(j, v, &mut s, &mut a, &mut b, &mut st, &mut at, &mut n);
+    }
+    BlockSums {
+        s: hsum(&s),
+        a: hsum(&a),
+        b: hsum(&b),
+        st: if TEMPER { hsum(&st) } else { 0.0 },
+        at: if TEMPER { hsum(&at) } else { 0.0 },
+        n: n.iter().sum(),
+    }
+}
+
+/// `(Σ e^((x−m)/T), Σ (x−m)·e^((x−m)/T))` over the entries with `x ≥ tau`.
+#[inline(always)]
+fn tempered_impl<const L: usize, const FMA: bool>(
+    x: &[f32],
+    m: f32,
+    inv_t: f32,
+    tau: f32,
+) -> (f64, f64) {
+    let mut st = [0f32; L];
+    let mut at = [0f32; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    let lane = |v: f32, st: &mut f32, at: &mut f32| {
+        let d = v - m;
+        let dc = vmax(d, D_FLOOR);
+        let e = exp_nonpos::<FMA>(d * inv_t);
+        let e = if v >= tau { e } else { 0.0 };
+        *st += e;
+        *at = madd::<FMA>(e, dc, *at);
+    };
+    for c in chunks {
+        let c: &[f32; L] = c.try_into().unwrap();
+        for j in 0..L {
+            lane(c[j], &mut st[j], &mut at[j]);
+        }
+    }
+    for (j, &v) in rest.iter().enumerate() {
+        lane(v, &mut st[j], &mut at[j]);
+    }
+    (hsum(&st), hsum(&at))
+}
+
+/// `e^((x−m)/T)` for `x ≥ tau`, else 0, written to `out` (same length as `x`).
+#[inline(always)]
+fn weights_impl<const L: usize, const FMA: bool>(
+    x: &[f32],
+    m: f32,
+    inv_t: f32,
+    tau: f32,
+    out: &mut [f32],
+) {
+    let out = &mut out[..x.len()];
+    for (o, &v) in out.iter_mut().zip(x) {
+        let e = exp_nonpos::<FMA>((v - m) * inv_t);
+        *o = if v >= tau { e } else { 0.0 };
+    }
+}
+
+/// Number of entries `≥ tau`.
+#[inline(always)]
+fn count_ge_impl<const L: usize>(x: &[f32], tau: f32) -> usize {
+    let mut n = [0u32; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        let c: &[f32; L] = c.try_into().unwrap();
+        for j in 0..L {
+            n[j] += (c[j] >= tau) as u32;
+        }
+    }
+    let n: usize = n.iter().map(|&v| v as usize).sum();
+    n + rest.iter().filter(|&&v| v >= tau).count()
+}
+
+/// Appends `(x_i, base + i)` for every `x_i ≥ tau`, in index order. A vector
+/// compare rejects whole lanes-wide chunks; the scalar append runs only on
+/// chunks that hold a candidate.
+#[inline(always)]
+fn compact_ge_impl<const L: usize>(
+    x: &[f32],
+    tau: f32,
+    base: u32,
+    vals: &mut Vec<f32>,
+    ids: &mut Vec<u32>,
+) {
+    let chunks = x.chunks_exact(L);
+    let rest_start = x.len() - chunks.remainder().len();
+    for (ci, c) in chunks.enumerate() {
+        let c: &[f32; L] = c.try_into().unwrap();
+        let mut any = false;
+        for j in 0..L {
+            any |= c[j] >= tau;
+        }
+        if any {
+            for (j, &v) in c.iter().enumerate() {
+                if v >= tau {
+                    vals.push(v);
+                    ids.push(base + (ci * L + j) as u32);
+                }
+            }
+        }
+    }
+    for (j, &v) in x[rest_start..].iter().enumerate() {
+        if v >= tau {
+            vals.push(v);
+            ids.push(base + (rest_start + j) as u32);
+        }
+    }
+}
+
+/// Σ x as a streaming read (the memory-bandwidth probe).
+#[inline(always)]
+fn read_sum_impl<const L: usize>(x: &[f32]) -> f32 {
+    // Four independent lane groups hide the add latency, so the loop is
+    // limited by loads alone.
+    let mut acc = [[0f32; L]; 4];
+    let chunks = x.chunks_exact(4 * L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (g, part) in c.chunks_exact(L).enumerate() {
+            let part: &[f32; L] = part.try_into().unwrap();
+            for j in 0..L {
+                acc[g][j] += part[j];
+            }
+        }
+    }
+    let mut s: f32 = acc.iter().flatten().sum();
+    for &v in rest {
+        s += v;
+    }
+    s
+}
+
+/// Offers every entry above the current n-th largest to `top` (a chunk max
+/// rejects most chunks without a scalar look).
+#[inline(always)]
+fn top_n_impl<const L: usize>(x: &[f32], base: u32, top: &mut super::select::TopN) {
+    const CHUNK: usize = 64;
+    let mut i = 0;
+    for c in x.chunks(CHUNK) {
+        let mx = max_impl::<L>(c);
+        if mx > f32::NEG_INFINITY && top.wants(mx) {
+            for (j, &v) in c.iter().enumerate() {
+                if v > f32::NEG_INFINITY && top.wants(v) {
+                    top.offer(v, base + (i + j) as u32);
+                }
+            }
+        }
+        i += c.len();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The clones and the dispatcher.
+
+macro_rules! clone_kernels {
+    ($modname:ident, $feat:literal, $lanes:literal, $fma:literal) => {
+        #[allow(unused_unsafe, clippy::missing_safety_doc)]
+        mod $modname {
+            use super::*;
+
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn max_bad(x: &[f32]) -> (f32, bool) {
+                max_bad_impl::<$lanes>(x)
+            }
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn max(x: &[f32]) -> f32 {
+                max_impl::<$lanes>(x)
+            }
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn stats(x: &[f32], m: f32, inv_t: f32, temper: bool) -> BlockSums {
+                if temper {
+                    stats_impl::<$lanes, $fma, true>(x, m, inv_t)
+                } else {
+                    stats_impl::<$lanes, $fma, false>(x, m, inv_t)
+                }
+            }
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn tempered(x: &[f32], m: f32, inv_t: f32, tau: f32) -> (f64, f64) {
+                tempered_impl::<$lanes, $fma>(x, m, inv_t, tau)
+            }
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn weights(x: &[f32], m: f32, inv_t: f32, tau: f32, out: &mut [f32]) {
+                weights_impl::<$lanes, $fma>(x, m, inv_t, tau, out)
+            }
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn count_ge(x: &[f32], tau: f32) -> usize {
+                count_ge_impl::<$lanes>(x, tau)
+            }
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn compact_ge(
+                x: &[f32],
+                tau: f32,
+                base: u32,
+                vals: &mut Vec<f32>,
+                ids: &mut Vec<u32>,
+            ) {
+                compact_ge_impl::<$lanes>(x, tau, base, vals, ids)
+            }
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn read_sum(x: &[f32]) -> f32 {
+                read_sum_impl::<$lanes>(x)
+            }
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn top_n(x: &[f32], base: u32, top: &mut super::super::select::TopN) {
+                top_n_impl::<$lanes>(x, base, top)
+            }
+        }
+    };
+}
+
+clone_kernels!(avx512, "avx512f,avx512vl,avx2,fma", 16, true);
+clone_kernels!(avx2, "avx2,fma", 8, true);
+clone_kernels!(baseline, "sse2", 4, false);
+
+/// The kernels for one [`Isa`], chosen once per sampler.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernels {
+    isa: Isa,
+}
+
+macro_rules! dispatch {
+    ($self:ident, $f:ident($($arg:expr),*)) => {
+        // SAFETY: `Kernels::new` only stores an ISA that `Isa::detect` found
+        // on this CPU (or the baseline, which every x86-64 CPU has).
+        unsafe {
+            match $self.isa {
+                Isa::Avx512 => avx512::$f($($arg),*),
+                Isa::Avx2 => avx2::$f($($arg),*),
+                Isa::Baseline => baseline::$f($($arg),*),
+            }
+        }
+    };
+}
+
+impl Kernels {
+    /// Kernels for the best ISA of this CPU (see [`Isa::detect`]).
+    pub fn detect() -> Kernels {
+        Kernels { isa: Isa::detect() }
+    }
+
+    /// Kernels for `isa` if this CPU runs it, else for the best one it does.
+    pub fn with_isa(isa: Isa) -> Kernels {
+        let best = Isa::best_supported();
+        let ok = match isa {
+            Isa::Baseline => true,
+            Isa::Avx2 => best != Isa::Baseline,
+            Isa::Avx512 => best == Isa::Avx512,
+        };
+        Kernels {
+            isa: if ok { isa } else { best },
+        }
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    #[inline]
+    pub fn max_bad(&self, x: &[f32]) -> (f32, bool) {
+        dispatch!(self, max_bad(x))
+    }
+    #[inline]
+    pub fn max(&self, x: &[f32]) -> f32 {
+        dispatch!(self, max(x))
+    }
+    #[inline]
+    pub fn stats(&self, x: &[f32], m: f32, inv_t: f32, temper: bool) -> BlockSums {
+        dispatch!(self, stats(x, m, inv_t, temper))
+    }
+    #[inline]
+    pub fn tempered(&self, x: &[f32], m: f32, inv_t: f32, tau: f32) -> (f64, f64) {
+        dispatch!(self, tempered(x, m, inv_t, tau))
+    }
+    #[inline]
+    pub fn weights(&self, x: &[f32], m: f32, inv_t: f32, tau: f32, out: &mut [f32]) {
+        dispatch!(self, weights(x, m, inv_t, tau, out))
+    }
+    #[inline]
+    pub fn count_ge(&self, x: &[f32], tau: f32) -> usize {
+        dispatch!(self, count_ge(x, tau))
+    }
+    #[inline]
+    pub fn compact_ge(&self, x: &[f32], tau: f32, base: u32, vals: &mut Vec<f32>, ids: &mut Vec<u32>) {
+        dispatch!(self, compact_ge(x, tau, base, vals, ids))
+    }
+    #[inline]
+    pub fn read_sum(&self, x: &[f32]) -> f32 {
+        dispatch!(self, read_sum(x))
+    }
+    #[inline]
+    pub fn top_n(&self, x: &[f32], base: u32, top: &mut super::select::TopN) {
+        dispatch!(self, top_n(x, base, top))
+    }
+}
+
+/// The smallest f32 `≥ v`, so that for any f32 `x`, `x ≥ ceil_f32(v)` ⇔ `x ≥ v`
+/// (a threshold computed in f64 applied exactly to f32 logits).
+pub fn ceil_f32(v: f64) -> f32 {
+    let f = v as f32;
+    if (f as f64) < v {
+        f.next_up()
+    } else {
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Kernels> {
+        [Isa::Avx512, Isa::Avx2, Isa::Baseline]
+            .into_iter()
+            .map(Kernels::with_isa)
+            .collect()
+    }
+
+    #[test]
+    fn exp_matches_libm_within_2ulp_and_floors_to_zero() {
+        let mut worst = 0f64;
+        let mut d = -87.0f32;
+        while d <= 0.0 {
+            let got = exp_nonpos::<true>(d) as f64;
+            let want = (d as f64).exp();
+            worst = worst.max((got - want).abs() / want);
+            let got = exp_nonpos::<false>(d) as f64;
+            worst = worst.max((got - want).abs() / want);
+            d += 0.000_37;
+        }
+        // f32 epsilon is 1.19e-7: two ulp.
+        assert!(worst < 2.4e-7, "worst relative error {worst}");
+        assert_eq!(exp_nonpos::<true>(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_nonpos::<true>(-200.0), 0.0);
+        assert_eq!(exp_nonpos::<false>(-87.5), 0.0);
+        assert_eq!(exp_nonpos::<true>(0.0), 1.0);
+    }
+
+    #[test]
+    fn every_clone_agrees_with_plain_f64_sums() {
+        let x: Vec<f32> = (0..1003)
+            .map(|i| {
+                if i % 97 == 5 {
+                    f32::NEG_INFINITY
+                } else {
+                    ((i * 7919) % 1000) as f32 * 0.013 - 6.0
+                }
+            })
+            .collect();
+        let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let t = 0.7f64;
+        let (mut s, mut a, mut b, mut st, mut at, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0, 0);
+        for &v in &x {
+            if v == f32::NEG_INFINITY {
+                continue;
+            }
+            let d = v as f64 - m as f64;
+            s += d.exp();
+            a += d * d.exp();
+            b += d * d * d.exp();
+            st += (d / t).exp();
+            at += d * (d / t).exp();
+            n += 1;
+        }
+        for k in all() {
+            let (mx, bad) = k.max_bad(&x);
+            assert_eq!((mx, bad), (m, false), "{:?}", k.isa());
+            assert_eq!(k.max(&x), m);
+            let got = k.stats(&x, m, (1.0 / t) as f32, true);
+            for (g, w) in [(got.s, s), (got.a, a), (got.b, b), (got.st, st), (got.at, at)] {
+                assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{:?}: {g} vs {w}", k.isa());
+            }
+            assert_eq!(got.n, n);
+            let plain = k.stats(&x, m, 1.0, false);
+            assert_eq!(plain.st, 0.0);
+            assert!((plain.s - s).abs() < 1e-5 * s);
+            let tau = -1.5f32;
+            let (ts, _) = k.tempered(&x, m, (1.0 / t) as f32, tau);
+            let want: f64 = x
+                .iter()
+                .filter(|&&v| v >= tau)
+                .map(|&v| ((v as f64 - m as f64) / t).exp())
+                .sum();
+            assert!((ts - want).abs() < 1e-5 * want);
+            assert_eq!(k.count_ge(&x, tau), x.iter().filter(|&&v| v >= tau).count());
+            let (mut vals, mut ids) = (Vec::new(), Vec::new());
+            k.compact_ge(&x, tau, 10, &mut vals, &mut ids);
+            let want: Vec<u32> = (0..x.len() as u32).filter(|&i| x[i as usize] >= tau).map(|i| i + 10).collect();
+            assert_eq!(ids, want);
+            assert!(vals.iter().zip(&ids).all(|(&v, &i)| v == x[i as usize - 10]));
+            let mut w = vec![0f32; x.len()];
+            k.weights(&x, m, 1.0, tau, &mut w);
+            for (i, &v) in x.iter().enumerate() {
+                let want = if v >= tau { (v as f64 - m as f64).exp() } else { 0.0 };
+                assert!((w[i] as f64 - want).abs() < 3e-7 * want.max(1e-30), "{i}");
+            }
+            let rs = k.read_sum(&x[..100]);
+            assert!(rs.is_infinite() && rs < 0.0);
+        }
+    }
+
+    #[test]
+    fn max_bad_flags_nan_and_pos_inf_only() {
+        for k in all() {
+            let mut x = vec![0.5f32; 77];
+            x[3] = f32::NEG_INFINITY;
+            assert_eq!(k.max_bad(&x), (0.5, false));
+            for bad in [f32::NAN, f32::INFINITY] {
+                for pos in [0, 40, 76] {
+                    let mut y = x.clone();
+                    y[pos] = bad;
+                    assert!(k.max_bad(&y).1, "{:?} {bad} at {pos}", k.isa());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ceil_f32_is_an_exact_threshold() {
+        for v in [0.1f64, -3.3, 1e-40, 7.0, -1e30] {
+            let c = ceil_f32(v);
+            assert!(c as f64 >= v);
+            assert!((c.next_down() as f64) < v);
+        }
+    }
+}
