@@ -29,6 +29,7 @@
 
 pub mod backend;
 pub mod batch;
+pub mod bench;
 pub mod cpu;
 pub mod error;
 pub mod params;

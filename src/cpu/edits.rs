@@ -292,7 +292,7 @@ mod tests {
         let e = Edits::default().build(4, &x, &p).unwrap_err().to_string();
         let r = bias_mask_penalties(4, &x, &p).unwrap_err().to_string();
         assert_eq!(e, r);
-        let p = SamplingParams::from_json_value(0, serde_json::json!({"repetition_penalty": 0.01, "history": [2]})).unwrap();
+        let p = SamplingParams::from_json_value(0, serde_json::json!({"repetition_penalty": 0.01, "history": [1]})).unwrap();
         let e = Edits::default().build(4, &x, &p).unwrap_err().to_string();
         assert_eq!(e, bias_mask_penalties(4, &x, &p).unwrap_err().to_string());
     }

