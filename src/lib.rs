@@ -29,7 +29,9 @@
 
 pub mod backend;
 pub mod batch;
+pub mod calibrate;
 pub mod error;
+pub mod experiments;
 pub mod params;
 pub mod presets;
 pub mod reference;

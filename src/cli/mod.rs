@@ -2,6 +2,7 @@
 //! dispatches and turns errors into a message and a non-zero exit code.
 
 mod args;
+mod experiment;
 mod info;
 mod sample;
 
@@ -30,6 +31,8 @@ enum Command {
     Presets(info::PresetsArgs),
     /// Show the backends, adapters and limits this binary can use.
     Info(info::InfoArgs),
+    /// Run a seed experiment (or all) through a backend: tables, plots, index page.
+    Experiment(experiment::ExperimentArgs),
 }
 
 /// What a command reports back to `main` when it fails in an expected way.
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Probs(a) => sample::run_probs(a),
         Command::Presets(a) => info::run_presets(a),
         Command::Info(a) => info::run_info(a),
+        Command::Experiment(a) => experiment::run_experiment(a),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
