@@ -203,7 +203,12 @@ fn check_target(scope: Scope, target: f64) -> Result<()> {
 }
 
 /// Bisection of a non-decreasing `h` for `target` on [`T_MIN`, `T_MAX`].
-fn bisect(scope: Scope, target: f64, unit: Unit, mut h: impl FnMut(f64) -> Result<f64>) -> Result<Calibration> {
+fn bisect(
+    scope: Scope,
+    target: f64,
+    unit: Unit,
+    mut h: impl FnMut(f64) -> Result<f64>,
+) -> Result<Calibration> {
     check_target(scope, target)?;
     let evaluations = std::cell::Cell::new(0u32);
     let mut eval = |t: f64| {
@@ -226,7 +231,11 @@ fn bisect(scope: Scope, target: f64, unit: Unit, mut h: impl FnMut(f64) -> Resul
     let (mut h_lo, mut h_hi) = (h_min, h_max);
     // Geometric steps first (the bracket spans six decades), then arithmetic.
     loop {
-        let mid = if hi / lo > 2.0 { (lo * hi).sqrt() } else { 0.5 * (lo + hi) };
+        let mid = if hi / lo > 2.0 {
+            (lo * hi).sqrt()
+        } else {
+            0.5 * (lo + hi)
+        };
         if !(mid > lo && mid < hi) {
             break; // the bracket cannot shrink further in f64
         }

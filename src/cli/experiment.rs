@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use super::args::BackendArgs;
 use super::{envelope, print_json, Outcome};
-use token_sampler::experiments::{self, ExperimentKind, Options, Report, DEFAULT_SAMPLES, DEFAULT_SEED};
+use token_sampler::experiments::{
+    self, ExperimentKind, Options, Report, DEFAULT_SAMPLES, DEFAULT_SEED,
+};
 use token_sampler::preset;
 
 /// One experiment, or all of them.
@@ -96,7 +98,12 @@ pub fn run_experiment(a: ExperimentArgs) -> anyhow::Result<Outcome> {
         );
         out.insert(
             "files".into(),
-            Value::Array(written.iter().map(|p| Value::from(p.display().to_string())).collect()),
+            Value::Array(
+                written
+                    .iter()
+                    .map(|p| Value::from(p.display().to_string()))
+                    .collect(),
+            ),
         );
         print_json(&Value::Object(out))?;
     } else {
@@ -119,7 +126,11 @@ fn write(dir: &Path, reports: &[Report], nested: bool) -> anyhow::Result<Vec<Pat
     let mut written = Vec::new();
     let mut subdirs = Vec::new();
     for r in reports {
-        let sub = if nested { r.kind.name().to_string() } else { String::new() };
+        let sub = if nested {
+            r.kind.name().to_string()
+        } else {
+            String::new()
+        };
         written.extend(r.write(&dir.join(&sub))?);
         subdirs.push(sub);
     }

@@ -2,6 +2,7 @@
 //! dispatches and turns errors into a message and a non-zero exit code.
 
 mod args;
+mod calibrate;
 mod experiment;
 mod info;
 mod sample;
@@ -33,6 +34,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Run a seed experiment (or all) through a backend: tables, plots, index page.
     Experiment(experiment::ExperimentArgs),
+    /// Find the temperature that gives a target entropy, or suggest h_low/h_high.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// What a command reports back to `main` when it fails in an expected way.
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Presets(a) => info::run_presets(a),
         Command::Info(a) => info::run_info(a),
         Command::Experiment(a) => experiment::run_experiment(a),
+        Command::Calibrate(a) => calibrate::run_calibrate(a),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

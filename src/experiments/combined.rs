@@ -5,6 +5,7 @@ use super::data::{SWEEP_LOGITS, SWEEP_TOKENS};
 use super::plot::{color, BarKind, BarSeries, Bars, Figure, Heat, Panel, GHOST};
 use super::table::{row, Table};
 use super::{bits, repeat, strings, ExperimentKind, Lab, Report, Result};
+use crate::params::widen;
 use crate::params::{Order, SamplingParams};
 
 /// A named combination: (label, T, top_k, top_p, min_p, order).
@@ -15,14 +16,35 @@ const CONFIGS: [Config; 12] = [
     ("T 0.7, p 0.9", 0.7, 0, 0.9, 0.0, Order::Standard),
     ("T 1.5, p 0.9", 1.5, 0, 0.9, 0.0, Order::Standard),
     ("T 1.5, k 3", 1.5, 3, 1.0, 0.0, Order::Standard),
-    ("T 0.3, p 0.6 (doubled up)", 0.3, 0, 0.6, 0.0, Order::Standard),
+    (
+        "T 0.3, p 0.6 (doubled up)",
+        0.3,
+        0,
+        0.6,
+        0.0,
+        Order::Standard,
+    ),
     ("T 0 (greedy)", 0.0, 0, 1.0, 0.0, Order::Standard),
     ("T 1, k 5, p 0.9", 1.0, 5, 0.9, 0.0, Order::Standard),
     ("T 1.5, min-p 0.1", 1.5, 0, 1.0, 0.1, Order::Standard),
     ("T 2, p 0.8, standard", 2.0, 0, 0.8, 0.0, Order::Standard),
     ("T 2, p 0.8, llama.cpp", 2.0, 0, 0.8, 0.0, Order::LlamaCpp),
-    ("T 1.5, p 0.8, min-p 0.3, standard", 1.5, 0, 0.8, 0.3, Order::Standard),
-    ("T 1.5, p 0.8, min-p 0.3, vllm", 1.5, 0, 0.8, 0.3, Order::Vllm),
+    (
+        "T 1.5, p 0.8, min-p 0.3, standard",
+        1.5,
+        0,
+        0.8,
+        0.3,
+        Order::Standard,
+    ),
+    (
+        "T 1.5, p 0.8, min-p 0.3, vllm",
+        1.5,
+        0,
+        0.8,
+        0.3,
+        Order::Vllm,
+    ),
 ];
 
 pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
@@ -71,17 +93,27 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let mut per_token = Table::new(
         "combined_tokens",
         "Per-token probability under each combination",
-        &["config", "token_id", "token", "probability_untruncated", "probability", "empirical_frequency"],
+        &[
+            "config",
+            "token_id",
+            "token",
+            "probability_untruncated",
+            "probability",
+            "empirical_frequency",
+        ],
     );
     for ((c, e), b) in CONFIGS.iter().zip(&evals).zip(&before) {
-        let kept: Vec<&str> = (0..n).filter(|&i| e.probs[i] > 0.0).map(|i| SWEEP_TOKENS[i]).collect();
+        let kept: Vec<&str> = (0..n)
+            .filter(|&i| e.probs[i] > 0.0)
+            .map(|i| SWEEP_TOKENS[i])
+            .collect();
         let (top, p) = e.top();
         configs.push(row![
             c.0,
-            c.1 as f64,
+            widen(c.1),
             c.2,
-            c.3 as f64,
-            c.4 as f64,
+            widen(c.3),
+            widen(c.4),
             c.5.name(),
             e.kept,
             kept.join(" "),
@@ -91,7 +123,14 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             e.freq_of(top)
         ]);
         for i in 0..n {
-            per_token.push(row![c.0, i, SWEEP_TOKENS[i], b.probs[i], e.probs[i], e.freq_of(i)]);
+            per_token.push(row![
+                c.0,
+                i,
+                SWEEP_TOKENS[i],
+                b.probs[i],
+                e.probs[i],
+                e.freq_of(i)
+            ]);
         }
     }
 
@@ -112,12 +151,24 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let mut grid_table = Table::new(
         "combined_grid",
         "Entropy and kept count over temperature × top-p",
-        &["temperature", "top_p", "kept", "entropy_bits", "top_probability"],
+        &[
+            "temperature",
+            "top_p",
+            "kept",
+            "entropy_bits",
+            "top_probability",
+        ],
     );
     for (j, &p) in ps.iter().enumerate() {
         for (i, &t) in temps.iter().enumerate() {
             let e = &grid[j * temps.len() + i];
-            grid_table.push(row![t as f64, p as f64, e.kept, bits(e.final_entropy), e.top().1]);
+            grid_table.push(row![
+                widen(t),
+                widen(p),
+                e.kept,
+                bits(e.final_entropy),
+                e.top().1
+            ]);
         }
     }
 
@@ -127,7 +178,12 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         .zip(&before)
         .map(|((c, e), b)| {
             Panel::Bars(Bars {
-                title: format!("{} · kept {} · H = {:.2} bits", c.0, e.kept, bits(e.final_entropy)),
+                title: format!(
+                    "{} · kept {} · H = {:.2} bits",
+                    c.0,
+                    e.kept,
+                    bits(e.final_entropy)
+                ),
                 categories: strings(&SWEEP_TOKENS),
                 series: vec![
                     BarSeries {
@@ -158,7 +214,11 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     };
     // Heat-map rows top to bottom: p = 1.0 first.
     let p_rows: Vec<usize> = (0..ps.len()).rev().collect();
-    let heat = |file: &str, title: &str, z_label: &str, f: &dyn Fn(&super::Eval) -> f64, range: (f64, f64)| Figure {
+    let heat = |file: &str,
+                title: &str,
+                z_label: &str,
+                f: &dyn Fn(&super::Eval) -> f64,
+                range: (f64, f64)| Figure {
         file: file.into(),
         title: title.into(),
         grid: (1, 1),
@@ -166,12 +226,16 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             title: "each cell: the ten logits at that temperature, cut by that top-p".into(),
             x_label: "temperature T".into(),
             y_label: "top_p".into(),
-            x: temps.iter().map(|&t| t as f64).collect(),
+            x: temps.iter().map(|&t| widen(t)).collect(),
             x_categories: None,
             y_categories: p_rows.iter().map(|&j| format!("{}", ps[j])).collect(),
             z: p_rows
                 .iter()
-                .map(|&j| (0..temps.len()).map(|i| f(&grid[j * temps.len() + i])).collect())
+                .map(|&j| {
+                    (0..temps.len())
+                        .map(|i| f(&grid[j * temps.len() + i]))
+                        .collect()
+                })
                 .collect(),
             z_label: z_label.into(),
             z_range: Some(range),
@@ -206,11 +270,12 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             evals[8].kept, evals[9].kept, evals[10].kept, evals[11].kept
         ),
     ];
-    let about = "Temperature reshapes, truncation cuts. In the standard order temperature runs first, \
+    let about =
+        "Temperature reshapes, truncation cuts. In the standard order temperature runs first, \
         so a higher T widens the nucleus that a fixed top-p keeps; low T plus a tight top-p leaves \
         almost nothing to sample. The heat maps show entropy and kept count over a T × top-p grid; \
         the last rows of the table compare stage orders."
-        .to_string();
+            .to_string();
     Ok(Report {
         kind: ExperimentKind::Combined,
         title: ExperimentKind::Combined.title().into(),

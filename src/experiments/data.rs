@@ -127,13 +127,48 @@ pub struct TaskPoint {
 }
 
 pub const TASK_MAP: [TaskPoint; 7] = [
-    TaskPoint { task: "Classification", preset: "classification", creativity: 0.08, precision: 0.95 },
-    TaskPoint { task: "Factual QA", preset: "factual-qa", creativity: 0.18, precision: 0.90 },
-    TaskPoint { task: "Code generation", preset: "code", creativity: 0.35, precision: 0.85 },
-    TaskPoint { task: "Summarization", preset: "summarization", creativity: 0.55, precision: 0.72 },
-    TaskPoint { task: "Chat", preset: "chat", creativity: 0.60, precision: 0.50 },
-    TaskPoint { task: "Creative writing", preset: "creative-writing", creativity: 0.85, precision: 0.28 },
-    TaskPoint { task: "Brainstorming", preset: "brainstorming", creativity: 0.95, precision: 0.12 },
+    TaskPoint {
+        task: "Classification",
+        preset: "classification",
+        creativity: 0.08,
+        precision: 0.95,
+    },
+    TaskPoint {
+        task: "Factual QA",
+        preset: "factual-qa",
+        creativity: 0.18,
+        precision: 0.90,
+    },
+    TaskPoint {
+        task: "Code generation",
+        preset: "code",
+        creativity: 0.35,
+        precision: 0.85,
+    },
+    TaskPoint {
+        task: "Summarization",
+        preset: "summarization",
+        creativity: 0.55,
+        precision: 0.72,
+    },
+    TaskPoint {
+        task: "Chat",
+        preset: "chat",
+        creativity: 0.60,
+        precision: 0.50,
+    },
+    TaskPoint {
+        task: "Creative writing",
+        preset: "creative-writing",
+        creativity: 0.85,
+        precision: 0.28,
+    },
+    TaskPoint {
+        task: "Brainstorming",
+        preset: "brainstorming",
+        creativity: 0.95,
+        precision: 0.12,
+    },
 ];
 
 /// `n` temperatures 0.1, 0.2, …, n/10 (the heat map's 50 columns span 0.1–5.0).

@@ -5,6 +5,7 @@ use super::plot::{color, Figure, LineSpec, Lines, Panel};
 use super::table::{row, Table};
 use super::{bits, ExperimentKind, Lab, Report, Result};
 use crate::calibrate::{entropy_percentiles, Unit};
+use crate::params::widen;
 use crate::params::{DynamicTemperature, Mapping, SamplingParams};
 
 /// Vocabulary of the synthetic rows.
@@ -22,7 +23,9 @@ pub(crate) fn synthetic_rows() -> Vec<(f64, Vec<f32>)> {
     (0..ROWS)
         .map(|r| {
             let s = 6.0 * (0.5f64 / 6.0).powf(r as f64 / (ROWS - 1) as f64);
-            let x = (0..VOCAB).map(|i| (-s * ((i + 1) as f64).ln()) as f32).collect();
+            let x = (0..VOCAB)
+                .map(|i| (-s * ((i + 1) as f64).ln()) as f32)
+                .collect();
             (s, x)
         })
         .collect()
@@ -31,14 +34,23 @@ pub(crate) fn synthetic_rows() -> Vec<(f64, Vec<f32>)> {
 /// The mappings compared: linear and sigmoid on the 25th–75th percentile of
 /// the sequence's entropies (the article's advice), a LUT, EDT and llama.cpp's
 /// `temp_ext`. `None` rows are static temperatures.
-fn mappings(p25: f32, median: f32, p75: f32) -> Vec<(&'static str, Option<DynamicTemperature>, Option<f32>)> {
+fn mappings(
+    p25: f32,
+    median: f32,
+    p75: f32,
+) -> Vec<(&'static str, Option<DynamicTemperature>, Option<f32>)> {
     let dynamic = |m| Some(DynamicTemperature::new(m));
     vec![
         ("static T 1.0", None, Some(1.0)),
         ("static T 0.7", None, Some(0.7)),
         (
             "linear",
-            dynamic(Mapping::Linear { h_low: p25, h_high: p75, t_min: T_LOW, t_max: T_HIGH }),
+            dynamic(Mapping::Linear {
+                h_low: p25,
+                h_high: p75,
+                t_min: T_LOW,
+                t_max: T_HIGH,
+            }),
             None,
         ),
         (
@@ -59,8 +71,23 @@ fn mappings(p25: f32, median: f32, p75: f32) -> Vec<(&'static str, Option<Dynami
             }),
             None,
         ),
-        ("edt", dynamic(Mapping::Edt { t0: T_HIGH, base: 0.8, theta: 1.0 }), None),
-        ("llama_cpp", dynamic(Mapping::LlamaCpp { range: 0.75, exponent: 1.0 }), None),
+        (
+            "edt",
+            dynamic(Mapping::Edt {
+                t0: T_HIGH,
+                base: 0.8,
+                theta: 1.0,
+            }),
+            None,
+        ),
+        (
+            "llama_cpp",
+            dynamic(Mapping::LlamaCpp {
+                range: 0.75,
+                exponent: 1.0,
+            }),
+            None,
+        ),
     ]
 }
 
@@ -93,7 +120,13 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let mut seq_table = Table::new(
         "entropy_guided_rows",
         "The synthetic sequence: sharpness and model entropy per row",
-        &["row", "sharpness", "entropy_nats", "entropy_bits", "top_probability_t1"],
+        &[
+            "row",
+            "sharpness",
+            "entropy_nats",
+            "entropy_bits",
+            "top_probability_t1",
+        ],
     );
     for (r, (s, _)) in seq.iter().enumerate() {
         let e = at(0, r);
@@ -102,7 +135,16 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let mut choice = Table::new(
         "entropy_guided_temperatures",
         "Temperature each mapping chooses per row, and the entropy of what is then sampled",
-        &["mapping", "row", "entropy_nats", "guide_entropy", "temperature", "final_entropy_nats", "final_entropy_bits", "kept"],
+        &[
+            "mapping",
+            "row",
+            "entropy_nats",
+            "guide_entropy",
+            "temperature",
+            "final_entropy_nats",
+            "final_entropy_bits",
+            "kept",
+        ],
     );
     for (m, (name, _, _)) in maps.iter().enumerate() {
         for r in 0..ROWS {
@@ -144,7 +186,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             .as_ref()
             .map(|d| serde_json::to_string(d).unwrap_or_default())
             .unwrap_or_else(|| "null".into());
-        map_table.push(row![*name, t.unwrap_or(base.temperature) as f64, json]);
+        map_table.push(row![*name, widen(t.unwrap_or(base.temperature)), json]);
     }
 
     let row_x = |f: &dyn Fn(&super::Eval) -> f64, m: usize| -> Vec<(f64, f64)> {
@@ -170,8 +212,14 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
                 y_range: Some((0.0, (VOCAB as f64).ln() + 0.2)),
                 vlines: vec![],
                 hlines: vec![
-                    (stats.p25, format!("25th percentile {:.2} = h_low", stats.p25)),
-                    (stats.p75, format!("75th percentile {:.2} = h_high", stats.p75)),
+                    (
+                        stats.p25,
+                        format!("25th percentile {:.2} = h_low", stats.p25),
+                    ),
+                    (
+                        stats.p75,
+                        format!("75th percentile {:.2} = h_high", stats.p75),
+                    ),
                 ],
                 x_categories: None,
             }),
@@ -193,14 +241,18 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         title: "Entropy of what is sampled after each mapping's temperature".into(),
         grid: (1, 1),
         panels: vec![Panel::Lines(Lines {
-            title: "guided rows stay sharp while the model is sure, and open up when it is not".into(),
+            title: "guided rows stay sharp while the model is sure, and open up when it is not"
+                .into(),
             x_label: "row (step of the sequence)".into(),
             y_label: "entropy of π (nats)".into(),
             series: dyn_series(&|e| e.final_entropy),
             x_range: Some((-1.0, ROWS as f64 + 8.0)),
             y_range: Some((0.0, (VOCAB as f64).ln() + 0.2)),
             vlines: vec![],
-            hlines: vec![((VOCAB as f64).ln(), format!("maximum ln {VOCAB} = {:.2} nats", (VOCAB as f64).ln()))],
+            hlines: vec![(
+                (VOCAB as f64).ln(),
+                format!("maximum ln {VOCAB} = {:.2} nats", (VOCAB as f64).ln()),
+            )],
             x_categories: None,
         })],
     };
@@ -216,13 +268,18 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
                 .iter()
                 .enumerate()
                 .map(|(m, (name, _, _))| {
-                    let pts = (0..ROWS).map(|r| (at(m, r).entropy, at(m, r).temperature)).collect();
+                    let pts = (0..ROWS)
+                        .map(|r| (at(m, r).entropy, at(m, r).temperature))
+                        .collect();
                     LineSpec::line(*name, pts, color(m)).with_markers()
                 })
                 .collect(),
             x_range: Some((0.0, (VOCAB as f64).ln() + 0.8)),
             y_range: Some((0.0, 2.0)),
-            vlines: vec![(stats.p25, "h_low (p25)".into()), (stats.p75, "h_high (p75)".into())],
+            vlines: vec![
+                (stats.p25, "h_low (p25)".into()),
+                (stats.p75, "h_high (p75)".into()),
+            ],
             hlines: vec![],
             x_categories: None,
         })],

@@ -104,7 +104,9 @@ impl ExperimentKind {
             ExperimentKind::TopP => "Experiment 2 — top-p (nucleus) sampling",
             ExperimentKind::TopK => "Experiment 3 — top-k sampling",
             ExperimentKind::Combined => "Experiment 4 — temperature with top-p, top-k and min-p",
-            ExperimentKind::Repetition => "Experiment 5 — repetition, presence and frequency penalties",
+            ExperimentKind::Repetition => {
+                "Experiment 5 — repetition, presence and frequency penalties"
+            }
             ExperimentKind::UseCases => "Experiment 6 — real use cases",
             ExperimentKind::EntropyGuided => "Entropy-guided temperature",
             ExperimentKind::Presets => "Presets",
@@ -120,7 +122,10 @@ impl std::str::FromStr for ExperimentKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = ExperimentKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown experiment `{s}` (expected {} or all)", names.join(", "))
+                format!(
+                    "unknown experiment `{s}` (expected {} or all)",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -269,7 +274,10 @@ pub fn run(kind: ExperimentKind, sampler: &mut dyn Sampler, opts: &Options) -> R
         opts.samples,
         opts.seed,
         match opts.preset {
-            Some(p) => format!("preset `{}` sets the parameters the experiment does not vary", p.name),
+            Some(p) => format!(
+                "preset `{}` sets the parameters the experiment does not vary",
+                p.name
+            ),
             None => "no preset: parameters the experiment does not vary are off".into(),
         }
     );
@@ -350,7 +358,12 @@ pub fn write_index(dir: &Path, reports: &[Report], subdirs: &[String]) -> Result
         }
         for t in &r.tables {
             html.push_str(&t.to_html(ROWS, &rel(sub, &t.file_name())));
-            md.push_str(&format!("**{}** ([{}]({}))\n\n", t.title, t.file_name(), rel(sub, &t.file_name())));
+            md.push_str(&format!(
+                "**{}** ([{}]({}))\n\n",
+                t.title,
+                t.file_name(),
+                rel(sub, &t.file_name())
+            ));
             md.push_str(&t.to_markdown(ROWS));
             md.push('\n');
         }
@@ -439,7 +452,11 @@ impl Lab<'_> {
         self.opts.samples
     }
 
-    fn prepare(&self, rows: &[Vec<f32>], params: &[SamplingParams]) -> Result<(Batch, Vec<SamplingParams>)> {
+    fn prepare(
+        &self,
+        rows: &[Vec<f32>],
+        params: &[SamplingParams],
+    ) -> Result<(Batch, Vec<SamplingParams>)> {
         let batch = Batch::from_rows(rows)?;
         let params = params
             .iter()
@@ -482,7 +499,9 @@ impl Lab<'_> {
     pub fn sample(&mut self, rows: &[Vec<f32>], params: &[SamplingParams]) -> Result<Vec<Eval>> {
         let mut evals = self.probs(rows, params)?;
         let (batch, params) = self.prepare(rows, params)?;
-        let drawn = self.sampler.sample(batch.view(), &params, self.opts.samples)?;
+        let drawn = self
+            .sampler
+            .sample(batch.view(), &params, self.opts.samples)?;
         for (e, r) in evals.iter_mut().zip(drawn) {
             let mut counts = vec![0u64; e.probs.len()];
             for &t in &r.draws {

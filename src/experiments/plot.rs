@@ -265,10 +265,19 @@ impl<'a> DrawingBackend for Crisp<'a> {
     fn present(&mut self) -> Result<(), CrispError<'a>> {
         self.0.present()
     }
-    fn draw_pixel(&mut self, point: BackendCoord, color: BackendColor) -> Result<(), CrispError<'a>> {
+    fn draw_pixel(
+        &mut self,
+        point: BackendCoord,
+        color: BackendColor,
+    ) -> Result<(), CrispError<'a>> {
         self.0.draw_pixel(point, color)
     }
-    fn draw_line<S: BackendStyle>(&mut self, from: BackendCoord, to: BackendCoord, style: &S) -> Result<(), CrispError<'a>> {
+    fn draw_line<S: BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> Result<(), CrispError<'a>> {
         self.0.draw_line(from, to, style)
     }
     fn draw_rect<S: BackendStyle>(
@@ -303,16 +312,30 @@ impl<'a> DrawingBackend for Crisp<'a> {
     ) -> Result<(), CrispError<'a>> {
         self.0.fill_polygon(vert, style)
     }
-    fn blit_bitmap(&mut self, pos: BackendCoord, (iw, ih): (u32, u32), src: &[u8]) -> Result<(), CrispError<'a>> {
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        (iw, ih): (u32, u32),
+        src: &[u8],
+    ) -> Result<(), CrispError<'a>> {
         self.0.blit_bitmap(pos, (iw, ih), src)
     }
 
-    fn estimate_text_size<S: BackendTextStyle>(&self, text: &str, style: &S) -> Result<(u32, u32), CrispError<'a>> {
+    fn estimate_text_size<S: BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &S,
+    ) -> Result<(u32, u32), CrispError<'a>> {
         let (_, width, _, height) = layout(text, style.size());
         Ok((width.ceil() as u32, height.ceil() as u32))
     }
 
-    fn draw_text<S: BackendTextStyle>(&mut self, text: &str, style: &S, pos: BackendCoord) -> Result<(), CrispError<'a>> {
+    fn draw_text<S: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> Result<(), CrispError<'a>> {
         let color = style.color();
         if color.alpha == 0.0 {
             return Ok(());
@@ -335,13 +358,16 @@ impl<'a> DrawingBackend for Crisp<'a> {
         let mut failure = None;
         for (id, x) in glyphs {
             let glyph = id.with_scale_and_position(font.scale(), point(x + dx, ascent + dy));
-            let Some(outline) = font.outline_glyph(glyph) else { continue };
+            let Some(outline) = font.outline_glyph(glyph) else {
+                continue;
+            };
             let b = outline.px_bounds();
             outline.draw(|gx, gy, coverage| {
                 if coverage <= 0.0 || failure.is_some() {
                     return;
                 }
-                let (tx, ty) = trans.transform(b.min.x as i32 + gx as i32, b.min.y as i32 + gy as i32);
+                let (tx, ty) =
+                    trans.transform(b.min.x as i32 + gx as i32, b.min.y as i32 + gy as i32);
                 let c = BackendColor {
                     alpha: color.alpha * coverage.min(1.0) as f64,
                     rgb: color.rgb,
@@ -374,7 +400,8 @@ pub fn render(figure: &Figure, path: &Path) -> PResult {
             Panel::Table(t) => draw_table(area, t)?,
         }
     }
-    root.present().map_err(err(&format!("writing {}", path.display())))?;
+    root.present()
+        .map_err(err(&format!("writing {}", path.display())))?;
     Ok(())
 }
 
@@ -382,7 +409,11 @@ pub fn render(figure: &Figure, path: &Path) -> PResult {
 fn caption_font(title: &str, area: &Area) -> TextStyle<'static> {
     let avail = area.dim_in_pixel().0.saturating_sub(16) as f64;
     let (_, width, _, _) = layout(title, 16.0);
-    let size = if width as f64 > avail { (16.0 * avail / width as f64).max(11.0) } else { 16.0 };
+    let size = if width as f64 > avail {
+        (16.0 * avail / width as f64).max(11.0)
+    } else {
+        16.0
+    };
     font(size)
 }
 
@@ -411,7 +442,14 @@ fn draw_bars(area: &Area, b: &Bars) -> PResult {
         .flat_map(|s| s.values.iter().copied())
         .chain(b.reference.iter().map(|r| r.0))
         .fold(0.0f64, f64::max);
-    let (lo, hi) = b.range.unwrap_or((0.0, if max_value > 0.0 { max_value * 1.12 } else { 1.0 }));
+    let (lo, hi) = b.range.unwrap_or((
+        0.0,
+        if max_value > 0.0 {
+            max_value * 1.12
+        } else {
+            1.0
+        },
+    ));
     let mut chart = ChartBuilder::on(area)
         .caption(&b.title, caption_font(&b.title, area))
         .margin(8)
@@ -444,7 +482,13 @@ fn draw_bars(area: &Area, b: &Bars) -> PResult {
         let style = s.color.filled();
         let anno = chart
             .draw_series(s.values.iter().enumerate().map(|(j, &v)| {
-                Rectangle::new([(lo, y_of(j) - band / 2.0), (v.max(lo), y_of(j) + band / 2.0)], style)
+                Rectangle::new(
+                    [
+                        (lo, y_of(j) - band / 2.0),
+                        (v.max(lo), y_of(j) + band / 2.0),
+                    ],
+                    style,
+                )
             }))
             .map_err(err("bars"))?;
         if !s.label.is_empty() {
@@ -632,17 +676,31 @@ fn draw_lines(area: &Area, l: &Lines) -> PResult {
     for (v, label) in &l.vlines {
         let style = ShapeStyle::from(REFERENCE).stroke_width(2);
         chart
-            .draw_series(DashedLineSeries::new(vec![(*v, y_lo), (*v, y_hi)], 8, 5, style))
+            .draw_series(DashedLineSeries::new(
+                vec![(*v, y_lo), (*v, y_hi)],
+                8,
+                5,
+                style,
+            ))
             .map_err(err("reference line"))?
             .label(label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
         legend = true;
     }
     for (k, (v, label)) in l.hlines.iter().enumerate() {
-        let shade = [RGBColor(120, 120, 120), RGBColor(170, 60, 60), RGBColor(60, 60, 170)][k % 3];
+        let shade = [
+            RGBColor(120, 120, 120),
+            RGBColor(170, 60, 60),
+            RGBColor(60, 60, 170),
+        ][k % 3];
         let style = ShapeStyle::from(shade).stroke_width(2);
         chart
-            .draw_series(DashedLineSeries::new(vec![(x_lo, *v), (x_hi, *v)], 8, 5, style))
+            .draw_series(DashedLineSeries::new(
+                vec![(x_lo, *v), (x_hi, *v)],
+                8,
+                5,
+                style,
+            ))
             .map_err(err("reference line"))?
             .label(label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
@@ -659,10 +717,19 @@ fn draw_lines(area: &Area, l: &Lines) -> PResult {
             .map(|p| p.1)
             .collect();
         let high = !right.is_empty()
-            && right.iter().filter(|&&y| y > y_lo + 0.55 * (y_hi - y_lo)).count() * 2 > right.len();
+            && right
+                .iter()
+                .filter(|&&y| y > y_lo + 0.55 * (y_hi - y_lo))
+                .count()
+                * 2
+                > right.len();
         chart
             .configure_series_labels()
-            .position(if high { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })
+            .position(if high {
+                SeriesLabelPosition::LowerRight
+            } else {
+                SeriesLabelPosition::UpperRight
+            })
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .label_font(font(12.0))
@@ -705,7 +772,11 @@ fn draw_heat(area: &Area, h: &Heat) -> PResult {
         None => {
             let x = &h.x;
             let mut e = Vec::with_capacity(x.len() + 1);
-            let first = if x.len() > 1 { x[0] - (x[1] - x[0]) / 2.0 } else { x[0] - 0.5 };
+            let first = if x.len() > 1 {
+                x[0] - (x[1] - x[0]) / 2.0
+            } else {
+                x[0] - 0.5
+            };
             e.push(first);
             for i in 0..x.len() {
                 let next = if i + 1 < x.len() {
@@ -761,14 +832,21 @@ fn draw_heat(area: &Area, h: &Heat) -> PResult {
         let y = (rows - 1 - j) as f64;
         chart
             .draw_series(row.iter().enumerate().map(|(i, &v)| {
-                Rectangle::new([(edges[i], y - 0.5), (edges[i + 1], y + 0.5)], colour(v).filled())
+                Rectangle::new(
+                    [(edges[i], y - 0.5), (edges[i + 1], y + 0.5)],
+                    colour(v).filled(),
+                )
             }))
             .map_err(err("heat cells"))?;
         if h.annotate {
             chart
                 .draw_series(row.iter().enumerate().map(|(i, &v)| {
                     let t = (v - z_lo) / z_span;
-                    let ink = if t > 0.6 { font(13.0).color(&BLACK) } else { font(13.0).color(&WHITE) };
+                    let ink = if t > 0.6 {
+                        font(13.0).color(&BLACK)
+                    } else {
+                        font(13.0).color(&WHITE)
+                    };
                     Text::new(
                         short_number(v),
                         ((edges[i] + edges[i + 1]) / 2.0, y),
@@ -832,7 +910,10 @@ fn draw_scatter(area: &Area, s: &Scatter) -> PResult {
         .map_err(err("scatter axes"))?;
     for (a, b, c, label) in &s.zones {
         chart
-            .draw_series(std::iter::once(Rectangle::new([*a, *b], c.mix(0.18).filled())))
+            .draw_series(std::iter::once(Rectangle::new(
+                [*a, *b],
+                c.mix(0.18).filled(),
+            )))
             .map_err(err("zone"))?;
         chart
             .draw_series(std::iter::once(Text::new(
@@ -845,10 +926,20 @@ fn draw_scatter(area: &Area, s: &Scatter) -> PResult {
     if let Some((cx, cy)) = s.crosshair {
         let style = ShapeStyle::from(RGBColor(120, 120, 120)).stroke_width(1);
         chart
-            .draw_series(DashedLineSeries::new(vec![(cx, s.y_range.0), (cx, s.y_range.1)], 6, 5, style))
+            .draw_series(DashedLineSeries::new(
+                vec![(cx, s.y_range.0), (cx, s.y_range.1)],
+                6,
+                5,
+                style,
+            ))
             .map_err(err("crosshair"))?;
         chart
-            .draw_series(DashedLineSeries::new(vec![(s.x_range.0, cy), (s.x_range.1, cy)], 6, 5, style))
+            .draw_series(DashedLineSeries::new(
+                vec![(s.x_range.0, cy), (s.x_range.1, cy)],
+                6,
+                5,
+                style,
+            ))
             .map_err(err("crosshair"))?;
     }
     for (x, y, label, c) in &s.points {
@@ -892,7 +983,10 @@ fn draw_table(area: &Area, t: &TextTable) -> PResult {
     for (r, cells) in std::iter::once(&t.header).chain(t.rows.iter()).enumerate() {
         if r > 0 && r % 2 == 1 {
             area.draw(&Rectangle::new(
-                [(12, (y - line_h * 0.15) as i32), ((w - 12) as i32, (y + line_h * 0.85) as i32)],
+                [
+                    (12, (y - line_h * 0.15) as i32),
+                    ((w - 12) as i32, (y + line_h * 0.85) as i32),
+                ],
                 RGBColor(242, 245, 250).filled(),
             ))
             .map_err(err("table band"))?;
@@ -900,15 +994,22 @@ fn draw_table(area: &Area, t: &TextTable) -> PResult {
         let mut x = 15.0;
         for (c, cell) in cells.iter().enumerate().take(cols) {
             let style = font(size).pos(Pos::new(HPos::Left, VPos::Top));
-            let style = if r == 0 { style.color(&RGBColor(40, 40, 120)) } else { style };
+            let style = if r == 0 {
+                style.color(&RGBColor(40, 40, 120))
+            } else {
+                style
+            };
             area.draw_text(cell, &style, (x as i32, y as i32))
                 .map_err(err("table cell"))?;
             x += usable * widths[c] as f64 / total as f64;
         }
         if r == 0 {
             let yl = (y + line_h * 0.85) as i32;
-            area.draw(&PathElement::new(vec![(12, yl), ((w - 12) as i32, yl)], BLACK))
-                .map_err(err("table rule"))?;
+            area.draw(&PathElement::new(
+                vec![(12, yl), ((w - 12) as i32, yl)],
+                BLACK,
+            ))
+            .map_err(err("table rule"))?;
         }
         y += line_h;
     }

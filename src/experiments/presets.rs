@@ -5,12 +5,16 @@ use super::data::{SWEEP_LOGITS, USE_CASES};
 use super::plot::{color, BarKind, BarSeries, Bars, Figure, Heat, Panel};
 use super::table::{row, Table};
 use super::{bits, ExperimentKind, Lab, Report, Result};
+use crate::params::widen;
 use crate::params::SamplingParams;
 use crate::presets::{Preset, PresetFamily, PRESETS};
 
 /// The seven task presets, in table order (rising temperature).
 pub(crate) fn task_presets() -> Vec<&'static Preset> {
-    PRESETS.iter().filter(|p| p.family == PresetFamily::Task).collect()
+    PRESETS
+        .iter()
+        .filter(|p| p.family == PresetFamily::Task)
+        .collect()
 }
 
 /// Four horizontal bar charts — temperature, top-p, top-k and penalties per
@@ -35,7 +39,7 @@ pub fn preset_parameters_figure(presets: &[&Preset], file: &str, title: &str) ->
             annotate: true,
         })
     };
-    let t: Vec<f64> = presets.iter().map(|p| p.temperature as f64).collect();
+    let t: Vec<f64> = presets.iter().map(|p| widen(p.temperature)).collect();
     let max_t = t.iter().copied().fold(1.0, f64::max);
     Figure {
         file: file.into(),
@@ -52,14 +56,22 @@ pub fn preset_parameters_figure(presets: &[&Preset], file: &str, title: &str) ->
             panel(
                 "top-p (axis from 0.4; 1 = off)",
                 "top_p",
-                vec![bars("", presets.iter().map(|p| p.top_p as f64).collect(), 1)],
+                vec![bars(
+                    "",
+                    presets.iter().map(|p| widen(p.top_p)).collect(),
+                    1,
+                )],
                 Some((0.4, 1.12)),
                 None,
             ),
             panel(
                 "top-k (0 = off)",
                 "top_k",
-                vec![bars("", presets.iter().map(|p| p.top_k as f64).collect(), 2)],
+                vec![bars(
+                    "",
+                    presets.iter().map(|p| p.top_k as f64).collect(),
+                    2,
+                )],
                 Some((0.0, 40.0)),
                 None,
             ),
@@ -69,12 +81,15 @@ pub fn preset_parameters_figure(presets: &[&Preset], file: &str, title: &str) ->
                 vec![
                     bars(
                         "repetition_penalty",
-                        presets.iter().map(|p| p.repetition_penalty as f64).collect(),
+                        presets
+                            .iter()
+                            .map(|p| widen(p.repetition_penalty))
+                            .collect(),
                         3,
                     ),
                     bars(
                         "frequency_penalty",
-                        presets.iter().map(|p| p.frequency_penalty as f64).collect(),
+                        presets.iter().map(|p| widen(p.frequency_penalty)).collect(),
                         4,
                     ),
                 ],
@@ -140,11 +155,11 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         table.push(row![
             p.name,
             format!("{:?}", p.family).to_lowercase(),
-            p.temperature as f64,
-            p.top_p as f64,
+            widen(p.temperature),
+            widen(p.top_p),
             p.top_k,
-            p.repetition_penalty as f64,
-            p.frequency_penalty as f64,
+            widen(p.repetition_penalty),
+            widen(p.frequency_penalty),
             p.description
         ]);
     }
@@ -204,7 +219,9 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         grid: (2, 1),
         panels: vec![
             heat("no history", &|k| bits(plain[k].final_entropy)),
-            heat("history: the top token 3 times", &|k| bits(penalised[k].final_entropy)),
+            heat("history: the top token 3 times", &|k| {
+                bits(penalised[k].final_entropy)
+            }),
         ],
     };
     let params_fig = preset_parameters_figure(
@@ -216,11 +233,12 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         "Without a history the repetition and frequency penalties do nothing; the right-hand map gives them the top token three times to act on.".to_string(),
         "`extraction` has T = 0: greedy, entropy 0 on every row.".to_string(),
     ];
-    let about = "Every preset on the same rows: experiment 1's approval logits and the four use-case \
+    let about =
+        "Every preset on the same rows: experiment 1's approval logits and the four use-case \
         distributions. The task presets' values are ours (the seed gives only their shape); the \
         production presets are the four of the production article. The entropy maps show how the \
         same preset lands on very different entropies depending on the model's own confidence."
-        .to_string();
+            .to_string();
     Ok(Report {
         kind: ExperimentKind::Presets,
         title: ExperimentKind::Presets.title().into(),

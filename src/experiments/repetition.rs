@@ -6,6 +6,7 @@ use super::data::{SWEEP_LOGITS, SWEEP_TOKENS};
 use super::plot::{color, BarKind, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel, GHOST};
 use super::table::{row, Table};
 use super::{bits, repeat, strings, Eval, ExperimentKind, Lab, Report, Result};
+use crate::params::widen;
 use crate::params::SamplingParams;
 use crate::reference::bias_mask_penalties;
 
@@ -95,9 +96,9 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         let (top, _) = e.top();
         configs.push(row![
             c.0,
-            c.1 as f64,
-            c.2 as f64,
-            c.3 as f64,
+            widen(c.1),
+            widen(c.2),
+            widen(c.3),
             y[0],
             e.probs[0],
             e.probs[1],
@@ -113,7 +114,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
                 SWEEP_TOKENS[i],
                 count[i],
                 PROMPT.contains(&(i as u32)) as usize,
-                SWEEP_LOGITS[i] as f64,
+                widen(SWEEP_LOGITS[i]),
                 y[i],
                 e.probs[i],
                 e.freq_of(i)
@@ -144,12 +145,18 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let mut strength = Table::new(
         "repetition_strength",
         "P(approve) and entropy as each penalty grows",
-        &["penalty", "strength", "p_approve", "p_reject", "entropy_bits"],
+        &[
+            "penalty",
+            "strength",
+            "p_approve",
+            "p_reject",
+            "entropy_bits",
+        ],
     );
     for (k, &(name, lo, hi)) in strengths.iter().enumerate() {
         for j in 0..steps {
             let e = &curve[k * steps + j];
-            let v = (lo + (hi - lo) * j as f64 / (steps - 1) as f64) as f32 as f64;
+            let v = widen((lo + (hi - lo) * j as f64 / (steps - 1) as f64) as f32);
             strength.push(row![name, v, e.probs[0], e.probs[1], bits(e.final_entropy)]);
         }
     }
@@ -204,7 +211,12 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         .zip(&evals)
         .map(|(c, e)| {
             Panel::Bars(Bars {
-                title: format!("{} · P(approve) = {:.3} · H = {:.2} bits", c.0, e.probs[0], bits(e.final_entropy)),
+                title: format!(
+                    "{} · P(approve) = {:.3} · H = {:.2} bits",
+                    c.0,
+                    e.probs[0],
+                    bits(e.final_entropy)
+                ),
                 categories: strings(&SWEEP_TOKENS),
                 series: vec![
                     BarSeries {
@@ -243,7 +255,12 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let curve_panel = |k: usize, y_label: &str, f: &dyn Fn(&Eval) -> f64| {
         let (name, lo, hi) = strengths[k];
         let pts: Vec<(f64, f64)> = (0..steps)
-            .map(|j| (lo + (hi - lo) * j as f64 / (steps - 1) as f64, f(&curve[k * steps + j])))
+            .map(|j| {
+                (
+                    lo + (hi - lo) * j as f64 / (steps - 1) as f64,
+                    f(&curve[k * steps + j]),
+                )
+            })
             .collect();
         Panel::Lines(Lines {
             title: name.replace('_', " "),
@@ -259,7 +276,9 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     };
     let strength_fig = Figure {
         file: "repetition_strength.png".into(),
-        title: format!("Each penalty alone as it grows (T = {t}; approve is in the history 4 times)"),
+        title: format!(
+            "Each penalty alone as it grows (T = {t}; approve is in the history 4 times)"
+        ),
         grid: (2, 3),
         panels: (0..3)
             .map(|k| curve_panel(k, "P(approve)", &|e| e.probs[0]))
@@ -268,7 +287,9 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     };
     let loop_fig = Figure {
         file: "repetition_loop.png".into(),
-        title: format!("A decode loop over {LOOP_STEPS} steps (same logits each step; bright = drawn)"),
+        title: format!(
+            "A decode loop over {LOOP_STEPS} steps (same logits each step; bright = drawn)"
+        ),
         grid: (2, 2),
         panels: LOOP_CONFIGS
             .iter()

@@ -133,7 +133,12 @@ impl Table {
     /// Appends a row; its length must match the header (a programming error
     /// otherwise, never user input).
     pub fn push(&mut self, row: Vec<Cell>) {
-        assert_eq!(row.len(), self.columns.len(), "table {}: row width", self.name);
+        assert_eq!(
+            row.len(),
+            self.columns.len(),
+            "table {}: row width",
+            self.name
+        );
         self.rows.push(row);
     }
 
@@ -223,10 +228,7 @@ impl Table {
         let mut out = format!("| {} |\n", self.columns.join(" | "));
         out.push_str(&format!(
             "|{}\n",
-            self.columns
-                .iter()
-                .map(|_| "---|")
-                .collect::<String>()
+            self.columns.iter().map(|_| "---|").collect::<String>()
         ));
         for r in rows {
             out.push_str(&format!(
@@ -260,7 +262,11 @@ impl Table {
         for r in rows {
             out.push_str("<tr>");
             for v in r {
-                let class = if matches!(v, Cell::Text(_)) { "" } else { " class=\"n\"" };
+                let class = if matches!(v, Cell::Text(_)) {
+                    ""
+                } else {
+                    " class=\"n\""
+                };
                 out.push_str(&format!("<td{class}>{}</td>", escape(&v.display())));
             }
             out.push_str("</tr>\n");

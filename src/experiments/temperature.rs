@@ -4,6 +4,7 @@ use super::data::{temperature_grid, SWEEP_LOGITS, SWEEP_TEMPERATURES, SWEEP_TOKE
 use super::plot::{color, BarKind, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel};
 use super::table::{row, Table};
 use super::{bits, repeat, strings, ExperimentKind, Lab, Report, Result};
+use crate::params::widen;
 use crate::params::SamplingParams;
 
 pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
@@ -19,7 +20,15 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let mut sweep = Table::new(
         "temperature_sweep",
         "Per-token probability at each temperature",
-        &["temperature", "token_id", "token", "logit", "scaled_logit", "probability", "empirical_frequency"],
+        &[
+            "temperature",
+            "token_id",
+            "token",
+            "logit",
+            "scaled_logit",
+            "probability",
+            "empirical_frequency",
+        ],
     );
     let mut summary = Table::new(
         "temperature_summary",
@@ -36,10 +45,18 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         ],
     );
     for (&t, e) in SWEEP_TEMPERATURES.iter().zip(&evals) {
-        let t = t as f64;
+        let t = widen(t);
         for i in 0..n {
-            let x = SWEEP_LOGITS[i] as f64;
-            sweep.push(row![t, i, SWEEP_TOKENS[i], x, x / t, e.probs[i], e.freq_of(i)]);
+            let x = widen(SWEEP_LOGITS[i]);
+            sweep.push(row![
+                t,
+                i,
+                SWEEP_TOKENS[i],
+                x,
+                x / t,
+                e.probs[i],
+                e.freq_of(i)
+            ]);
         }
         let (top, p) = e.top();
         summary.push(row![
@@ -67,7 +84,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         &cols,
     );
     for (&t, e) in grid.iter().zip(&curve) {
-        let mut r = row![t as f64, bits(e.final_entropy), e.top().1, e.kept];
+        let mut r = row![widen(t), bits(e.final_entropy), e.top().1, e.kept];
         r.extend(e.probs.iter().map(|&p| p.into()));
         curve_table.push(r);
     }
@@ -117,11 +134,14 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         SWEEP_TEMPERATURES
             .iter()
             .zip(&evals)
-            .map(|(&t, e)| (t as f64, f(e)))
+            .map(|(&t, e)| (widen(t), f(e)))
             .collect()
     };
     let curve_points = |f: &dyn Fn(&super::Eval) -> f64| -> Vec<(f64, f64)> {
-        grid.iter().zip(&curve).map(|(&t, e)| (t as f64, f(e))).collect()
+        grid.iter()
+            .zip(&curve)
+            .map(|(&t, e)| (widen(t), f(e)))
+            .collect()
     };
     let top_prob = Figure {
         file: "temperature_top_prob.png".into(),
@@ -132,8 +152,16 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             x_label: "temperature T".into(),
             y_label: "probability of the top token".into(),
             series: vec![
-                LineSpec::line("P(top), 50 temperatures", curve_points(&|e| e.top().1), color(0)),
-                LineSpec::dots("the six tested temperatures", sweep_points(&|e| e.top().1), color(3)),
+                LineSpec::line(
+                    "P(top), 50 temperatures",
+                    curve_points(&|e| e.top().1),
+                    color(0),
+                ),
+                LineSpec::dots(
+                    "the six tested temperatures",
+                    sweep_points(&|e| e.top().1),
+                    color(3),
+                ),
             ],
             x_range: Some((0.0, 5.1)),
             y_range: Some((0.0, 1.02)),
@@ -152,8 +180,16 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             x_label: "temperature T".into(),
             y_label: "entropy (bits)".into(),
             series: vec![
-                LineSpec::line("H, 50 temperatures", curve_points(&|e| bits(e.final_entropy)), color(0)),
-                LineSpec::dots("the six tested temperatures", sweep_points(&|e| bits(e.final_entropy)), color(3)),
+                LineSpec::line(
+                    "H, 50 temperatures",
+                    curve_points(&|e| bits(e.final_entropy)),
+                    color(0),
+                ),
+                LineSpec::dots(
+                    "the six tested temperatures",
+                    sweep_points(&|e| bits(e.final_entropy)),
+                    color(3),
+                ),
             ],
             x_range: Some((0.0, 5.1)),
             y_range: Some((0.0, 3.6)),
@@ -170,10 +206,12 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             title: "Low T: one bright token; high T: all tokens alike".into(),
             x_label: "temperature T".into(),
             y_label: "token".into(),
-            x: grid.iter().map(|&t| t as f64).collect(),
+            x: grid.iter().map(|&t| widen(t)).collect(),
             x_categories: None,
             y_categories: strings(&SWEEP_TOKENS),
-            z: (0..n).map(|i| curve.iter().map(|e| e.probs[i]).collect()).collect(),
+            z: (0..n)
+                .map(|i| curve.iter().map(|e| e.probs[i]).collect())
+                .collect(),
             z_label: "probability".into(),
             z_range: Some((0.0, 1.0)),
             annotate: false,
@@ -181,7 +219,10 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     };
 
     let find = |t: f32| {
-        let i = SWEEP_TEMPERATURES.iter().position(|&x| x == t).expect("tested temperature");
+        let i = SWEEP_TEMPERATURES
+            .iter()
+            .position(|&x| x == t)
+            .expect("tested temperature");
         &evals[i]
     };
     let (e01, e1, e2) = (find(0.1), find(1.0), find(2.0));

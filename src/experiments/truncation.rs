@@ -61,7 +61,8 @@ fn sweep(lab: &mut Lab, knob: Knob, values: &[f64], curve_values: Vec<f64>) -> R
     let base = lab.base();
     let params: Vec<SamplingParams> = values.iter().map(|&v| knob.set(&base, v)).collect();
     let evals = lab.sample(&repeat(&SWEEP_LOGITS, params.len()), &params)?;
-    let curve_params: Vec<SamplingParams> = curve_values.iter().map(|&v| knob.set(&base, v)).collect();
+    let curve_params: Vec<SamplingParams> =
+        curve_values.iter().map(|&v| knob.set(&base, v)).collect();
     let mut with_before = curve_params;
     with_before.push(knob.off(&base));
     let mut curve = lab.probs(&repeat(&SWEEP_LOGITS, with_before.len()), &with_before)?;
@@ -76,7 +77,12 @@ fn sweep(lab: &mut Lab, knob: Knob, values: &[f64], curve_values: Vec<f64>) -> R
 }
 
 /// Tables and figures shared by both experiments.
-fn report_parts(kind: ExperimentKind, knob: Knob, s: &Sweep, samples: u32) -> (Vec<Table>, Vec<Figure>) {
+fn report_parts(
+    kind: ExperimentKind,
+    knob: Knob,
+    s: &Sweep,
+    samples: u32,
+) -> (Vec<Table>, Vec<Figure>) {
     let n = SWEEP_TOKENS.len();
     let name = knob.name();
     let sym = knob.symbol();
@@ -135,7 +141,15 @@ fn report_parts(kind: ExperimentKind, knob: Knob, s: &Sweep, samples: u32) -> (V
             ]);
         }
         let (top, p) = e.top();
-        summary.push(row![v, e.kept, mass, bits(e.final_entropy), e.final_entropy, p, e.freq_of(top)]);
+        summary.push(row![
+            v,
+            e.kept,
+            mass,
+            bits(e.final_entropy),
+            e.final_entropy,
+            p,
+            e.freq_of(top)
+        ]);
     }
     let mut cols = vec![name, "kept", "entropy_bits", "top_probability"];
     let prob_cols: Vec<String> = SWEEP_TOKENS.iter().map(|t| format!("p_{t}")).collect();
@@ -193,15 +207,26 @@ fn report_parts(kind: ExperimentKind, knob: Knob, s: &Sweep, samples: u32) -> (V
         .collect();
     let bars = Figure {
         file: format!("{prefix}_bars.png"),
-        title: format!("{} — grey: before the cut, blue: what is sampled", kind.title()),
+        title: format!(
+            "{} — grey: before the cut, blue: what is sampled",
+            kind.title()
+        ),
         grid: (2, 3),
         panels,
     };
     let pts = |f: &dyn Fn(&Eval) -> f64| -> Vec<(f64, f64)> {
-        s.curve_values.iter().zip(&s.curve).map(|(&v, e)| (v, f(e))).collect()
+        s.curve_values
+            .iter()
+            .zip(&s.curve)
+            .map(|(&v, e)| (v, f(e)))
+            .collect()
     };
     let tested = |f: &dyn Fn(&Eval) -> f64| -> Vec<(f64, f64)> {
-        s.values.iter().zip(&s.evals).map(|(&v, e)| (v, f(e))).collect()
+        s.values
+            .iter()
+            .zip(&s.evals)
+            .map(|(&v, e)| (v, f(e)))
+            .collect()
     };
     let x_range = Some(match knob {
         Knob::TopP => (0.0, 1.02),
@@ -232,12 +257,19 @@ fn report_parts(kind: ExperimentKind, knob: Knob, s: &Sweep, samples: u32) -> (V
                 y_label: "entropy (bits)".into(),
                 series: vec![
                     LineSpec::line("H of π", pts(&|e| bits(e.final_entropy)), color(0)),
-                    LineSpec::dots("tested values", tested(&|e| bits(e.final_entropy)), color(3)),
+                    LineSpec::dots(
+                        "tested values",
+                        tested(&|e| bits(e.final_entropy)),
+                        color(3),
+                    ),
                 ],
                 x_range,
                 y_range: Some((0.0, 3.5)),
                 vlines: vec![],
-                hlines: vec![(bits(s.before.final_entropy), format!("no {name}: {:.3} bits", bits(s.before.final_entropy)))],
+                hlines: vec![(
+                    bits(s.before.final_entropy),
+                    format!("no {name}: {:.3} bits", bits(s.before.final_entropy)),
+                )],
                 x_categories: None,
             }),
         ],
@@ -253,7 +285,9 @@ fn report_parts(kind: ExperimentKind, knob: Knob, s: &Sweep, samples: u32) -> (V
             x: s.curve_values.clone(),
             x_categories: None,
             y_categories: strings(&SWEEP_TOKENS),
-            z: (0..n).map(|i| s.curve.iter().map(|e| e.probs[i]).collect()).collect(),
+            z: (0..n)
+                .map(|i| s.curve.iter().map(|e| e.probs[i]).collect())
+                .collect(),
             z_label: "probability".into(),
             z_range: Some((0.0, 1.0)),
             annotate: false,
@@ -287,7 +321,8 @@ pub(crate) fn run_top_k(lab: &mut Lab) -> Result<Report> {
     let values = [1.0, 2.0, 3.0, 5.0, 7.0, 10.0];
     let grid: Vec<f64> = (1..=SWEEP_TOKENS.len()).map(|k| k as f64).collect();
     let s = sweep(lab, Knob::TopK, &values, grid)?;
-    let (mut tables, mut figures) = report_parts(ExperimentKind::TopK, Knob::TopK, &s, lab.samples());
+    let (mut tables, mut figures) =
+        report_parts(ExperimentKind::TopK, Knob::TopK, &s, lab.samples());
 
     // The fixed knife vs the adaptive one: top-k 3 and top-p 0.7 on a sharp
     // (T = 0.5) and a flat (T = 2) version of the same logits.
@@ -295,26 +330,58 @@ pub(crate) fn run_top_k(lab: &mut Lab) -> Result<Report> {
     let shapes = [("sharp (T = 0.5)", 0.5f32), ("flat (T = 2)", 2.0)];
     let mut params = Vec::new();
     for &(_, t) in &shapes {
-        params.push(SamplingParams { temperature: t, top_k: 3, top_p: 1.0, ..base.clone() });
-        params.push(SamplingParams { temperature: t, top_k: 0, top_p: 0.7, ..base.clone() });
+        params.push(SamplingParams {
+            temperature: t,
+            top_k: 3,
+            top_p: 1.0,
+            ..base.clone()
+        });
+        params.push(SamplingParams {
+            temperature: t,
+            top_k: 0,
+            top_p: 0.7,
+            ..base.clone()
+        });
     }
     let evals = lab.probs(&repeat(&SWEEP_LOGITS, params.len()), &params)?;
     let mut contrast = Table::new(
         "top_k_vs_top_p",
         "The fixed knife and the adaptive one: top-k = 3 vs top-p = 0.7",
-        &["distribution", "rule", "kept", "kept_tokens", "entropy_bits", "top_probability"],
+        &[
+            "distribution",
+            "rule",
+            "kept",
+            "kept_tokens",
+            "entropy_bits",
+            "top_probability",
+        ],
     );
     let mut panels = Vec::new();
     for (j, e) in evals.iter().enumerate() {
         let (label, _) = shapes[j / 2];
-        let rule = if j % 2 == 0 { "top_k = 3" } else { "top_p = 0.7" };
+        let rule = if j % 2 == 0 {
+            "top_k = 3"
+        } else {
+            "top_p = 0.7"
+        };
         let kept: Vec<&str> = (0..SWEEP_TOKENS.len())
             .filter(|&i| e.probs[i] > 0.0)
             .map(|i| SWEEP_TOKENS[i])
             .collect();
-        contrast.push(row![label, rule, e.kept, kept.join(" "), bits(e.final_entropy), e.top().1]);
+        contrast.push(row![
+            label,
+            rule,
+            e.kept,
+            kept.join(" "),
+            bits(e.final_entropy),
+            e.top().1
+        ]);
         panels.push(Panel::Bars(Bars {
-            title: format!("{label}, {rule}: kept {} · H = {:.2} bits", e.kept, bits(e.final_entropy)),
+            title: format!(
+                "{label}, {rule}: kept {} · H = {:.2} bits",
+                e.kept,
+                bits(e.final_entropy)
+            ),
             categories: strings(&SWEEP_TOKENS),
             series: vec![BarSeries {
                 label: String::new(),
@@ -335,11 +402,12 @@ pub(crate) fn run_top_k(lab: &mut Lab) -> Result<Report> {
         grid: (2, 2),
         panels,
     });
-    let about = "Top-k keeps the k most probable tokens (all tokens tied with the k-th are kept) and \
+    let about =
+        "Top-k keeps the k most probable tokens (all tokens tied with the k-th are kept) and \
         renormalises them. It is the same cut whatever the shape of the distribution: k = 1 is \
         greedy decoding, k ≥ 10 leaves these ten tokens untouched. The last figure contrasts it \
         with top-p on a sharp and a flat version of the same logits."
-        .to_string();
+            .to_string();
     Ok(Report {
         kind: ExperimentKind::TopK,
         title: ExperimentKind::TopK.title().into(),

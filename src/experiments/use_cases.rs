@@ -2,10 +2,13 @@
 //! §10), traced stage by stage: logits → temperature → top-k → top-p → final.
 
 use super::data::{UseCase, TASK_MAP, USE_CASES};
-use super::plot::{color, BarKind, BarSeries, Bars, Figure, LineSpec, Lines, Panel, Scatter, TextTable, GHOST};
+use super::plot::{
+    color, BarKind, BarSeries, Bars, Figure, LineSpec, Lines, Panel, Scatter, TextTable, GHOST,
+};
 use super::presets::{preset_parameters_figure, task_presets};
 use super::table::{row, Table};
 use super::{bits, strings, Eval, ExperimentKind, Lab, Report, Result};
+use crate::params::widen;
 use crate::params::SamplingParams;
 
 pub(crate) const STAGES: [&str; 5] = ["logits (T = 1)", "temperature", "top-k", "top-p", "final"];
@@ -79,38 +82,66 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let mut trace = Table::new(
         "use_cases_trace",
         "Kept count and entropy after each stage",
-        &["task", "stage_index", "stage", "kept", "entropy_bits", "entropy_nats", "top_probability"],
+        &[
+            "task",
+            "stage_index",
+            "stage",
+            "kept",
+            "entropy_bits",
+            "entropy_nats",
+            "top_probability",
+        ],
     );
     let mut dist = Table::new(
         "use_cases_distribution",
         "Per-token probability at T = 1 and after every stage",
-        &["task", "token_id", "token", "logit", "probability_t1", "probability", "empirical_frequency"],
+        &[
+            "task",
+            "token_id",
+            "token",
+            "logit",
+            "probability_t1",
+            "probability",
+            "empirical_frequency",
+        ],
     );
     for (k, ((u, c), e)) in USE_CASES.iter().zip(&configs).zip(&finals).enumerate() {
         let (top, p) = e.top();
         summary.push(row![
             u.task,
-            c.temperature as f64,
+            widen(c.temperature),
             c.top_k,
-            c.top_p as f64,
+            widen(c.top_p),
             e.kept,
             bits(e.final_entropy),
             e.final_entropy,
             u.tokens[top],
             p,
             e.freq_of(top),
-            if lab.opts.preset.is_none() { u.seed_entropy } else { "" }
+            if lab.opts.preset.is_none() {
+                u.seed_entropy
+            } else {
+                ""
+            }
         ]);
         for (s, name) in STAGES.iter().enumerate() {
             let st = stage(k, s);
-            trace.push(row![u.task, s, *name, st.kept, bits(st.final_entropy), st.final_entropy, st.top().1]);
+            trace.push(row![
+                u.task,
+                s,
+                *name,
+                st.kept,
+                bits(st.final_entropy),
+                st.final_entropy,
+                st.top().1
+            ]);
         }
         for i in 0..u.tokens.len() {
             dist.push(row![
                 u.task,
                 i,
                 u.tokens[i],
-                u.logits[i] as f64,
+                widen(u.logits[i]),
                 stage(k, 0).probs[i],
                 e.probs[i],
                 e.freq_of(i)
@@ -129,10 +160,22 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let mut preset_table = Table::new(
         "use_cases_presets",
         "Task presets (T rising from classification to brainstorming)",
-        &["preset", "temperature", "top_p", "top_k", "repetition_penalty"],
+        &[
+            "preset",
+            "temperature",
+            "top_p",
+            "top_k",
+            "repetition_penalty",
+        ],
     );
     for p in &presets {
-        preset_table.push(row![p.name, p.temperature as f64, p.top_p as f64, p.top_k, p.repetition_penalty as f64]);
+        preset_table.push(row![
+            p.name,
+            widen(p.temperature),
+            widen(p.top_p),
+            p.top_k,
+            widen(p.repetition_penalty)
+        ]);
     }
 
     // Figures.
@@ -186,7 +229,9 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             .iter()
             .enumerate()
             .map(|(k, u)| {
-                let pts = (0..STAGES.len()).map(|s| (s as f64, f(stage(k, s)))).collect();
+                let pts = (0..STAGES.len())
+                    .map(|s| (s as f64, f(stage(k, s))))
+                    .collect();
                 LineSpec::line(u.task, pts, color(k)).with_markers()
             })
             .collect()
@@ -238,8 +283,18 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
                 y_range: (0.0, 1.05),
                 crosshair: Some((0.5, 0.5)),
                 zones: vec![
-                    ((0.0, 0.5), (0.5, 1.05), color(0), "precise / deterministic".into()),
-                    ((0.5, 0.0), (1.25, 0.5), color(1), "creative / exploratory".into()),
+                    (
+                        (0.0, 0.5),
+                        (0.5, 1.05),
+                        color(0),
+                        "precise / deterministic".into(),
+                    ),
+                    (
+                        (0.5, 0.0),
+                        (1.25, 0.5),
+                        color(1),
+                        "creative / exploratory".into(),
+                    ),
                 ],
             }),
             Panel::Table(TextTable {
@@ -252,7 +307,11 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
                             p.name.to_string(),
                             format!("{}", p.temperature),
                             format!("{}", p.top_p),
-                            if p.top_k == 0 { "off".into() } else { p.top_k.to_string() },
+                            if p.top_k == 0 {
+                                "off".into()
+                            } else {
+                                p.top_k.to_string()
+                            },
                             format!("{}", p.repetition_penalty),
                         ]
                     })
@@ -270,12 +329,13 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     if lab.opts.preset.is_none() {
         notes.extend(seed_notes(&finals, &|k, s| stage(k, s).clone()));
     }
-    let about = "Four synthetic task distributions (a confident classifier, a summariser with a few \
+    let about =
+        "Four synthetic task distributions (a confident classifier, a summariser with a few \
         good options, a flat code continuation, a creative tone choice), each under its own \
         configuration. The trace shows what every stage of the pipeline does to the kept set and \
         the entropy; the final entropy is given in bits and nats. With --preset every task runs \
         under that preset instead."
-        .to_string();
+            .to_string();
     Ok(Report {
         kind: ExperimentKind::UseCases,
         title: ExperimentKind::UseCases.title().into(),
@@ -305,7 +365,13 @@ fn describe(c: &SamplingParams) -> String {
 /// The seed's printed numbers next to ours (SPEC configurations only).
 fn seed_notes(finals: &[Eval], stage: &dyn Fn(usize, usize) -> Eval) -> Vec<String> {
     let t1 = |k: usize| stage(k, 0).probs;
-    let f = |v: &[f64], n: usize| v[..n].iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ");
+    let f = |v: &[f64], n: usize| {
+        v[..n]
+            .iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let (class, summ, code, creative) = (&finals[0], &finals[1], &finals[2], &finals[3]);
     let creative_cut: Vec<&str> = (0..10)
         .filter(|&i| creative.probs[i] == 0.0)
