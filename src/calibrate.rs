@@ -315,8 +315,8 @@ pub fn calibrate_mean(
     }
     bisect(Scope::Mean(b), target, unit, |t| {
         let mut sum = 0.0;
-        for r in 0..b {
-            sum += entropy_at(r, logits.row(r), &params[r], t)?;
+        for (r, p) in params.iter().enumerate() {
+            sum += entropy_at(r, logits.row(r), p, t)?;
         }
         Ok(unit.from_nats(sum / b as f64))
     })

@@ -79,7 +79,7 @@ fn each_row_hits_its_target() {
     }
     // The SPEC's sweep value: H = 2.611 bits at T = 1 (2.611016 exactly), so the
     // temperature for 2.611016 bits is 1 within the bisection tolerance.
-    let out = calibrate_rows(batch.view(), &params[..1].to_vec(), 2.611016, Unit::Bits);
+    let out = calibrate_rows(batch.view(), &params[..1], 2.611016, Unit::Bits);
     let one = Batch::from_rows(&rows[..1]).unwrap();
     let out2 = calibrate_rows(one.view(), &params[..1], 2.6110160, Unit::Bits).unwrap();
     assert!(
@@ -154,7 +154,7 @@ fn truncation_keeps_entropy_monotone_and_targets_reachable() {
     }
     // With top-k 3 at every T the set is fixed: a target between H(T→0) and ln 3 is hit.
     let x = sweep();
-    let batch = Batch::from_rows(&[x.clone()]).unwrap();
+    let batch = Batch::from_rows(std::slice::from_ref(&x)).unwrap();
     let p = vec![SamplingParams {
         top_k: 3,
         ..Default::default()

@@ -122,11 +122,11 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             p,
             e.freq_of(top)
         ]);
-        for i in 0..n {
+        for (i, token) in SWEEP_TOKENS.iter().enumerate() {
             per_token.push(row![
                 c.0,
                 i,
-                SWEEP_TOKENS[i],
+                *token,
                 b.probs[i],
                 e.probs[i],
                 e.freq_of(i)

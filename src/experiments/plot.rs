@@ -180,9 +180,11 @@ pub struct Scatter {
     pub x_range: (f64, f64),
     pub y_range: (f64, f64),
     pub crosshair: Option<(f64, f64)>,
-    /// Rectangles `[(x0, y0), (x1, y1)]` shaded in a light colour, with a label.
-    pub zones: Vec<((f64, f64), (f64, f64), RGBColor, String)>,
+    pub zones: Vec<Zone>,
 }
+
+/// A rectangle `(x0, y0)`–`(x1, y1)` shaded in a light colour, with a label.
+pub type Zone = ((f64, f64), (f64, f64), RGBColor, String);
 
 /// A small table drawn as text.
 #[derive(Debug, Clone)]
@@ -583,9 +585,7 @@ fn draw_bars(area: &Area, b: &Bars) -> PResult {
 
 /// A compact number for labels: 3 significant digits, no exponent noise.
 pub fn short_number(v: f64) -> String {
-    if v == v.round() && v.abs() < 1e6 {
-        format!("{v:.0}")
-    } else if v.abs() >= 100.0 {
+    if (v == v.round() && v.abs() < 1e6) || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")

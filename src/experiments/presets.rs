@@ -230,7 +230,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         "Presets: temperature, top-p, top-k and penalties",
     );
     let notes = vec![
-        "Without a history the repetition and frequency penalties do nothing; the right-hand map gives them the top token three times to act on.".to_string(),
+        "Without a history the repetition and frequency penalties do nothing; the lower map gives them the top token three times to act on.".to_string(),
         "`extraction` has T = 0: greedy, entropy 0 on every row.".to_string(),
     ];
     let about =

@@ -316,8 +316,8 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let rep2 = &configs.rows[3];
     let notes = vec![
         format!(
-            "The repetition penalty divides a positive logit and multiplies a negative one: approve's 2.2 becomes {} at 2.0; the prompt token escalate (0.9) is penalised too, the presence and frequency penalties ignore the prompt (vLLM).",
-            rep2[4].display()
+            "The repetition penalty divides a positive logit and multiplies a negative one: approve's 2.2 becomes {:.3} at 2.0; the prompt token escalate (0.9) is penalised too, the presence and frequency penalties ignore the prompt (vLLM).",
+            rep2[4].as_f64().unwrap_or(f64::NAN)
         ),
         "The decode loop keeps the logits fixed, which a real model would not: it isolates what the penalties do to a growing history.".to_string(),
     ];

@@ -89,6 +89,51 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         curve_table.push(r);
     }
 
+    // The seed's two small hand calculations, through the sampler: the
+    // customer-service scenario (5 tokens) and the 3-token worked example.
+    let examples: [(&str, &[&str], &[f32], &[(f32, &[f64])]); 2] = [
+        (
+            "customer service",
+            &["escalate", "notify", "delay", "close", "optimize"],
+            &[2.5, 2.0, 0.8, -0.5, -1.2],
+            &[
+                (0.2, &[0.92, 0.07, 0.01, 0.0, 0.0]),
+                (1.0, &[0.52, 0.32, 0.12, 0.03, 0.01]),
+                (2.0, &[0.35, 0.27, 0.15, 0.12, 0.11]),
+            ],
+        ),
+        (
+            "worked example (3 tokens)",
+            &["approve", "reject", "review"],
+            &[2.2, 1.8, 1.4],
+            &[(0.5, &[0.606, 0.272, 0.122]), (2.0, &[0.402, 0.329, 0.269])],
+        ),
+    ];
+    let mut worked = Table::new(
+        "temperature_worked_examples",
+        "The seed's hand calculations: printed vs computed",
+        &["example", "temperature", "token", "logit", "probability", "seed_printed"],
+    );
+    let mut worst: Vec<(String, f64)> = Vec::new();
+    for (name, tokens, logits, cases) in examples {
+        let params: Vec<SamplingParams> = cases
+            .iter()
+            .map(|(t, _)| SamplingParams {
+                temperature: *t,
+                ..SamplingParams::default()
+            })
+            .collect();
+        let evals = lab.probs(&repeat(logits, params.len()), &params)?;
+        for ((t, printed), e) in cases.iter().zip(&evals) {
+            let mut max_gap = 0.0f64;
+            for i in 0..tokens.len() {
+                worked.push(row![name, widen(*t), tokens[i], widen(logits[i]), e.probs[i], printed[i]]);
+                max_gap = max_gap.max((e.probs[i] - printed[i]).abs());
+            }
+            worst.push((format!("{name} at T = {t}: computed {}", fmt_probs(&e.probs)), max_gap));
+        }
+    }
+
     // Figures.
     let panels = SWEEP_TEMPERATURES
         .iter()
@@ -244,6 +289,11 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             "The seed's graph guide speaks of 20 tokens (maximum 4.32 bits); this experiment has the seed's 10 tokens, maximum log2 10 = {max_bits:.3} bits."
         ));
     }
+    for (what, gap) in worst {
+        if gap > 0.005 {
+            notes.push(format!("The seed's {what} (largest difference {gap:.3})."));
+        }
+    }
     let about = "Temperature divides every logit by T before the softmax. Below 1 it widens the gaps \
         (approve dominates), above 1 it narrows them (the bars even out); the ranking never changes. \
         Entropy (bits) summarises the spread: 0 = one certain token, log2 10 = 3.32 = all ten alike. \
@@ -254,8 +304,12 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         title: ExperimentKind::Temperature.title().into(),
         about,
         setup: String::new(),
-        tables: vec![summary, sweep, curve_table],
+        tables: vec![summary, sweep, curve_table, worked],
         figures: vec![bars, top_prob, entropy, heat],
         notes,
     })
+}
+
+fn fmt_probs(p: &[f64]) -> String {
+    p.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
 }
