@@ -37,6 +37,7 @@ pub mod presets;
 pub mod reference;
 pub mod result;
 pub mod rng;
+pub mod validate;
 
 pub use backend::{BackendKind, Sampler};
 pub use batch::{Batch, LogitsView, RawDtype};
