@@ -40,7 +40,8 @@ pub fn run_presets(a: PresetsArgs) -> anyhow::Result<Outcome> {
             "Presets: temperature, top-p, top-k and penalties",
         );
         for path in &targets {
-            plot::render(&figure, path).with_context(|| format!("cannot write {}", path.display()))?;
+            plot::render(&figure, path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("token-sampler: wrote {}", path.display());
         }
     }
@@ -102,7 +103,9 @@ pub fn run_info(a: InfoArgs) -> anyhow::Result<Outcome> {
         println!("default backend: {default}");
         for b in out["backends"].as_array().unwrap() {
             match b["available"].as_bool() {
-                Some(true) => println!("  {:<10} available   {}", s(&b["backend"]), s(&b["device"])),
+                Some(true) => {
+                    println!("  {:<10} available   {}", s(&b["backend"]), s(&b["device"]))
+                }
                 _ => println!("  {:<10} unavailable {}", s(&b["backend"]), s(&b["reason"])),
             }
         }

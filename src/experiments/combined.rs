@@ -2,9 +2,9 @@
 //! stage order (standard, vLLM, llama.cpp) on experiment 1's logits.
 
 use super::data::{SWEEP_LOGITS, SWEEP_TOKENS};
-use super::plot::{color, BarKind, BarSeries, Bars, Figure, Heat, Panel, GHOST};
+use super::plot::{color, BarSeries, Bars, Figure, Heat, Panel};
 use super::table::{row, Table};
-use super::{bits, repeat, strings, ExperimentKind, Lab, Report, Result};
+use super::{bits, strings, ExperimentKind, Lab, Report, Result};
 use crate::params::widen;
 use crate::params::{Order, SamplingParams};
 
@@ -59,7 +59,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         ..base.clone()
     };
     let params: Vec<SamplingParams> = CONFIGS.iter().map(with).collect();
-    let evals = lab.sample(&repeat(&SWEEP_LOGITS, params.len()), &params)?;
+    let evals = lab.sample_for(&SWEEP_LOGITS, &params)?;
     // The same temperatures with every truncation stage off: what was cut.
     let untruncated: Vec<SamplingParams> = params
         .iter()
@@ -70,7 +70,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             ..p.clone()
         })
         .collect();
-    let before = lab.probs(&repeat(&SWEEP_LOGITS, untruncated.len()), &untruncated)?;
+    let before = lab.probs_for(&SWEEP_LOGITS, &untruncated)?;
 
     let mut configs = Table::new(
         "combined_configs",
@@ -123,14 +123,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             e.freq_of(top)
         ]);
         for (i, token) in SWEEP_TOKENS.iter().enumerate() {
-            per_token.push(row![
-                c.0,
-                i,
-                *token,
-                b.probs[i],
-                e.probs[i],
-                e.freq_of(i)
-            ]);
+            per_token.push(row![c.0, i, *token, b.probs[i], e.probs[i], e.freq_of(i)]);
         }
     }
 
@@ -147,7 +140,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             });
         }
     }
-    let grid = lab.probs(&repeat(&SWEEP_LOGITS, grid_params.len()), &grid_params)?;
+    let grid = lab.probs_for(&SWEEP_LOGITS, &grid_params)?;
     let mut grid_table = Table::new(
         "combined_grid",
         "Entropy and kept count over temperature × top-p",
@@ -177,33 +170,19 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         .zip(&evals)
         .zip(&before)
         .map(|((c, e), b)| {
-            Panel::Bars(Bars {
-                title: format!(
+            Panel::Bars(Bars::probabilities(
+                format!(
                     "{} · kept {} · H = {:.2} bits",
                     c.0,
                     e.kept,
                     bits(e.final_entropy)
                 ),
-                categories: strings(&SWEEP_TOKENS),
-                series: vec![
-                    BarSeries {
-                        label: String::new(),
-                        values: b.probs.clone(),
-                        color: GHOST,
-                        kind: BarKind::Ghost,
-                    },
-                    BarSeries {
-                        label: String::new(),
-                        values: e.probs.clone(),
-                        color: color(0),
-                        kind: BarKind::Bar,
-                    },
+                strings(&SWEEP_TOKENS),
+                vec![
+                    BarSeries::ghost("", b.probs.clone()),
+                    BarSeries::bar("", e.probs.clone(), color(0)),
                 ],
-                value_label: "probability".into(),
-                range: Some((0.0, 1.0)),
-                reference: None,
-                annotate: false,
-            })
+            ))
         })
         .collect();
     let bars = Figure {

@@ -495,6 +495,21 @@ impl Lab<'_> {
         Ok(drawn.into_iter().map(|r| r.token).collect())
     }
 
+    /// [`Lab::probs`] with one logit row under each of `params`.
+    pub fn probs_for(&mut self, logits: &[f32], params: &[SamplingParams]) -> Result<Vec<Eval>> {
+        self.probs(&vec![logits.to_vec(); params.len()], params)
+    }
+
+    /// [`Lab::sample`] with one logit row under each of `params`.
+    pub fn sample_for(&mut self, logits: &[f32], params: &[SamplingParams]) -> Result<Vec<Eval>> {
+        self.sample(&vec![logits.to_vec(); params.len()], params)
+    }
+
+    /// [`Lab::draw_one`] with one logit row under each of `params`.
+    pub fn draw_one_for(&mut self, logits: &[f32], params: &[SamplingParams]) -> Result<Vec<u32>> {
+        self.draw_one(&vec![logits.to_vec(); params.len()], params)
+    }
+
     /// π plus `samples` draws per row through `Sampler::sample`.
     pub fn sample(&mut self, rows: &[Vec<f32>], params: &[SamplingParams]) -> Result<Vec<Eval>> {
         let mut evals = self.probs(rows, params)?;
@@ -512,11 +527,6 @@ impl Lab<'_> {
         }
         Ok(evals)
     }
-}
-
-/// `rows` copies of one logit row.
-pub(crate) fn repeat(logits: &[f32], rows: usize) -> Vec<Vec<f32>> {
-    vec![logits.to_vec(); rows]
 }
 
 /// Token ids sorted by descending probability (ties by id).

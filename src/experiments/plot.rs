@@ -98,6 +98,48 @@ pub struct BarSeries {
     pub kind: BarKind,
 }
 
+impl BarSeries {
+    pub fn bar(label: impl Into<String>, values: Vec<f64>, color: RGBColor) -> Self {
+        BarSeries {
+            label: label.into(),
+            values,
+            color,
+            kind: BarKind::Bar,
+        }
+    }
+    pub fn ghost(label: impl Into<String>, values: Vec<f64>) -> Self {
+        BarSeries {
+            label: label.into(),
+            values,
+            color: GHOST,
+            kind: BarKind::Ghost,
+        }
+    }
+    pub fn marker(label: impl Into<String>, values: Vec<f64>) -> Self {
+        BarSeries {
+            label: label.into(),
+            values,
+            color: BLACK,
+            kind: BarKind::Marker,
+        }
+    }
+}
+
+impl Bars {
+    /// Probabilities of `categories` on a 0–1 axis.
+    pub fn probabilities(title: String, categories: Vec<String>, series: Vec<BarSeries>) -> Self {
+        Bars {
+            title,
+            categories,
+            series,
+            value_label: "probability".into(),
+            range: Some((0.0, 1.0)),
+            reference: None,
+            annotate: false,
+        }
+    }
+}
+
 /// Line charts over a numeric x axis (or categories at x = 0, 1, …).
 #[derive(Debug, Clone)]
 pub struct Lines {

@@ -2,7 +2,7 @@
 //! experiment 1's row, with and without a history for the penalties to act on.
 
 use super::data::{SWEEP_LOGITS, USE_CASES};
-use super::plot::{color, BarKind, BarSeries, Bars, Figure, Heat, Panel};
+use super::plot::{color, BarSeries, Bars, Figure, Heat, Panel};
 use super::table::{row, Table};
 use super::{bits, ExperimentKind, Lab, Report, Result};
 use crate::params::widen;
@@ -22,12 +22,7 @@ pub(crate) fn task_presets() -> Vec<&'static Preset> {
 /// draws this figure.
 pub fn preset_parameters_figure(presets: &[&Preset], file: &str, title: &str) -> Figure {
     let names: Vec<String> = presets.iter().map(|p| p.name.to_string()).collect();
-    let bars = |label: &str, values: Vec<f64>, c: usize| BarSeries {
-        label: label.into(),
-        values,
-        color: color(c),
-        kind: BarKind::Bar,
-    };
+    let bars = |label: &str, values: Vec<f64>, c: usize| BarSeries::bar(label, values, color(c));
     let panel = |title: &str, value_label: &str, series: Vec<BarSeries>, range, reference| {
         Panel::Bars(Bars {
             title: title.into(),

@@ -3,9 +3,9 @@
 //! into the history.
 
 use super::data::{SWEEP_LOGITS, SWEEP_TOKENS};
-use super::plot::{color, BarKind, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel, GHOST};
+use super::plot::{color, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel};
 use super::table::{row, Table};
-use super::{bits, repeat, strings, Eval, ExperimentKind, Lab, Report, Result};
+use super::{bits, strings, Eval, ExperimentKind, Lab, Report, Result};
 use crate::params::widen;
 use crate::params::SamplingParams;
 use crate::reference::bias_mask_penalties;
@@ -51,7 +51,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         ..base.clone()
     };
     let params: Vec<SamplingParams> = CONFIGS.iter().map(|c| with(c, &HISTORY)).collect();
-    let evals = lab.sample(&repeat(&SWEEP_LOGITS, params.len()), &params)?;
+    let evals = lab.sample_for(&SWEEP_LOGITS, &params)?;
     let plain = &evals[0];
 
     let mut count = [0usize; 10];
@@ -141,7 +141,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
             curve_params.push(with(&c, &HISTORY));
         }
     }
-    let curve = lab.probs(&repeat(&SWEEP_LOGITS, curve_params.len()), &curve_params)?;
+    let curve = lab.probs_for(&SWEEP_LOGITS, &curve_params)?;
     let mut strength = Table::new(
         "repetition_strength",
         "P(approve) and entropy as each penalty grows",
@@ -173,7 +173,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
                 ..with(&CONFIGS[c], h)
             })
             .collect();
-        let tokens = lab.draw_one(&repeat(&SWEEP_LOGITS, params.len()), &params)?;
+        let tokens = lab.draw_one_for(&SWEEP_LOGITS, &params)?;
         for (k, t) in tokens.into_iter().enumerate() {
             histories[k].push(t);
             generated[k].push(t);
@@ -219,24 +219,9 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
                 ),
                 categories: strings(&SWEEP_TOKENS),
                 series: vec![
-                    BarSeries {
-                        label: String::new(),
-                        values: plain.probs.clone(),
-                        color: GHOST,
-                        kind: BarKind::Ghost,
-                    },
-                    BarSeries {
-                        label: String::new(),
-                        values: e.probs.clone(),
-                        color: color(0),
-                        kind: BarKind::Bar,
-                    },
-                    BarSeries {
-                        label: String::new(),
-                        values: e.freq.clone().unwrap_or_default(),
-                        color: color(1),
-                        kind: BarKind::Marker,
-                    },
+                    BarSeries::ghost("", plain.probs.clone()),
+                    BarSeries::bar("", e.probs.clone(), color(0)),
+                    BarSeries::marker("", e.freq.clone().unwrap_or_default()),
                 ],
                 value_label: "probability".into(),
                 range: Some((0.0, 0.8)),

@@ -1,9 +1,9 @@
 //! Experiment 1: the same ten logits at six temperatures, and a 50-step curve.
 
 use super::data::{temperature_grid, SWEEP_LOGITS, SWEEP_TEMPERATURES, SWEEP_TOKENS};
-use super::plot::{color, BarKind, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel};
+use super::plot::{color, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel};
 use super::table::{row, Table};
-use super::{bits, repeat, strings, ExperimentKind, Lab, Report, Result};
+use super::{bits, strings, ExperimentKind, Lab, Report, Result};
 use crate::params::widen;
 use crate::params::SamplingParams;
 
@@ -15,7 +15,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         ..base.clone()
     };
     let params: Vec<SamplingParams> = SWEEP_TEMPERATURES.iter().map(|&t| at(t)).collect();
-    let evals = lab.sample(&repeat(&SWEEP_LOGITS, params.len()), &params)?;
+    let evals = lab.sample_for(&SWEEP_LOGITS, &params)?;
 
     let mut sweep = Table::new(
         "temperature_sweep",
@@ -74,7 +74,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     // 50 temperatures 0.1 … 5.0 for the curves and the heat map.
     let grid = temperature_grid(50);
     let curve_params: Vec<SamplingParams> = grid.iter().map(|&t| at(t)).collect();
-    let curve = lab.probs(&repeat(&SWEEP_LOGITS, grid.len()), &curve_params)?;
+    let curve = lab.probs_for(&SWEEP_LOGITS, &curve_params)?;
     let mut cols = vec!["temperature", "entropy_bits", "top_probability", "kept"];
     let prob_cols: Vec<String> = SWEEP_TOKENS.iter().map(|t| format!("p_{t}")).collect();
     cols.extend(prob_cols.iter().map(|s| s.as_str()));
@@ -112,7 +112,14 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let mut worked = Table::new(
         "temperature_worked_examples",
         "The seed's hand calculations: printed vs computed",
-        &["example", "temperature", "token", "logit", "probability", "seed_printed"],
+        &[
+            "example",
+            "temperature",
+            "token",
+            "logit",
+            "probability",
+            "seed_printed",
+        ],
     );
     let mut worst: Vec<(String, f64)> = Vec::new();
     for (name, tokens, logits, cases) in examples {
@@ -123,14 +130,24 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
                 ..SamplingParams::default()
             })
             .collect();
-        let evals = lab.probs(&repeat(logits, params.len()), &params)?;
+        let evals = lab.probs_for(logits, &params)?;
         for ((t, printed), e) in cases.iter().zip(&evals) {
             let mut max_gap = 0.0f64;
             for i in 0..tokens.len() {
-                worked.push(row![name, widen(*t), tokens[i], widen(logits[i]), e.probs[i], printed[i]]);
+                worked.push(row![
+                    name,
+                    widen(*t),
+                    tokens[i],
+                    widen(logits[i]),
+                    e.probs[i],
+                    printed[i]
+                ]);
                 max_gap = max_gap.max((e.probs[i] - printed[i]).abs());
             }
-            worst.push((format!("{name} at T = {t}: computed {}", fmt_probs(&e.probs)), max_gap));
+            worst.push((
+                format!("{name} at T = {t}: computed {}", fmt_probs(&e.probs)),
+                max_gap,
+            ));
         }
     }
 
@@ -140,33 +157,22 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         .zip(&evals)
         .map(|(&t, e)| {
             let (top, p) = e.top();
-            Panel::Bars(Bars {
-                title: format!(
+            Panel::Bars(Bars::probabilities(
+                format!(
                     "T = {t} · H = {:.3} bits · P({}) = {:.3}",
                     bits(e.final_entropy),
                     SWEEP_TOKENS[top],
                     p
                 ),
-                categories: strings(&SWEEP_TOKENS),
-                series: vec![
-                    BarSeries {
-                        label: "π (sampler)".into(),
-                        values: e.probs.clone(),
-                        color: color(0),
-                        kind: BarKind::Bar,
-                    },
-                    BarSeries {
-                        label: format!("empirical ({} draws)", lab.samples()),
-                        values: e.freq.clone().unwrap_or_default(),
-                        color: color(1),
-                        kind: BarKind::Marker,
-                    },
+                strings(&SWEEP_TOKENS),
+                vec![
+                    BarSeries::bar("π (sampler)", e.probs.clone(), color(0)),
+                    BarSeries::marker(
+                        format!("empirical ({} draws)", lab.samples()),
+                        e.freq.clone().unwrap_or_default(),
+                    ),
                 ],
-                value_label: "probability".into(),
-                range: Some((0.0, 1.0)),
-                reference: None,
-                annotate: false,
-            })
+            ))
         })
         .collect();
     let bars = Figure {
@@ -311,5 +317,8 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
 }
 
 fn fmt_probs(p: &[f64]) -> String {
-    p.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", ")
+    p.iter()
+        .map(|v| format!("{v:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -3,9 +3,9 @@
 //! moves; the temperature is the preset's (1 without one).
 
 use super::data::{SWEEP_LOGITS, SWEEP_TOKENS};
-use super::plot::{color, BarKind, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel, GHOST};
+use super::plot::{color, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel};
 use super::table::{row, Table};
-use super::{bits, by_rank, repeat, strings, Eval, ExperimentKind, Lab, Report, Result};
+use super::{bits, by_rank, strings, Eval, ExperimentKind, Lab, Report, Result};
 use crate::params::SamplingParams;
 
 /// Which truncation knob a sweep moves.
@@ -60,12 +60,12 @@ struct Sweep {
 fn sweep(lab: &mut Lab, knob: Knob, values: &[f64], curve_values: Vec<f64>) -> Result<Sweep> {
     let base = lab.base();
     let params: Vec<SamplingParams> = values.iter().map(|&v| knob.set(&base, v)).collect();
-    let evals = lab.sample(&repeat(&SWEEP_LOGITS, params.len()), &params)?;
+    let evals = lab.sample_for(&SWEEP_LOGITS, &params)?;
     let curve_params: Vec<SamplingParams> =
         curve_values.iter().map(|&v| knob.set(&base, v)).collect();
     let mut with_before = curve_params;
     with_before.push(knob.off(&base));
-    let mut curve = lab.probs(&repeat(&SWEEP_LOGITS, with_before.len()), &with_before)?;
+    let mut curve = lab.probs_for(&SWEEP_LOGITS, &with_before)?;
     let before = curve.pop().expect("the knob-off row");
     Ok(Sweep {
         values: values.to_vec(),
@@ -171,38 +171,22 @@ fn report_parts(
         .iter()
         .zip(&s.evals)
         .map(|(&v, e)| {
-            Panel::Bars(Bars {
-                title: format!(
+            Panel::Bars(Bars::probabilities(
+                format!(
                     "{sym} = {v} · kept {} · H = {:.3} bits",
                     e.kept,
                     bits(e.final_entropy)
                 ),
-                categories: strings(&SWEEP_TOKENS),
-                series: vec![
-                    BarSeries {
-                        label: format!("before {name} (T = {t})"),
-                        values: s.before.probs.clone(),
-                        color: GHOST,
-                        kind: BarKind::Ghost,
-                    },
-                    BarSeries {
-                        label: "kept, renormalised π".into(),
-                        values: e.probs.clone(),
-                        color: color(0),
-                        kind: BarKind::Bar,
-                    },
-                    BarSeries {
-                        label: format!("empirical ({samples} draws)"),
-                        values: e.freq.clone().unwrap_or_default(),
-                        color: color(1),
-                        kind: BarKind::Marker,
-                    },
+                strings(&SWEEP_TOKENS),
+                vec![
+                    BarSeries::ghost(format!("before {name} (T = {t})"), s.before.probs.clone()),
+                    BarSeries::bar("kept, renormalised π", e.probs.clone(), color(0)),
+                    BarSeries::marker(
+                        format!("empirical ({samples} draws)"),
+                        e.freq.clone().unwrap_or_default(),
+                    ),
                 ],
-                value_label: "probability".into(),
-                range: Some((0.0, 1.0)),
-                reference: None,
-                annotate: false,
-            })
+            ))
         })
         .collect();
     let bars = Figure {
@@ -343,7 +327,7 @@ pub(crate) fn run_top_k(lab: &mut Lab) -> Result<Report> {
             ..base.clone()
         });
     }
-    let evals = lab.probs(&repeat(&SWEEP_LOGITS, params.len()), &params)?;
+    let evals = lab.probs_for(&SWEEP_LOGITS, &params)?;
     let mut contrast = Table::new(
         "top_k_vs_top_p",
         "The fixed knife and the adaptive one: top-k = 3 vs top-p = 0.7",
@@ -383,12 +367,11 @@ pub(crate) fn run_top_k(lab: &mut Lab) -> Result<Report> {
                 bits(e.final_entropy)
             ),
             categories: strings(&SWEEP_TOKENS),
-            series: vec![BarSeries {
-                label: String::new(),
-                values: e.probs.clone(),
-                color: color(if j % 2 == 0 { 2 } else { 4 }),
-                kind: BarKind::Bar,
-            }],
+            series: vec![BarSeries::bar(
+                "",
+                e.probs.clone(),
+                color(if j % 2 == 0 { 2 } else { 4 }),
+            )],
             value_label: "probability".into(),
             range: Some((0.0, 1.0)),
             reference: None,

@@ -2,9 +2,7 @@
 //! §10), traced stage by stage: logits → temperature → top-k → top-p → final.
 
 use super::data::{UseCase, TASK_MAP, USE_CASES};
-use super::plot::{
-    color, BarKind, BarSeries, Bars, Figure, LineSpec, Lines, Panel, Scatter, TextTable, GHOST,
-};
+use super::plot::{color, BarSeries, Bars, Figure, LineSpec, Lines, Panel, Scatter, TextTable};
 use super::presets::{preset_parameters_figure, task_presets};
 use super::table::{row, Table};
 use super::{bits, strings, Eval, ExperimentKind, Lab, Report, Result};
@@ -199,18 +197,8 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
                     ),
                     categories: strings(&u.tokens),
                     series: vec![
-                        BarSeries {
-                            label: "T = 1".into(),
-                            values: stage(k, 0).probs.clone(),
-                            color: GHOST,
-                            kind: BarKind::Ghost,
-                        },
-                        BarSeries {
-                            label: "configured".into(),
-                            values: e.probs.clone(),
-                            color: color(k),
-                            kind: BarKind::Bar,
-                        },
+                        BarSeries::ghost("T = 1", stage(k, 0).probs.clone()),
+                        BarSeries::bar("configured", e.probs.clone(), color(k)),
                     ],
                     value_label: "probability".into(),
                     range: Some((0.0, 1.12)),
