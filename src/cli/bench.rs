@@ -7,11 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::args::ParamArgs;
-use super::{print_json, Outcome};
+use super::{print_json, progress_bar, Outcome};
 use token_sampler::backend::{self, BackendKind, Sampler};
 use token_sampler::bench::{
     bench_case, format_table, host_cpu_model, normal_logits, BenchOptions, BenchResult, ParamSet,
@@ -190,11 +189,7 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         seed: a.input_seed,
     };
     let total = (samplers.len() * grid.len() * (opts.runs + opts.warmup)) as u64;
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(total, "bench");
     let mut results: Vec<BenchResult> = Vec::new();
     for sampler in samplers.iter_mut() {
         // One probe per input and backend, in this run.
@@ -205,8 +200,8 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         }
         for (i, set) in &grid {
             let input = &inputs[*i];
-            bar.set_message(format!(
-                "{} B {} V {} {}",
+            bar.set_prefix(format!(
+                "bench {} B {} V {} {}",
                 sampler.kind(),
                 input.rows(),
                 input.vocab(),
