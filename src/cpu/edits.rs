@@ -28,7 +28,7 @@ pub struct Block {
     /// taken against, and the block's sampling weight relative to that shift
     /// (at the temperature and threshold recorded in the row's block state).
     pub max: f32,
-    pub shift: f32,
+    pub shift: f64,
     pub weight: f64,
 }
 
@@ -37,7 +37,12 @@ pub struct Block {
 pub struct Edits {
     /// Distinct edited ids, ascending, and their new values.
     pub ids: Vec<u32>,
+    /// The new values rounded to f32 (what the vector kernels and thresholds
+    /// read) and exact in f64, as the reference computes them (what weights
+    /// and log-probabilities of edited tokens use: a +30 bias on 0.003 rounds
+    /// by 1e-6, which a temperature of 0.01 would turn into a 1e-4 error).
     pub vals: Vec<f32>,
+    pub vals64: Vec<f64>,
     /// Whether `allowed_token_ids` masks the row.
     pub masked: bool,
     allowed: Vec<u32>,
@@ -77,6 +82,7 @@ impl Edits {
     pub fn build(&mut self, row: usize, x: &[f32], p: &SamplingParams) -> Result<()> {
         self.ids.clear();
         self.vals.clear();
+        self.vals64.clear();
         self.work.clear();
         self.allowed.clear();
         self.masked = p.allowed_token_ids.is_some();
@@ -160,6 +166,7 @@ impl Edits {
         for &(id, y) in &self.work {
             self.ids.push(id);
             self.vals.push(y as f32);
+            self.vals64.push(y);
         }
         Ok(())
     }

@@ -47,6 +47,7 @@ pub struct Scratch {
     sel: Vec<f32>,
     mass: Vec<(f32, f64)>,
     wbuf: Vec<f32>,
+    wbuf64: Vec<f64>,
     cdf: Vec<f64>,
     top: TopN,
     groups: Vec<(Vec<f32>, Vec<u32>)>,
@@ -69,7 +70,7 @@ pub enum RowOut {
 /// max grows (the merge rule of GPU_NOTES).
 #[derive(Debug, Clone, Copy)]
 struct Acc {
-    m: f32,
+    m: f64,
     s: f64,
     a: f64,
     b: f64,
@@ -80,7 +81,7 @@ struct Acc {
 
 impl Acc {
     const EMPTY: Acc = Acc {
-        m: f32::NEG_INFINITY,
+        m: f64::NEG_INFINITY,
         s: 0.0,
         a: 0.0,
         b: 0.0,
@@ -89,12 +90,12 @@ impl Acc {
         n: 0,
     };
 
-    fn shift_to(&mut self, m: f32, inv_t: f64) {
-        if self.m == f32::NEG_INFINITY {
+    fn shift_to(&mut self, m: f64, inv_t: f64) {
+        if self.m == f64::NEG_INFINITY {
             self.m = m;
             return;
         }
-        let d = self.m as f64 - m as f64;
+        let d = self.m - m;
         let (w, wt) = (d.exp(), (d * inv_t).exp());
         self.b = w * (self.b + 2.0 * d * self.a + d * d * self.s);
         self.a = w * (self.a + d * self.s);
@@ -105,11 +106,11 @@ impl Acc {
     }
 
     fn merge(mut self, mut o: Acc, inv_t: f64) -> Acc {
-        if o.m == f32::NEG_INFINITY {
+        if o.m == f64::NEG_INFINITY {
             self.n += o.n;
             return self;
         }
-        if self.m == f32::NEG_INFINITY {
+        if self.m == f64::NEG_INFINITY {
             o.n += self.n;
             return o;
         }
@@ -147,6 +148,34 @@ fn slice<'a>(x: &'a [f32], ev: &'a [f32], b: &Block) -> &'a [f32] {
     } else {
         &x[s..e]
     }
+}
+
+/// The exact (f64) values of an edited block.
+fn slice64<'a>(ev64: &'a [f64], b: &Block) -> &'a [f64] {
+    &ev64[b.start as usize..(b.start + b.len) as usize]
+}
+
+/// [`Kernels::stats`] in scalar f64 for the few edited entries, from their
+/// exact values.
+fn stats64(ys: &[f64], m: f64, inv_t: f64, temper: bool) -> super::simd::BlockSums {
+    let mut r = super::simd::BlockSums::default();
+    for &y in ys {
+        if y == f64::NEG_INFINITY {
+            continue;
+        }
+        let d = y - m;
+        let e = d.exp();
+        r.s += e;
+        r.a += d * e;
+        r.b += d * d * e;
+        r.n += 1;
+        if temper {
+            let et = (d * inv_t).exp();
+            r.st += et;
+            r.at += d * et;
+        }
+    }
+    r
 }
 
 /// Blocks between the one being summed and the one being prefetched.
@@ -191,13 +220,14 @@ fn stats_pass(
     k: Kernels,
     x: &[f32],
     ev: &[f32],
+    ev64: &[f64],
     blocks: &mut [Block],
     lanes: &mut [[f32; LANE_SLOTS]],
     check: bool,
     temper: bool,
     inv_t: f32,
+    inv_t64: f64,
 ) -> std::result::Result<(Acc, Acc), usize> {
-    let inv_t64 = inv_t as f64;
     let (mut base, mut edit) = (Acc::EMPTY, Acc::EMPTY);
     for i in 0..blocks.len() {
         if i + PREFETCH_AHEAD < blocks.len() {
@@ -215,16 +245,27 @@ fn stats_pass(
             k.max_lanes(xs, &mut lanes[i])
         };
         b.max = bm;
-        let acc = if b.edited { &mut edit } else { &mut base };
+        // Unedited blocks shift by f32 maxima (the kernels' shift); edited
+        // ones by their exact maxima.
+        let (acc, bm) = if b.edited {
+            let ys = slice64(ev64, b);
+            (&mut edit, ys.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        } else {
+            (&mut base, bm as f64)
+        };
         if bm > acc.m {
             acc.shift_to(bm, inv_t64);
         }
-        if acc.m == f32::NEG_INFINITY {
-            b.shift = f32::NEG_INFINITY;
+        if acc.m == f64::NEG_INFINITY {
+            b.shift = f64::NEG_INFINITY;
             b.weight = 0.0;
             continue;
         }
-        let s = k.stats(xs, acc.m, inv_t, temper);
+        let s = if b.edited {
+            stats64(slice64(ev64, b), acc.m, inv_t64, temper)
+        } else {
+            k.stats(xs, acc.m as f32, inv_t, temper)
+        };
         acc.s += s.s;
         acc.a += s.a;
         acc.b += s.b;
@@ -248,11 +289,11 @@ fn raw_pass(k: Kernels, row: usize, x: &[f32]) -> Result<Acc> {
             let at = i * super::edits::BLOCK + first_bad(xs).unwrap_or(0);
             return Err(invalid(row, x, at));
         }
-        if bm > acc.m {
-            acc.shift_to(bm, 1.0);
+        if bm as f64 > acc.m {
+            acc.shift_to(bm as f64, 1.0);
         }
-        if acc.m > f32::NEG_INFINITY {
-            acc.s += k.stats(xs, acc.m, 1.0, false).s;
+        if acc.m > f64::NEG_INFINITY {
+            acc.s += k.stats(xs, acc.m as f32, 1.0, false).s;
         }
     }
     Ok(acc)
@@ -275,6 +316,7 @@ struct Row<'s> {
     par: usize,
     x: &'s [f32],
     ev: &'s [f32],
+    ev64: &'s [f64],
     edit_ids: &'s [u32],
     blocks: &'s mut Vec<Block>,
     /// Lane maxima of each block (filled by the statistics pass).
@@ -287,12 +329,15 @@ struct Row<'s> {
     sel: &'s mut Vec<f32>,
     mass: &'s mut Vec<(f32, f64)>,
     wbuf: &'s mut Vec<f32>,
+    wbuf64: &'s mut Vec<f64>,
     cdf: &'s mut Vec<f64>,
     top: &'s mut TopN,
     groups: &'s mut Vec<(Vec<f32>, Vec<u32>)>,
     full: &'s mut Vec<FullSums>,
-    /// Row max and finite count (after edits).
-    m: f32,
+    /// Row max (exact, after edits), the max of the unedited blocks (the f32
+    /// shift of the vector kernels, −inf if none) and the finite count.
+    m: f64,
+    mb: f32,
     n_finite: usize,
     /// The candidate list holds exactly `{x ≥ tau_c}`, in id order.
     tau_c: f32,
@@ -301,11 +346,20 @@ struct Row<'s> {
 }
 
 impl Row<'_> {
-    /// The edited logit of token `id`.
-    fn value(&self, id: u32) -> f32 {
+    /// The edited logit of token `id`, exact.
+    fn value64(&self, id: u32) -> f64 {
         match self.edit_ids.binary_search(&id) {
-            Ok(e) => self.ev[e],
-            Err(_) => self.x[id as usize],
+            Ok(e) => self.ev64[e],
+            Err(_) => self.x[id as usize] as f64,
+        }
+    }
+
+    /// Value of candidate `i` for arithmetic: exact for edited tokens.
+    fn cand_value64(&self, i: usize) -> f64 {
+        if self.edit_ids.is_empty() {
+            self.cv[i] as f64
+        } else {
+            self.value64(self.ci[i])
         }
     }
 
@@ -384,18 +438,35 @@ impl Row<'_> {
         if let Some(f) = self.full.iter().find(|f| f.t == t && f.tau == tau) {
             return *f;
         }
-        let (k, x, ev, m) = (self.k, self.x, self.ev, self.m);
+        let (k, x, ev, ev64, m, mb) = (self.k, self.x, self.ev, self.ev64, self.m, self.mb);
         let inv_t = inv_f32(t);
+        // Unedited blocks are summed by the kernels against `mb`, then moved
+        // to the row max: Σ(x−m)w = c·(Σ(x−mb)w' + (mb−m)·Σw'), c = e^((mb−m)/t).
+        let (dmb, c) = (mb as f64 - m, ((mb as f64 - m) / t).exp());
         let pass = |bs: &mut [Block]| -> (f64, f64) {
             let (mut s, mut a) = (0.0, 0.0);
             for b in bs.iter_mut() {
-                b.shift = m;
                 b.weight = 0.0;
-                if b.max >= tau {
-                    let (bs_, ba) = k.tempered(slice(x, ev, b), m, inv_t, tau);
+                if b.max < tau {
+                    continue;
+                }
+                if b.edited {
+                    b.shift = m;
+                    for (&v, &y) in slice(x, ev, b).iter().zip(slice64(ev64, b)) {
+                        if v >= tau {
+                            let d = y - m;
+                            let w = (d / t).exp();
+                            b.weight += w;
+                            s += w;
+                            a += d * w;
+                        }
+                    }
+                } else {
+                    b.shift = mb as f64;
+                    let (bs_, ba) = k.tempered(slice(x, ev, b), mb, inv_t, tau);
                     b.weight = bs_;
-                    s += bs_;
-                    a += ba;
+                    s += c * bs_;
+                    a += c * (ba + dmb * bs_);
                 }
             }
             (s, a)
@@ -422,7 +493,27 @@ impl Row<'_> {
             return;
         }
         self.cw.resize(self.cv.len(), 0.0);
-        self.k.weights(self.cv, self.m, inv_f32(t), ALL, self.cw);
+        if self.edit_ids.is_empty() {
+            // Every value is an f32 and the row max is one of them.
+            self.k.weights(self.cv, self.m as f32, inv_f32(t), ALL, self.cw);
+        } else {
+            // Edited rows: exact values in f64 against the exact max (the
+            // lists are both in id order: one merge walk finds the edits).
+            let m = self.m;
+            let mut e = 0;
+            for i in 0..self.cv.len() {
+                let id = self.ci[i];
+                while e < self.edit_ids.len() && self.edit_ids[e] < id {
+                    e += 1;
+                }
+                let y = if e < self.edit_ids.len() && self.edit_ids[e] == id {
+                    self.ev64[e]
+                } else {
+                    self.cv[i] as f64
+                };
+                self.cw[i] = ((y - m) / t).exp() as f32;
+            }
+        }
         self.cw_t = t;
     }
 
@@ -490,7 +581,15 @@ impl Row<'_> {
             }
         }
         self.wbuf.resize(self.sel.len(), 0.0);
-        self.k.weights(self.sel, self.m, inv_f32(t), ALL, self.wbuf);
+        if self.edit_ids.is_empty() {
+            self.k.weights(self.sel, self.m as f32, inv_f32(t), ALL, self.wbuf);
+        } else {
+            // Rounded edited maxima may sit a hair above the exact max; the
+            // bound is verified on the candidates anyway.
+            for (w, &v) in self.wbuf.iter_mut().zip(self.sel.iter()) {
+                *w = ((v as f64 - self.m).min(0.0) / t).exp() as f32;
+            }
+        }
         let total: f64 = self.wbuf.iter().map(|&w| w as f64).sum();
         // The candidates' weights come from the same kernel on the same
         // values, so they reach at least the lane maxima's sum; the margin
@@ -509,11 +608,11 @@ impl Row<'_> {
             }
         }
         self.sel.sort_unstable_by(|a, b| b.total_cmp(a));
-        let m = self.m as f64;
+        let m = self.m;
         self.cdf.clear();
         let mut cum = 0.0;
         for &v in self.sel.iter() {
-            cum += ((v as f64 - m) / t).exp();
+            cum += ((v as f64 - m).min(0.0) / t).exp();
             self.cdf.push(cum);
         }
         let share = if z > 0.0 { (cum / z).min(1.0) } else { 1.0 };
@@ -581,7 +680,7 @@ impl Row<'_> {
                 }
                 // q_i ≥ min_p·max q ⇔ x_i ≥ m + t·ln(min_p); the row max survives
                 // every stage, so it is the survivors' max too.
-                ceil_f32(self.m as f64 + t * widen(p.min_p).ln()).max(tau_prev)
+                ceil_f32(self.m + t * widen(p.min_p).ln()).max(tau_prev)
             }
         };
         let mut after = self.count_ge(tau);
@@ -596,15 +695,17 @@ impl Row<'_> {
     /// Entropy (nats) at T = 1 of `{x ≥ tau}`.
     fn entropy_over(&mut self, tau: f32) -> f64 {
         let (s, a) = if tau >= self.tau_c {
-            let m = self.m as f64;
+            let m = self.m;
             self.cand_weights(1.0);
-            self.cv
-                .iter()
-                .zip(self.cw.iter())
-                .filter(|(&v, _)| v >= tau)
-                .fold((0.0, 0.0), |(s, a), (&v, &w)| {
-                    (s + w as f64, a + (v as f64 - m) * w as f64)
-                })
+            let (mut s, mut a) = (0.0, 0.0);
+            for i in 0..self.cv.len() {
+                if self.cv[i] >= tau {
+                    let w = self.cw[i] as f64;
+                    s += w;
+                    a += (self.cand_value64(i) - m) * w;
+                }
+            }
+            (s, a)
         } else {
             let f = self.full_sums(1.0, tau);
             (f.s, f.a)
@@ -615,11 +716,15 @@ impl Row<'_> {
     /// Lowest id holding the row max (the greedy token).
     fn argmax(&self) -> u32 {
         for b in self.blocks.iter() {
-            if b.max == self.m {
-                let xs = slice(self.x, self.ev, b);
-                if let Some(j) = xs.iter().position(|&v| v == self.m) {
-                    return b.id + j as u32;
-                }
+            let found = if b.edited {
+                slice64(self.ev64, b).iter().position(|&y| y == self.m)
+            } else if b.max as f64 == self.m {
+                slice(self.x, self.ev, b).iter().position(|&v| v as f64 == self.m)
+            } else {
+                None
+            };
+            if let Some(j) = found {
+                return b.id + j as u32;
             }
         }
         0
@@ -648,22 +753,23 @@ enum Draw {
     /// Over the candidates ≥ tau: cumulative weights in id order.
     Cands { tau: f32 },
     /// Over every block: cumulative scaled block weights, then one rescan.
-    Blocks { tau: f32, inv_t: f32 },
+    Blocks { tau: f32, t: f64 },
 }
 
 impl Row<'_> {
     /// Prepares the inverse-CDF draw over `{x ≥ tau}` at `t`; returns
     /// (how, Z, Σ(x−m)·w) with weights relative to the row max.
     fn prepare_draw(&mut self, tau: f32, t: f64) -> (Draw, f64, f64) {
-        let m = self.m as f64;
+        let m = self.m;
         if tau >= self.tau_c {
             self.cand_weights(t);
             self.cdf.clear();
             let (mut z, mut a) = (0.0, 0.0);
-            for (&v, &w) in self.cv.iter().zip(self.cw.iter()) {
-                if v >= tau {
-                    z += w as f64;
-                    a += (v as f64 - m) * w as f64;
+            for i in 0..self.cv.len() {
+                if self.cv[i] >= tau {
+                    let w = self.cw[i] as f64;
+                    z += w;
+                    a += (self.cand_value64(i) - m) * w;
                 }
                 self.cdf.push(z);
             }
@@ -678,21 +784,20 @@ impl Row<'_> {
             }
             self.cdf.clear();
             let mut cum = 0.0;
-            let (mut last_shift, mut scale) = (f32::NAN, 0.0);
+            let (mut last_shift, mut scale) = (f64::NAN, 0.0);
             for b in self.blocks.iter() {
                 if b.shift != last_shift {
                     last_shift = b.shift;
-                    scale = if b.shift == f32::NEG_INFINITY {
+                    scale = if b.shift == f64::NEG_INFINITY {
                         0.0
                     } else {
-                        ((b.shift as f64 - m) / t).exp()
+                        ((b.shift - m) / t).exp()
                     };
                 }
                 cum += b.weight * scale;
                 self.cdf.push(cum);
             }
-            let inv_t = inv_f32(t);
-            (Draw::Blocks { tau, inv_t }, f.s, f.a)
+            (Draw::Blocks { tau, t }, f.s, f.a)
         }
     }
 
@@ -712,7 +817,7 @@ impl Row<'_> {
                 let last = (0..self.cv.len()).rev().find(|&i| self.cv[i] >= tau);
                 last.map(|i| self.ci[i]).unwrap_or(0)
             }
-            Draw::Blocks { tau, inv_t } => {
+            Draw::Blocks { tau, t } => {
                 let bi = if pos < self.cdf.len() {
                     pos
                 } else {
@@ -723,13 +828,24 @@ impl Row<'_> {
                 };
                 let b = self.blocks[bi];
                 let xs = slice(self.x, self.ev, &b);
-                self.wbuf.resize(xs.len(), 0.0);
-                self.k.weights(xs, self.m, inv_t, tau, self.wbuf);
+                self.wbuf64.clear();
+                if b.edited {
+                    let m = self.m;
+                    for (&v, &y) in xs.iter().zip(slice64(self.ev64, &b)) {
+                        self.wbuf64.push(if v >= tau { ((y - m) / t).exp() } else { 0.0 });
+                    }
+                } else {
+                    // Kernel weights against the unedited max, moved to the row max.
+                    let c = ((self.mb as f64 - self.m) / t).exp();
+                    self.wbuf.resize(xs.len(), 0.0);
+                    self.k.weights(xs, self.mb, inv_f32(t), tau, self.wbuf);
+                    self.wbuf64.extend(self.wbuf.iter().map(|&w| w as f64 * c));
+                }
                 let mut cum = if bi == 0 { 0.0 } else { self.cdf[bi - 1] };
                 let mut last = None;
-                for (j, &w) in self.wbuf.iter().enumerate() {
+                for (j, &w) in self.wbuf64.iter().enumerate() {
                     if w > 0.0 {
-                        cum += w as f64;
+                        cum += w;
                         last = Some(j);
                         if cum > target {
                             return b.id + j as u32;
@@ -793,31 +909,29 @@ pub fn run_row(
 
     // The statistics pass (NaN/+inf checked here unless done above).
     let check = raw.is_none();
-    let (x_, ev) = (x, &sc.edits.vals[..]);
+    let (x_, ev, ev64) = (x, &sc.edits.vals[..], &sc.edits.vals64[..]);
+    let inv_t64 = if temper { 1.0 / static_t } else { 1.0 };
     sc.lanes.resize(sc.blocks.len(), [0.0; LANE_SLOTS]);
     let result = if par > 1 && sc.blocks.len() >= 32 {
         let cl = chunk_len(sc.blocks.len(), par);
         sc.blocks
             .par_chunks_mut(cl)
             .zip(sc.lanes.par_chunks_mut(cl))
-            .map(|(bs, ls)| stats_pass(k, x_, ev, bs, ls, check, temper, inv_t))
+            .map(|(bs, ls)| stats_pass(k, x_, ev, ev64, bs, ls, check, temper, inv_t, inv_t64))
             .reduce(
                 || Ok((Acc::EMPTY, Acc::EMPTY)),
                 |l, r| match (l, r) {
                     (Err(e), _) => Err(e),
                     (Ok(_), Err(e)) => Err(e),
-                    (Ok(l), Ok(r)) => Ok((
-                        l.0.merge(r.0, inv_t as f64),
-                        l.1.merge(r.1, inv_t as f64),
-                    )),
+                    (Ok(l), Ok(r)) => Ok((l.0.merge(r.0, inv_t64), l.1.merge(r.1, inv_t64))),
                 },
             )
     } else {
-        stats_pass(k, x_, ev, &mut sc.blocks, &mut sc.lanes, check, temper, inv_t)
+        stats_pass(k, x_, ev, ev64, &mut sc.blocks, &mut sc.lanes, check, temper, inv_t, inv_t64)
     };
     let (base, edit) = result.map_err(|i| invalid(row, x, i))?;
-    let acc = base.merge(edit, inv_t as f64);
-    if acc.m == f32::NEG_INFINITY {
+    let acc = base.merge(edit, inv_t64);
+    if acc.m == f64::NEG_INFINITY {
         return Err(SamplerError::AllMasked { row });
     }
     // Raw stats of an unmasked row: the unedited blocks plus the originals of
@@ -829,14 +943,14 @@ pub fn run_row(
             for &id in &sc.edits.ids {
                 let v = x[id as usize];
                 let mut one = Acc::EMPTY;
-                one.shift_to(v, 1.0);
+                one.shift_to(v as f64, 1.0);
                 one.s = 1.0;
                 r = r.merge(one, 1.0);
             }
             r
         }
     };
-    let (raw_m, raw_ln_s) = (raw.m as f64, raw.s.ln());
+    let (raw_m, raw_ln_s) = (raw.m, raw.s.ln());
 
     let (m, s1, a1) = (acc.m, acc.s, acc.a);
     let ln_s1 = s1.ln();
@@ -864,6 +978,7 @@ pub fn run_row(
         par,
         x,
         ev: &sc.edits.vals,
+        ev64: &sc.edits.vals64,
         edit_ids: &sc.edits.ids,
         blocks: &mut sc.blocks,
         lanes: &sc.lanes,
@@ -874,11 +989,13 @@ pub fn run_row(
         sel: &mut sc.sel,
         mass: &mut sc.mass,
         wbuf: &mut sc.wbuf,
+        wbuf64: &mut sc.wbuf64,
         cdf: &mut sc.cdf,
         top: &mut sc.top,
         groups: &mut sc.groups,
         full: &mut sc.full,
         m,
+        mb: base.m as f32,
         n_finite: finite,
         tau_c: f32::INFINITY,
         bw: (if temper { static_t } else { 1.0 }, ALL),
@@ -991,17 +1108,16 @@ pub fn run_row(
     let (how, z, a) = r.prepare_draw(tau, t);
     let ln_z = z.ln();
     let final_entropy = (ln_z - a / (t * z)).max(0.0);
-    let mf = m as f64;
-    let logprob_of = |v: f32| (v as f64 - mf) / t - ln_z;
+    let logprob_of = |y: f64| (y - m) / t - ln_z;
 
     match want {
         Want::Probs => {
             let mut probs = vec![0.0; vocab];
             match how {
                 Draw::Cands { tau } => {
-                    for (&v, &id) in r.cv.iter().zip(r.ci.iter()) {
-                        if v >= tau {
-                            probs[id as usize] = logprob_of(v).exp();
+                    for i in 0..r.cv.len() {
+                        if r.cv[i] >= tau {
+                            probs[r.ci[i] as usize] = logprob_of(r.cand_value64(i)).exp();
                         }
                     }
                 }
@@ -1009,7 +1125,8 @@ pub fn run_row(
                     for b in r.blocks.iter().filter(|b| b.max >= tau) {
                         for (j, &v) in slice(r.x, r.ev, b).iter().enumerate() {
                             if v >= tau {
-                                probs[(b.id as usize) + j] = logprob_of(v).exp();
+                                let y = if b.edited { r.ev64[(b.start as usize) + j] } else { v as f64 };
+                                probs[(b.id as usize) + j] = logprob_of(y).exp();
                             }
                         }
                     }
@@ -1030,7 +1147,7 @@ pub fn run_row(
                 .map(|d| r.draw(&how, uniform(seed, p.step, d)))
                 .collect();
             let token = draws[0];
-            let logprob = logprob_of(r.value(token));
+            let logprob = logprob_of(r.value64(token));
             let top_logprobs = logprobs.map(|n| {
                 r.top_survivors(tau, n);
                 let processed = r
@@ -1038,9 +1155,9 @@ pub fn run_row(
                     .items()
                     .iter()
                     .filter(|&&(v, _)| v >= tau)
-                    .map(|&(v, id)| TokenLogprob {
+                    .map(|&(_, id)| TokenLogprob {
                         id,
-                        logprob: logprob_of(v),
+                        logprob: logprob_of(r.value64(id)),
                     })
                     .collect();
                 TopLogprobs {
