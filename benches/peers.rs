@@ -1,0 +1,258 @@
+//! Side-by-side with the samplers people use on CPUs today, on the same rows in
+//! the same process: candle-transformers' `LogitsProcessor` and llama.cpp's
+//! sampler chain (built from source by `llama-cpp-sys-2`).
+//!
+//! `cargo bench --features peers --bench peers` (or `scripts/bench_cpu.sh`).
+//! Environment: `PEERS_BATCH` (32), `PEERS_VOCAB` (131072), `PEERS_RUNS` (15).
+//!
+//! Every sampler gets B rows of seeded normal(0, 3) logits per call and draws
+//! one token per row. The peers are timed two ways: one thread (how a decode
+//! loop calls them, row after row) and rows spread over all cores with a
+//! sampler per thread (the strongest reading of them); ratios are against
+//! the faster of the two. Candle's input tensors are built outside the timed
+//! region; llama.cpp's timing includes filling its `llama_token_data` array
+//! from the logits, which `llama_sampler_sample` does on every call.
+//! Candle has no min-p and no dynamic temperature: those rows compare with
+//! llama.cpp's `min_p` and `temp_ext` only.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use rayon::prelude::*;
+use token_sampler::bench::{median_iqr, normal_logits, ParamSet, SET_NAMES};
+use token_sampler::{Batch, CpuSampler, Sampler};
+
+use llama_cpp_sys_2 as ll;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Median wall time (ms) of `runs` calls after two warm-ups.
+fn time(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    f();
+    let t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median_iqr(&t).0
+}
+
+/// llama.cpp's chain for a parameter set (its own stage order: truncation,
+/// then temperature, then the draw).
+struct Chain(*mut ll::llama_sampler);
+
+// The chain is used by one thread at a time.
+unsafe impl Send for Chain {}
+
+impl Chain {
+    fn new(set: &str, seed: u32) -> Option<Chain> {
+        // SAFETY: plain constructor calls of llama.cpp's C API; the chain takes
+        // ownership of every sampler added to it.
+        unsafe {
+            let chain = ll::llama_sampler_chain_init(ll::llama_sampler_chain_default_params());
+            let add = |s: *mut ll::llama_sampler| ll::llama_sampler_chain_add(chain, s);
+            match set {
+                "temperature" => add(ll::llama_sampler_init_temp(0.7)),
+                "top_k_top_p" => {
+                    add(ll::llama_sampler_init_top_k(40));
+                    add(ll::llama_sampler_init_top_p(0.9, 1));
+                    add(ll::llama_sampler_init_temp(0.7));
+                }
+                "top_p" => {
+                    add(ll::llama_sampler_init_top_p(0.9, 1));
+                    add(ll::llama_sampler_init_temp(0.7));
+                }
+                "min_p" => {
+                    add(ll::llama_sampler_init_min_p(0.05, 1));
+                    add(ll::llama_sampler_init_temp(0.7));
+                }
+                // The nearest llama.cpp has to our linear map (T 0.3–1.2):
+                // temp_ext centred on 0.75 with range 0.45, exponent 1.
+                "entropy_guided" => add(ll::llama_sampler_init_temp_ext(0.75, 0.45, 1.0)),
+                _ => {
+                    ll::llama_sampler_free(chain);
+                    return None;
+                }
+            }
+            add(ll::llama_sampler_init_dist(seed));
+            Some(Chain(chain))
+        }
+    }
+
+    /// One token, the way `llama_sampler_sample` does it: fill the candidate
+    /// array from the logits, apply the chain, read the selection.
+    fn sample(&mut self, row: &[f32], cur: &mut Vec<ll::llama_token_data>) -> i32 {
+        cur.clear();
+        cur.extend(row.iter().enumerate().map(|(id, &logit)| ll::llama_token_data {
+            id: id as i32,
+            logit,
+            p: 0.0,
+        }));
+        let mut arr = ll::llama_token_data_array {
+            data: cur.as_mut_ptr(),
+            size: cur.len(),
+            selected: -1,
+            sorted: false,
+        };
+        // SAFETY: `arr` points at `cur`, alive and unaliased for the call.
+        unsafe { ll::llama_sampler_apply(self.0, &mut arr) };
+        cur[arr.selected.max(0) as usize].id
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        // SAFETY: the chain was made by llama_sampler_chain_init and is freed once.
+        unsafe { ll::llama_sampler_free(self.0) }
+    }
+}
+
+fn candle_sampling(set: &str) -> Option<Sampling> {
+    match set {
+        "temperature" => Some(Sampling::All { temperature: 0.7 }),
+        "top_k_top_p" => Some(Sampling::TopKThenTopP {
+            k: 40,
+            p: 0.9,
+            temperature: 0.7,
+        }),
+        "top_p" => Some(Sampling::TopP {
+            p: 0.9,
+            temperature: 0.7,
+        }),
+        _ => None,
+    }
+}
+
+fn llama_ms(batch: &Batch, set: &str, runs: usize, parallel: bool) -> f64 {
+    let rows = batch.rows();
+    if parallel {
+        let threads = rayon::current_num_threads();
+        let mut workers: Vec<(Chain, Vec<ll::llama_token_data>)> = (0..threads)
+            .map(|i| (Chain::new(set, 7 + i as u32).expect("known set"), Vec::new()))
+            .collect();
+        let per = rows.div_ceil(threads);
+        time(runs, || {
+            workers.par_iter_mut().enumerate().for_each(|(w, (chain, cur))| {
+                for r in (w * per)..((w + 1) * per).min(rows) {
+                    std::hint::black_box(chain.sample(batch.row(r), cur));
+                }
+            })
+        })
+    } else {
+        let mut chain = Chain::new(set, 7).expect("known set");
+        let mut cur = Vec::new();
+        time(runs, || {
+            for r in 0..rows {
+                std::hint::black_box(chain.sample(batch.row(r), &mut cur));
+            }
+        })
+    }
+}
+
+fn candle_ms(tensors: &[Tensor], sampling: &Sampling, runs: usize, parallel: bool) -> f64 {
+    if parallel {
+        let threads = rayon::current_num_threads();
+        let mut workers: Vec<LogitsProcessor> = (0..threads)
+            .map(|i| LogitsProcessor::from_sampling(7 + i as u64, sampling.clone()))
+            .collect();
+        let per = tensors.len().div_ceil(threads);
+        time(runs, || {
+            workers.par_iter_mut().enumerate().for_each(|(w, lp)| {
+                for t in tensors.iter().skip(w * per).take(per) {
+                    std::hint::black_box(lp.sample(t).expect("candle sample"));
+                }
+            })
+        })
+    } else {
+        let mut lp = LogitsProcessor::from_sampling(7, sampling.clone());
+        time(runs, || {
+            for t in tensors {
+                std::hint::black_box(lp.sample(t).expect("candle sample"));
+            }
+        })
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` would pass nothing
+    // useful here either way: this program only measures.
+    let rows = env("PEERS_BATCH", 32);
+    let vocab = env("PEERS_VOCAB", 131_072);
+    let runs = env("PEERS_RUNS", 15).max(10);
+    let batch = normal_logits(rows, vocab, 1);
+    let mut cpu = CpuSampler::new();
+    let tensors: Vec<Tensor> = (0..rows)
+        .map(|r| Tensor::from_slice(batch.row(r), vocab, &Device::Cpu).expect("tensor"))
+        .collect();
+    let probe = cpu
+        .stream_read_ms(batch.view())
+        .ok()
+        .flatten()
+        .unwrap_or(f64::NAN);
+    println!(
+        "host CPU: {} · {} threads · token-sampler cpu on {}",
+        token_sampler::bench::host_cpu_model(),
+        rayon::current_num_threads(),
+        cpu.device()
+    );
+    println!(
+        "B = {rows}, V = {vocab}, normal(0, 3) logits; median of {runs} calls; µs per row; one streaming read of the batch = {:.1} µs/row",
+        probe * 1e3 / rows as f64
+    );
+    println!(
+        "{:<15} {:>9} {:>8} | {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
+        "set", "cpu", "reads", "llama 1T", "llama nT", "×llama", "candle 1T", "candle nT", "×candle"
+    );
+    let us = |ms: f64| ms * 1e3 / rows as f64;
+    let mut json = Vec::new();
+    for name in SET_NAMES {
+        let set = ParamSet::named(name).expect("named set");
+        let params = set.rows(rows, 1).expect("params");
+        let ours = time(runs, || {
+            std::hint::black_box(cpu.sample(batch.view(), &params, 1).expect("cpu sample"));
+        });
+        let l1 = llama_ms(&batch, name, runs, false);
+        let ln = llama_ms(&batch, name, runs, true);
+        let (c1, cn) = match candle_sampling(name) {
+            Some(s) => (
+                Some(candle_ms(&tensors, &s, runs, false)),
+                Some(candle_ms(&tensors, &s, runs, true)),
+            ),
+            None => (None, None),
+        };
+        let best_l = l1.min(ln);
+        let best_c = c1.zip(cn).map(|(a, b)| a.min(b));
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}", us(v)));
+        println!(
+            "{:<15} {:>9.1} {:>8.2} | {:>10.1} {:>10.1} {:>7.1} | {:>10} {:>10} {:>7}",
+            name,
+            us(ours),
+            ours / probe,
+            us(l1),
+            us(ln),
+            best_l / ours,
+            opt(c1),
+            opt(cn),
+            best_c.map_or("-".to_string(), |c| format!("{:.1}", c / ours)),
+        );
+        json.push(serde_json::json!({
+            "set": name, "batch": rows, "vocab": vocab,
+            "cpu_us_per_row": us(ours), "cpu_read_equivalents": ours / probe,
+            "llama_us_per_row_1t": us(l1), "llama_us_per_row_nt": us(ln),
+            "candle_us_per_row_1t": c1.map(us), "candle_us_per_row_nt": cn.map(us),
+            "speedup_vs_llama": best_l / ours,
+            "speedup_vs_candle": best_c.map(|c| c / ours),
+        }));
+    }
+    println!("(reads = cpu time ÷ one streaming read of the same logits; × = the faster peer reading ÷ cpu)");
+    if let Ok(path) = std::env::var("PEERS_JSON") {
+        let out = serde_json::json!({"schema": 1, "host_cpu": token_sampler::bench::host_cpu_model(), "results": json});
+        std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).expect("write PEERS_JSON");
+    }
+}
