@@ -77,6 +77,7 @@ pub struct ParamSet {
 
 /// Parameters for every row, or exactly one object per row.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // a handful per run; boxing buys nothing
 pub enum PerRow {
     Same(SamplingParams),
     Rows(Vec<SamplingParams>),

@@ -52,9 +52,9 @@ proptest! {
             _ => false,
         });
         prop_assume!(!boundary);
-        let batch = Batch::from_rows(&[x.clone()]).unwrap();
+        let batch = Batch::from_rows(std::slice::from_ref(&x)).unwrap();
         let mut cpu = CpuSampler::with_threads(1);
-        let got = cpu.probs(batch.view(), &[p.clone()]).unwrap().remove(0);
+        let got = cpu.probs(batch.view(), std::slice::from_ref(&p)).unwrap().remove(0);
         prop_assert_eq!(got.kept as usize, pr.kept_count);
         for (i, (&a, &b)) in got.probs.iter().zip(&pr.pi).enumerate() {
             prop_assert!((a - b).abs() <= 1e-5, "π[{}] {} vs {}", i, a, b);

@@ -618,7 +618,7 @@ impl Row<'_> {
         let share = if z > 0.0 { (cum / z).min(1.0) } else { 1.0 };
         let n = self.sel.len();
         let mut j = self.cdf.partition_point(|&c| c < target * share).min(n.saturating_sub(1));
-        while n > 0 {
+        for _ in 0..n {
             let bound = self.sel[j].max(tau_prev);
             if bound < self.tau_c {
                 self.recompact(bound);

@@ -127,7 +127,7 @@ pub(crate) fn exp_nonpos<const FMA: bool>(d: f32) -> f32 {
     y = madd::<FMA>(y, r, 8.333_452e-3);
     y = madd::<FMA>(y, r, 4.166_579_6e-2);
     y = madd::<FMA>(y, r, 1.666_666_5e-1);
-    y = madd::<FMA>(y, r, 5.000_000_1e-1);
+    y = madd::<FMA>(y, r, 0.5);
     let r2 = r * r;
     y = madd::<FMA>(y, r2, r + 1.0);
     let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
@@ -561,9 +561,20 @@ impl Kernels {
 pub fn ceil_f32(v: f64) -> f32 {
     let f = v as f32;
     if (f as f64) < v {
-        f.next_up()
+        next_up(f)
     } else {
         f
+    }
+}
+
+/// The next f32 above a finite `f` (`f32::next_up`, which needs Rust 1.86).
+fn next_up(f: f32) -> f32 {
+    if f == 0.0 {
+        f32::from_bits(1)
+    } else if f > 0.0 {
+        f32::from_bits(f.to_bits() + 1)
+    } else {
+        f32::from_bits(f.to_bits() - 1)
     }
 }
 
@@ -687,7 +698,9 @@ mod tests {
         for v in [0.1f64, -3.3, 1e-40, 7.0, -1e30] {
             let c = ceil_f32(v);
             assert!(c as f64 >= v);
-            assert!((c.next_down() as f64) < v);
+            // The f32 just below c is below v.
+            let below = if c > 0.0 { f32::from_bits(c.to_bits() - 1) } else { f32::from_bits(c.to_bits() + 1) };
+            assert!((below as f64) < v);
         }
     }
 }
