@@ -97,7 +97,9 @@ impl Edits {
             if v == f32::NEG_INFINITY || !Self::is_allowed(self.masked, &self.allowed, id) {
                 continue; // a masked token stays −inf
             }
-            let y = v as f64 + widen(b);
+            // Exact f32 → f64, as the reference: a bias that ties two logits in
+            // f32 ties them here too.
+            let y = v as f64 + b as f64;
             if !in_range(y) {
                 return Err(range_error(row, id, "logit_bias", y));
             }
