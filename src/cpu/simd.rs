@@ -157,22 +157,13 @@ fn max_bad_impl<const L: usize, const CHECK: bool>(
 ) -> (f32, bool) {
     let mut mx = [f32::NEG_INFINITY; L];
     let mut bad = [0u32; L];
-    let mut step = |c: &[f32; L]| {
-        for j in 0..L {
-            mx[j] = vmax(c[j], mx[j]);
-            if CHECK {
-                // !(v < +inf) is true exactly for NaN and +inf.
-                bad[j] |= (!(c[j] < f32::INFINITY)) as u32;
-            }
-        }
-    };
     let chunks = x.chunks_exact(L);
     let tail = padded::<L>(chunks.remainder(), f32::NEG_INFINITY);
     for c in chunks {
-        step(c.try_into().unwrap());
+        max_bad_step::<L, CHECK>(c.try_into().unwrap(), &mut mx, &mut bad);
     }
     if let Some(t) = tail {
-        step(&t);
+        max_bad_step::<L, CHECK>(&t, &mut mx, &mut bad);
     }
     *lanes = [f32::NEG_INFINITY; LANE_SLOTS];
     lanes[..L].copy_from_slice(&mx);
@@ -180,6 +171,24 @@ fn max_bad_impl<const L: usize, const CHECK: bool>(
         mx.iter().copied().fold(f32::NEG_INFINITY, vmax),
         bad.iter().any(|&v| v != 0),
     )
+}
+
+/// One lanes-wide chunk of [`max_bad_impl`]. (A function, not a closure: a
+/// closure is not guaranteed to be inlined into the `target_feature` clone, and
+/// compiled on its own it loses the vector ISA.)
+#[inline(always)]
+fn max_bad_step<const L: usize, const CHECK: bool>(
+    c: &[f32; L],
+    mx: &mut [f32; L],
+    bad: &mut [u32; L],
+) {
+    for j in 0..L {
+        mx[j] = vmax(c[j], mx[j]);
+        if CHECK {
+            // !(v < +inf) is true exactly for NaN and +inf.
+            bad[j] |= (!(c[j] < f32::INFINITY)) as u32;
+        }
+    }
 }
 
 /// The last partial chunk padded to a full one with `fill` (a value every
@@ -211,6 +220,44 @@ fn max_impl<const L: usize>(x: &[f32]) -> f32 {
     rest.iter().copied().fold(m, vmax)
 }
 
+/// Per-lane accumulators of [`stats_impl`].
+struct StatsLanes<const L: usize> {
+    s: [f32; L],
+    a: [f32; L],
+    b: [f32; L],
+    st: [f32; L],
+    at: [f32; L],
+    n: [u32; L],
+}
+
+/// One lanes-wide chunk of [`stats_impl`] (a function, not a closure: see
+/// [`max_bad_step`]).
+#[inline(always)]
+fn stats_step<const L: usize, const FMA: bool, const TEMPER: bool>(
+    c: &[f32; L],
+    m: f32,
+    inv_t: f32,
+    acc: &mut StatsLanes<L>,
+) {
+    for j in 0..L {
+        let v = c[j];
+        let d = v - m;
+        // −inf entries: dc = floor, e = 0, so every product is 0 (never −inf·0).
+        let dc = vmax(d, D_FLOOR);
+        let e = exp_nonpos::<FMA>(d);
+        acc.s[j] += e;
+        let ed = e * dc;
+        acc.a[j] += ed;
+        acc.b[j] = madd::<FMA>(ed, dc, acc.b[j]);
+        acc.n[j] += (v > f32::NEG_INFINITY) as u32;
+        if TEMPER {
+            let et = exp_nonpos::<FMA>(d * inv_t);
+            acc.st[j] += et;
+            acc.at[j] = madd::<FMA>(et, dc, acc.at[j]);
+        }
+    }
+}
+
 /// The fused statistics of one block (see [`BlockSums`]). `TEMPER` adds the
 /// sums at temperature `1/inv_t`. Per-lane f32 accumulators over at most a few
 /// hundred values, widened to f64 per block, keep sums accurate to ~1e-7.
@@ -220,49 +267,50 @@ fn stats_impl<const L: usize, const FMA: bool, const TEMPER: bool>(
     m: f32,
     inv_t: f32,
 ) -> BlockSums {
-    let mut s = [0f32; L];
-    let mut a = [0f32; L];
-    let mut b = [0f32; L];
-    let mut st = [0f32; L];
-    let mut at = [0f32; L];
-    let mut n = [0u32; L];
+    let mut acc = StatsLanes::<L> {
+        s: [0.0; L],
+        a: [0.0; L],
+        b: [0.0; L],
+        st: [0.0; L],
+        at: [0.0; L],
+        n: [0; L],
+    };
     let chunks = x.chunks_exact(L);
     let tail = padded::<L>(chunks.remainder(), f32::NEG_INFINITY);
-    let lane = |j: usize, v: f32, s: &mut [f32; L], a: &mut [f32; L], b: &mut [f32; L],
-                    st: &mut [f32; L], at: &mut [f32; L], n: &mut [u32; L]| {
-        let d = v - m;
-        // −inf entries: dc = floor, e = 0, so every product is 0 (never −inf·0).
-        let dc = vmax(d, D_FLOOR);
-        let e = exp_nonpos::<FMA>(d);
-        s[j] += e;
-        let ed = e * dc;
-        a[j] += ed;
-        b[j] = madd::<FMA>(ed, dc, b[j]);
-        n[j] += (v > f32::NEG_INFINITY) as u32;
-        if TEMPER {
-            let et = exp_nonpos::<FMA>(d * inv_t);
-            st[j] += et;
-            at[j] = madd::<FMA>(et, dc, at[j]);
-        }
-    };
     for c in chunks {
-        let c: &[f32; L] = c.try_into().unwrap();
-        for j in 0..L {
-            lane(j, c[j], &mut s, &mut a, &mut b, &mut st, &mut at, &mut n);
-        }
+        stats_step::<L, FMA, TEMPER>(c.try_into().unwrap(), m, inv_t, &mut acc);
     }
     if let Some(c) = tail {
-        for j in 0..L {
-            lane(j, c[j], &mut s, &mut a, &mut b, &mut st, &mut at, &mut n);
-        }
+        stats_step::<L, FMA, TEMPER>(&c, m, inv_t, &mut acc);
     }
     BlockSums {
-        s: hsum(&s),
-        a: hsum(&a),
-        b: hsum(&b),
-        st: if TEMPER { hsum(&st) } else { 0.0 },
-        at: if TEMPER { hsum(&at) } else { 0.0 },
-        n: n.iter().sum(),
+        s: hsum(&acc.s),
+        a: hsum(&acc.a),
+        b: hsum(&acc.b),
+        st: if TEMPER { hsum(&acc.st) } else { 0.0 },
+        at: if TEMPER { hsum(&acc.at) } else { 0.0 },
+        n: acc.n.iter().sum(),
+    }
+}
+
+/// One lanes-wide chunk of [`tempered_impl`].
+#[inline(always)]
+fn tempered_step<const L: usize, const FMA: bool>(
+    c: &[f32; L],
+    m: f32,
+    inv_t: f32,
+    tau: f32,
+    st: &mut [f32; L],
+    at: &mut [f32; L],
+) {
+    for j in 0..L {
+        let v = c[j];
+        let d = v - m;
+        let dc = vmax(d, D_FLOOR);
+        let e = exp_nonpos::<FMA>(d * inv_t);
+        let e = if v >= tau { e } else { 0.0 };
+        st[j] += e;
+        at[j] = madd::<FMA>(e, dc, at[j]);
     }
 }
 
@@ -278,24 +326,11 @@ fn tempered_impl<const L: usize, const FMA: bool>(
     let mut at = [0f32; L];
     let chunks = x.chunks_exact(L);
     let tail = padded::<L>(chunks.remainder(), f32::NEG_INFINITY);
-    let lane = |v: f32, st: &mut f32, at: &mut f32| {
-        let d = v - m;
-        let dc = vmax(d, D_FLOOR);
-        let e = exp_nonpos::<FMA>(d * inv_t);
-        let e = if v >= tau { e } else { 0.0 };
-        *st += e;
-        *at = madd::<FMA>(e, dc, *at);
-    };
     for c in chunks {
-        let c: &[f32; L] = c.try_into().unwrap();
-        for j in 0..L {
-            lane(c[j], &mut st[j], &mut at[j]);
-        }
+        tempered_step::<L, FMA>(c.try_into().unwrap(), m, inv_t, tau, &mut st, &mut at);
     }
     if let Some(c) = tail {
-        for j in 0..L {
-            lane(c[j], &mut st[j], &mut at[j]);
-        }
+        tempered_step::<L, FMA>(&c, m, inv_t, tau, &mut st, &mut at);
     }
     (hsum(&st), hsum(&at))
 }
