@@ -590,16 +590,31 @@ impl Row<'_> {
                 *w = ((v as f64 - self.m).min(0.0) / t).exp() as f32;
             }
         }
-        let total: f64 = self.wbuf.iter().map(|&w| w as f64).sum();
-        // The candidates' weights come from the same kernel on the same
-        // values, so they reach at least the lane maxima's sum; the margin
-        // covers the different summation order.
+        // Bucket the lane maxima by distance below the max, in quarters of t
+        // (weights down to e^-32), and take the lower edge of the bucket where
+        // their cumulative weight crosses the target: every lane above that
+        // edge is in, so the bound is valid, and at most one bucket's worth of
+        // extra entries is compacted. (A histogram, not a selection: a few
+        // thousand lanes cost one linear pass.)
+        const BUCKETS: usize = 128;
+        const WIDTH: f64 = 0.25;
+        let mut hist = [0f64; BUCKETS];
+        let scale = 1.0 / (t * WIDTH);
+        let m = self.m;
+        for (&v, &w) in self.sel.iter().zip(self.wbuf.iter()) {
+            let q = (m - v as f64).max(0.0) * scale;
+            hist[(q as usize).min(BUCKETS - 1)] += w as f64;
+        }
+        // The candidates' weights come from the same values, so they reach at
+        // least the lanes' sum; the margin covers the summation order.
         let want = target * (1.0 + 1e-9);
-        if total >= want {
-            self.mass.clear();
-            self.mass
-                .extend(self.sel.iter().zip(self.wbuf.iter()).map(|(&v, &w)| (v, w as f64)));
-            let bound = mass_threshold(self.mass, want);
+        let mut cum = 0.0;
+        let crossing = hist.iter().position(|&h| {
+            cum += h;
+            cum >= want
+        });
+        if let Some(j) = crossing.filter(|&j| j + 1 < BUCKETS) {
+            let bound = ceil_f32(m - (j + 1) as f64 * t * WIDTH).max(tau_prev);
             if bound < self.tau_c {
                 self.recompact(bound);
             }
@@ -608,7 +623,6 @@ impl Row<'_> {
             }
         }
         self.sel.sort_unstable_by(|a, b| b.total_cmp(a));
-        let m = self.m;
         self.cdf.clear();
         let mut cum = 0.0;
         for &v in self.sel.iter() {
