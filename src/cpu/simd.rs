@@ -403,6 +403,49 @@ fn compact_ge_impl<const L: usize>(
     }
 }
 
+/// [`compact_ge_impl`] with AVX-512 compress-stores: a chunk that holds
+/// candidates appends them with two stores instead of a scalar loop whose
+/// branches mispredict on every candidate.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn compact_ge_avx512(x: &[f32], tau: f32, base: u32, vals: &mut Vec<f32>, ids: &mut Vec<u32>) {
+    use std::arch::x86_64::*;
+    let t = _mm512_set1_ps(tau);
+    let step = _mm512_set1_epi32(16);
+    let mut idx = _mm512_add_epi32(
+        _mm512_set1_epi32(base as i32),
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+    );
+    let chunks = x.chunks_exact(16);
+    let rest_start = x.len() - chunks.remainder().len();
+    for c in chunks {
+        // SAFETY: `c` holds 16 f32; the stores write at most 16 entries into
+        // capacity reserved just before, and the lengths grow by exactly the
+        // number written.
+        unsafe {
+            let v = _mm512_loadu_ps(c.as_ptr());
+            let k = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, t);
+            if k != 0 {
+                let n = k.count_ones() as usize;
+                vals.reserve(16);
+                ids.reserve(16);
+                let len = vals.len();
+                _mm512_mask_compressstoreu_ps(vals.as_mut_ptr().add(len), k, v);
+                _mm512_mask_compressstoreu_epi32(ids.as_mut_ptr().add(len) as *mut i32, k, idx);
+                vals.set_len(len + n);
+                ids.set_len(len + n);
+            }
+        }
+        idx = _mm512_add_epi32(idx, step);
+    }
+    for (j, &v) in x[rest_start..].iter().enumerate() {
+        if v >= tau {
+            vals.push(v);
+            ids.push(base + (rest_start + j) as u32);
+        }
+    }
+}
+
 /// Σ x as a streaming read (the memory-bandwidth probe).
 #[inline(always)]
 fn read_sum_impl<const L: usize>(x: &[f32]) -> f32 {
@@ -579,6 +622,12 @@ impl Kernels {
     }
     #[inline]
     pub fn compact_ge(&self, x: &[f32], tau: f32, base: u32, vals: &mut Vec<f32>, ids: &mut Vec<u32>) {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            // SAFETY: Isa::Avx512 is only stored when the CPU has AVX-512F.
+            unsafe { compact_ge_avx512(x, tau, base, vals, ids) };
+            return;
+        }
         dispatch!(self, compact_ge(x, tau, base, vals, ids))
     }
     #[inline]
