@@ -23,7 +23,7 @@ mkdir -p "$out"
 } | tee "$out/machine.txt"
 
 cargo build --release --locked --bin token-sampler
-bin=target/release/token-sampler
+bin="${CARGO_TARGET_DIR:-target}/release/token-sampler"
 for shape in "32 131072" "1 200064"; do
   set -- $shape
   "$bin" bench --backend cpu --batch "$1" --vocab "$2" --runs "$runs" | tee "$out/cpu_b$1_v$2.txt"
