@@ -3,13 +3,16 @@
 //! sampler chain (built from source by `llama-cpp-sys-2`).
 //!
 //! `cargo bench --features peers --bench peers` (or `scripts/bench_cpu.sh`).
-//! Environment: `PEERS_BATCH` (32), `PEERS_VOCAB` (131072), `PEERS_RUNS` (15).
+//! Environment: `PEERS_BATCH` (32), `PEERS_VOCAB` (131072), `PEERS_RUNS` (15),
+//! `PEERS_JSON=FILE` (also write the results as JSON), `PEERS_SKIP=1` (time
+//! only the cpu sampler, in the same harness).
 //!
 //! Every sampler gets B rows of seeded normal(0, 3) logits per call and draws
 //! one token per row. The peers are timed two ways: one thread (how a decode
 //! loop calls them, row after row) and rows spread over all cores with a
 //! sampler per thread (the strongest reading of them); the ratios are given
-//! against both. Candle's input tensors are built outside the timed
+//! against both. Samplers take turns call by call (each timed call after an
+//! untimed warm one), so load changes on the machine hit all of them alike. Candle's input tensors are built outside the timed
 //! region; llama.cpp's timing includes filling its `llama_token_data` array
 //! from the logits, which `llama_sampler_sample` does on every call.
 //! Candle has no min-p and no dynamic temperature: those rows compare with
@@ -29,18 +32,25 @@ fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Median wall time (ms) of `runs` calls after two warm-ups.
-fn time(runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    f();
-    let t: Vec<f64> = (0..runs)
-        .map(|_| {
+/// Median wall time (ms) per callee of `runs` rounds after a warm-up round.
+/// Each round calls every callee in turn, so a change in the machine's load
+/// mid-run hits every sampler alike and the ratios hold. Each
+/// timed call follows an untimed one of the same callee, so every sampler is
+/// timed warm, as in a decode loop that calls it step after step (its caches
+/// and threads, not the previous callee's).
+fn time_interleaved(runs: usize, callees: &mut [Box<dyn FnMut() + '_>]) -> Vec<f64> {
+    let mut times = vec![Vec::with_capacity(runs); callees.len()];
+    for round in 0..runs + 1 {
+        for (i, f) in callees.iter_mut().enumerate() {
+            f();
             let t0 = Instant::now();
             f();
-            t0.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    median_iqr(&t).0
+            if round >= 1 {
+                times[i].push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    times.iter().map(|t| median_iqr(t).0).collect()
 }
 
 /// llama.cpp's chain for a parameter set (its own stage order: truncation,
@@ -129,54 +139,48 @@ fn candle_sampling(set: &str) -> Option<Sampling> {
     }
 }
 
-fn llama_ms(batch: &Batch, set: &str, runs: usize, parallel: bool) -> f64 {
+/// One call's worth of llama.cpp work: every row through the chain, on one
+/// thread or with the rows spread over the pool (a chain per thread).
+fn llama_call<'a>(batch: &'a Batch, set: &str, parallel: bool) -> Box<dyn FnMut() + 'a> {
     let rows = batch.rows();
-    if parallel {
-        let threads = rayon::current_num_threads();
-        let mut workers: Vec<(Chain, Vec<ll::llama_token_data>)> = (0..threads)
-            .map(|i| (Chain::new(set, 7 + i as u32).expect("known set"), Vec::new()))
-            .collect();
-        let per = rows.div_ceil(threads);
-        time(runs, || {
-            workers.par_iter_mut().enumerate().for_each(|(w, (chain, cur))| {
-                for r in (w * per)..((w + 1) * per).min(rows) {
-                    std::hint::black_box(chain.sample(batch.row(r), cur));
-                }
-            })
-        })
-    } else {
-        let mut chain = Chain::new(set, 7).expect("known set");
-        let mut cur = Vec::new();
-        time(runs, || {
-            for r in 0..rows {
-                std::hint::black_box(chain.sample(batch.row(r), &mut cur));
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    let mut workers: Vec<(Chain, Vec<ll::llama_token_data>)> = (0..threads)
+        .map(|i| (Chain::new(set, 7 + i as u32).expect("known set"), Vec::new()))
+        .collect();
+    let per = rows.div_ceil(threads);
+    Box::new(move || {
+        let run = |w: usize, (chain, cur): &mut (Chain, Vec<ll::llama_token_data>)| {
+            for r in (w * per)..((w + 1) * per).min(rows) {
+                std::hint::black_box(chain.sample(batch.row(r), cur));
             }
-        })
-    }
+        };
+        if parallel {
+            workers.par_iter_mut().enumerate().for_each(|(w, x)| run(w, x));
+        } else {
+            run(0, &mut workers[0]);
+        }
+    })
 }
 
-fn candle_ms(tensors: &[Tensor], sampling: &Sampling, runs: usize, parallel: bool) -> f64 {
-    if parallel {
-        let threads = rayon::current_num_threads();
-        let mut workers: Vec<LogitsProcessor> = (0..threads)
-            .map(|i| LogitsProcessor::from_sampling(7 + i as u64, sampling.clone()))
-            .collect();
-        let per = tensors.len().div_ceil(threads);
-        time(runs, || {
-            workers.par_iter_mut().enumerate().for_each(|(w, lp)| {
-                for t in tensors.iter().skip(w * per).take(per) {
-                    std::hint::black_box(lp.sample(t).expect("candle sample"));
-                }
-            })
-        })
-    } else {
-        let mut lp = LogitsProcessor::from_sampling(7, sampling.clone());
-        time(runs, || {
-            for t in tensors {
+/// The same for candle's `LogitsProcessor` (tensors built beforehand).
+fn candle_call<'a>(tensors: &'a [Tensor], sampling: &Sampling, parallel: bool) -> Box<dyn FnMut() + 'a> {
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    let mut workers: Vec<LogitsProcessor> = (0..threads)
+        .map(|i| LogitsProcessor::from_sampling(7 + i as u64, sampling.clone()))
+        .collect();
+    let per = tensors.len().div_ceil(threads);
+    Box::new(move || {
+        let run = |w: usize, lp: &mut LogitsProcessor| {
+            for t in tensors.iter().skip(w * per).take(per) {
                 std::hint::black_box(lp.sample(t).expect("candle sample"));
             }
-        })
-    }
+        };
+        if parallel {
+            workers.par_iter_mut().enumerate().for_each(|(w, lp)| run(w, lp));
+        } else {
+            run(0, &mut workers[0]);
+        }
+    })
 }
 
 fn main() {
@@ -214,18 +218,25 @@ fn main() {
     for name in SET_NAMES {
         let set = ParamSet::named(name).expect("named set");
         let params = set.rows(rows, 1).expect("params");
-        let ours = time(runs, || {
-            std::hint::black_box(cpu.sample(batch.view(), &params, 1).expect("cpu sample"));
-        });
-        let l1 = llama_ms(&batch, name, runs, false);
-        let ln = llama_ms(&batch, name, runs, true);
-        let (c1, cn) = match candle_sampling(name) {
-            Some(s) => (
-                Some(candle_ms(&tensors, &s, runs, false)),
-                Some(candle_ms(&tensors, &s, runs, true)),
-            ),
-            None => (None, None),
-        };
+        let cpu_ref = &mut cpu;
+        let mut callees: Vec<Box<dyn FnMut() + '_>> = vec![
+            Box::new(|| {
+                std::hint::black_box(cpu_ref.sample(batch.view(), &params, 1).expect("cpu sample"));
+            }),
+        ];
+        if std::env::var("PEERS_SKIP").is_err() {
+            callees.push(llama_call(&batch, name, false));
+            callees.push(llama_call(&batch, name, true));
+        }
+        let sampling = candle_sampling(name);
+        if let Some(s) = sampling.as_ref().filter(|_| std::env::var("PEERS_SKIP").is_err()) {
+            callees.push(candle_call(&tensors, s, false));
+            callees.push(candle_call(&tensors, s, true));
+        }
+        let t = time_interleaved(runs, &mut callees);
+        drop(callees);
+        let (ours, l1, ln) = (t[0], t.get(1).copied().unwrap_or(f64::NAN), t.get(2).copied().unwrap_or(f64::NAN));
+        let (c1, cn) = (t.get(3).copied(), t.get(4).copied());
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}", us(v)));
         let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}", v / ours));
         println!(
