@@ -4,15 +4,17 @@
 //!
 //! `cargo bench --features peers --bench peers` (or `scripts/bench_cpu.sh`).
 //! Environment: `PEERS_BATCH` (32), `PEERS_VOCAB` (131072), `PEERS_RUNS` (15),
-//! `PEERS_JSON=FILE` (also write the results as JSON), `PEERS_SKIP=1` (time
-//! only the cpu sampler, in the same harness).
+//! `PEERS_JSON=FILE` (also write the results as JSON), `PEERS_SAMPLERS`
+//! (which peers run beside the cpu sampler: a comma list of `llama_1t`,
+//! `llama_nt`, `candle_1t`, `candle_nt`; default all, empty = none).
 //!
 //! Every sampler gets B rows of seeded normal(0, 3) logits per call and draws
 //! one token per row. The peers are timed two ways: one thread (how a decode
 //! loop calls them, row after row) and rows spread over all cores with a
 //! sampler per thread (the strongest reading of them); the ratios are given
-//! against both. Samplers take turns call by call (each timed call after an
-//! untimed warm one), so load changes on the machine hit all of them alike. Candle's input tensors are built outside the timed
+//! against both. Each sampler is timed in blocks of back-to-back calls, and
+//! the samplers take turns block by block (three cycles), so load changes on
+//! the machine hit all of them alike. Candle's input tensors are built outside the timed
 //! region; llama.cpp's timing includes filling its `llama_token_data` array
 //! from the logits, which `llama_sampler_sample` does on every call.
 //! Candle has no min-p and no dynamic temperature: those rows compare with
@@ -32,20 +34,22 @@ fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Median wall time (ms) per callee of `runs` rounds after a warm-up round.
-/// Each round calls every callee in turn, so a change in the machine's load
-/// mid-run hits every sampler alike and the ratios hold. Each
-/// timed call follows an untimed one of the same callee, so every sampler is
-/// timed warm, as in a decode loop that calls it step after step (its caches
-/// and threads, not the previous callee's).
-fn time_interleaved(runs: usize, callees: &mut [Box<dyn FnMut() + '_>]) -> Vec<f64> {
-    let mut times = vec![Vec::with_capacity(runs); callees.len()];
-    for round in 0..runs + 1 {
+/// Median wall time (ms) per callee. Each callee runs in blocks of
+/// back-to-back calls (warm, as in a decode loop that calls it step after step,
+/// and as criterion times a benchmark); the callees take turns block by block,
+/// three cycles, so a change in the machine's load mid-run hits every sampler
+/// alike. The result is the median over all timed calls of a callee.
+fn time_cycles(runs: usize, callees: &mut [Box<dyn FnMut() + '_>]) -> Vec<f64> {
+    const CYCLES: usize = 3;
+    let per_block = runs.div_ceil(CYCLES);
+    let mut times = vec![Vec::with_capacity(per_block * CYCLES); callees.len()];
+    for _ in 0..CYCLES {
         for (i, f) in callees.iter_mut().enumerate() {
             f();
-            let t0 = Instant::now();
             f();
-            if round >= 1 {
+            for _ in 0..per_block {
+                let t0 = Instant::now();
+                f();
                 times[i].push(t0.elapsed().as_secs_f64() * 1e3);
             }
         }
@@ -214,40 +218,50 @@ fn main() {
         "set", "cpu", "reads", "llama 1T", "×", "llama nT", "×", "candle 1T", "×", "candle nT", "×"
     );
     let us = |ms: f64| ms * 1e3 / rows as f64;
+    let wanted: Vec<String> = std::env::var("PEERS_SAMPLERS")
+        .unwrap_or_else(|_| "llama_1t,llama_nt,candle_1t,candle_nt".into())
+        .split(',')
+        .map(|w| w.trim().to_string())
+        .collect();
     let mut json = Vec::new();
     for name in SET_NAMES {
         let set = ParamSet::named(name).expect("named set");
         let params = set.rows(rows, 1).expect("params");
         let cpu_ref = &mut cpu;
-        let mut callees: Vec<Box<dyn FnMut() + '_>> = vec![
-            Box::new(|| {
-                std::hint::black_box(cpu_ref.sample(batch.view(), &params, 1).expect("cpu sample"));
-            }),
-        ];
-        if std::env::var("PEERS_SKIP").is_err() {
-            callees.push(llama_call(&batch, name, false));
-            callees.push(llama_call(&batch, name, true));
-        }
+        let mut labels = vec!["cpu"];
+        let mut callees: Vec<Box<dyn FnMut() + '_>> = vec![Box::new(|| {
+            std::hint::black_box(cpu_ref.sample(batch.view(), &params, 1).expect("cpu sample"));
+        })];
         let sampling = candle_sampling(name);
-        if let Some(s) = sampling.as_ref().filter(|_| std::env::var("PEERS_SKIP").is_err()) {
-            callees.push(candle_call(&tensors, s, false));
-            callees.push(candle_call(&tensors, s, true));
+        for (label, parallel) in [("llama_1t", false), ("llama_nt", true)] {
+            if wanted.iter().any(|w| w == label) {
+                labels.push(label);
+                callees.push(llama_call(&batch, name, parallel));
+            }
         }
-        let t = time_interleaved(runs, &mut callees);
+        for (label, parallel) in [("candle_1t", false), ("candle_nt", true)] {
+            if let Some(s) = sampling.as_ref().filter(|_| wanted.iter().any(|w| w == label)) {
+                labels.push(label);
+                callees.push(candle_call(&tensors, s, parallel));
+            }
+        }
+        let t = time_cycles(runs, &mut callees);
         drop(callees);
-        let (ours, l1, ln) = (t[0], t.get(1).copied().unwrap_or(f64::NAN), t.get(2).copied().unwrap_or(f64::NAN));
-        let (c1, cn) = (t.get(3).copied(), t.get(4).copied());
+        let of = |label: &str| labels.iter().position(|&l| l == label).map(|i| t[i]);
+        let ours = t[0];
+        let (l1, ln) = (of("llama_1t"), of("llama_nt"));
+        let (c1, cn) = (of("candle_1t"), of("candle_nt"));
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}", us(v)));
         let ratio = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}", v / ours));
         println!(
-            "{:<15} {:>7.1} {:>6.2} | {:>9.1} {:>6.1} {:>9.1} {:>6.1} | {:>9} {:>6} {:>9} {:>6}",
+            "{:<15} {:>7.1} {:>6.2} | {:>9} {:>6} {:>9} {:>6} | {:>9} {:>6} {:>9} {:>6}",
             name,
             us(ours),
             ours / probe,
-            us(l1),
-            l1 / ours,
-            us(ln),
-            ln / ours,
+            opt(l1),
+            ratio(l1),
+            opt(ln),
+            ratio(ln),
             opt(c1),
             ratio(c1),
             opt(cn),
@@ -256,9 +270,9 @@ fn main() {
         json.push(serde_json::json!({
             "set": name, "batch": rows, "vocab": vocab,
             "cpu_us_per_row": us(ours), "cpu_read_equivalents": ours / probe,
-            "llama_us_per_row_1t": us(l1), "llama_us_per_row_nt": us(ln),
+            "llama_us_per_row_1t": l1.map(us), "llama_us_per_row_nt": ln.map(us),
             "candle_us_per_row_1t": c1.map(us), "candle_us_per_row_nt": cn.map(us),
-            "speedup_vs_llama_1t": l1 / ours, "speedup_vs_llama_nt": ln / ours,
+            "speedup_vs_llama_1t": l1.map(|l| l / ours), "speedup_vs_llama_nt": ln.map(|l| l / ours),
             "speedup_vs_candle_1t": c1.map(|c| c / ours), "speedup_vs_candle_nt": cn.map(|c| c / ours),
         }));
     }

@@ -706,20 +706,29 @@ impl Row<'_> {
         Some((tau, after))
     }
 
+    /// `(Σw, Σ(y−m)·w)` over the candidates `≥ tau` at temperature `t`; with
+    /// `cdf`, also their running Σw in id order (one entry per candidate).
+    fn cand_sums(&mut self, tau: f32, t: f64, cdf: bool) -> (f64, f64) {
+        self.cand_weights(t);
+        self.cdf.clear();
+        let (mut z, mut a) = (0.0, 0.0);
+        for i in 0..self.cv.len() {
+            if self.cv[i] >= tau {
+                let w = self.cw[i] as f64;
+                z += w;
+                a += (self.cand_value64(i) - self.m) * w;
+            }
+            if cdf {
+                self.cdf.push(z);
+            }
+        }
+        (z, a)
+    }
+
     /// Entropy (nats) at T = 1 of `{x ≥ tau}`.
     fn entropy_over(&mut self, tau: f32) -> f64 {
         let (s, a) = if tau >= self.tau_c {
-            let m = self.m;
-            self.cand_weights(1.0);
-            let (mut s, mut a) = (0.0, 0.0);
-            for i in 0..self.cv.len() {
-                if self.cv[i] >= tau {
-                    let w = self.cw[i] as f64;
-                    s += w;
-                    a += (self.cand_value64(i) - m) * w;
-                }
-            }
-            (s, a)
+            self.cand_sums(tau, 1.0, false)
         } else {
             let f = self.full_sums(1.0, tau);
             (f.s, f.a)
@@ -776,17 +785,7 @@ impl Row<'_> {
     fn prepare_draw(&mut self, tau: f32, t: f64) -> (Draw, f64, f64) {
         let m = self.m;
         if tau >= self.tau_c {
-            self.cand_weights(t);
-            self.cdf.clear();
-            let (mut z, mut a) = (0.0, 0.0);
-            for i in 0..self.cv.len() {
-                if self.cv[i] >= tau {
-                    let w = self.cw[i] as f64;
-                    z += w;
-                    a += (self.cand_value64(i) - m) * w;
-                }
-                self.cdf.push(z);
-            }
+            let (z, a) = self.cand_sums(tau, t, true);
             (Draw::Cands { tau }, z, a)
         } else {
             let f = self.full_sums(t, tau);
