@@ -11,7 +11,7 @@
 //! let set = ParamSet::named("top_k_top_p").unwrap();
 //! let opts = BenchOptions { runs: 10, warmup: 1, ..Default::default() };
 //! let mut cpu = CpuSampler::new();
-//! let results = bench_case(&mut cpu, logits.view(), &set, &opts, None, &mut |_| {})?;
+//! let results = bench_case(&mut cpu, logits.view(), &set, &opts, Some(0.1), &mut || {})?;
 //! assert_eq!(results[0].mode, "end_to_end");
 //! assert!(results[0].us_per_row > 0.0 && results[0].bw_fraction.unwrap() > 0.0);
 //! # Ok::<(), token_sampler::SamplerError>(())
