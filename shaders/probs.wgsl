@@ -1,0 +1,32 @@
+// The full processed distribution π (SPEC §8 `probs`): one f32 per id, in
+// id order, 0 for removed ids. One workgroup per (tile, row).
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    init_consts();
+    let lid = lid3.x;
+    let t = wid.x;
+    let r = wid.y;
+    let res = res_at(r);
+    let c = tile_setup(lid, r, t);
+    if (outb[res + R_STATUS] != 1u) { return; }
+    let greedy = outb[res + R_GREEDY] != 0u;
+    let tok = outb[res + R_TOKEN];
+    let m = bitcast<f32>(outb[res + R_M]);
+    let t_ = bitcast<f32>(outb[res + R_T]);
+    let lns = bitcast<f32>(outb[res + R_LNS]);
+    let tau = outb[res + R_TAU];
+    for (var j = 0u; j < EPT; j++) {
+        let li = j * WG + lid;
+        if (li >= c.n) { continue; }
+        let i = c.t0 + li;
+        var p = 0.0;
+        if (greedy) {
+            p = select(0.0, 1.0, i == tok);
+        } else {
+            let y = y_of(c, li, load_x(r, i));
+            if (y != NEG_INF && key_of(y) >= tau) { p = exp((y - m) / t_ - lns); }
+        }
+        aux[ch.aux_off + r * ch.aux_stride + i] = bitcast<u32>(p);
+    }
+}

@@ -1,0 +1,114 @@
+// A later read of a row, for the rows whose solver asked for one this round
+// (indirect dispatch: tiles × active rows). What it does is the row's
+// request, over the survivors (key ≥ floor) at the request's temperature:
+//   1 HIST_D  histogram of d = (m − y)/T in bins of 1/8 (count, fixed-point mass)
+//   2 HIST_K  histogram of keys in [lo, hi], bin (hi − key) >> shift
+//   3 COMPACT ids with lo ≤ key ≤ hi become candidates (one block per tile, in
+//             thread order); per tile the count / Σe / Σ((y−m)/T)e of the keys
+//             above hi and Σe of the keys below lo are written exactly.
+// Masses in the histograms are fixed point (2^-21 of the row max's weight)
+// so integer atomics add them deterministically; they only locate a window,
+// the exact sums come from COMPACT.
+
+var<workgroup> sh_cnt: array<atomic<u32>, NB>;
+var<workgroup> sh_mass: array<atomic<u32>, NB>;
+var<workgroup> sh_row: u32;
+var<workgroup> sh_base: u32;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    init_consts();
+    let lid = lid3.x;
+    let t = wid.x;
+    if (lid == 0u) { sh_row = atomicLoad(&args[ch.al_base + ch.round * ch.rows + wid.y]); }
+    let r = workgroupUniformLoad(&sh_row);
+    let st = st_at(r);
+    let mode = ws[st + S_PMODE];
+    let lo = ws[st + S_PLO];
+    let hi = ws[st + S_PHI];
+    let shift = ws[st + S_PSHIFT];
+    let floor_k = ws[st + S_PFLOOR];
+    let inv_t = 1.0 / bitcast<f32>(ws[st + S_PT]);
+    let m = bitcast<f32>(ws[st + S_M]);
+    for (var b = lid; b < NB; b += WG) {
+        atomicStore(&sh_cnt[b], 0u);
+        atomicStore(&sh_mass[b], 0u);
+    }
+    let c = tile_setup(lid, r, t);
+
+    var ab = vec4<f32>(0.0);   // above: count, Σe, Σde ; below Σe
+    var ncand = 0u;
+    var ckeys: array<u32, EPT>;
+    for (var j = 0u; j < EPT; j++) {
+        let li = lid * EPT + j;
+        ckeys[j] = NONE;
+        if (li >= c.n) { continue; }
+        let y = y_of(c, li, load_x(r, c.t0 + li));
+        let k = key_of(y);
+        if (y == NEG_INF || k < floor_k) { continue; }
+        let d = (y - m) * inv_t;
+        let w = exp(d);
+        if (mode == 1u) {
+            let b = u32(min(-d * 8.0, f32(NB - 1u)));
+            atomicAdd(&sh_cnt[b], 1u);
+            atomicAdd(&sh_mass[b], u32(w * 2097152.0 + 0.5));
+        } else if (mode == 2u) {
+            if (k >= lo && k <= hi) {
+                let b = (hi - k) >> shift;
+                atomicAdd(&sh_cnt[b], 1u);
+                atomicAdd(&sh_mass[b], u32(w * 2097152.0 + 0.5));
+            }
+        } else {
+            if (k > hi) {
+                ab += vec4<f32>(1.0, w, d * w, 0.0);
+            } else if (k >= lo) {
+                ckeys[j] = k;
+                ncand += 1u;
+            } else {
+                ab.w += w;
+            }
+        }
+    }
+    workgroupBarrier();
+    let gb = bins_at(r);
+    if (mode == 1u || mode == 2u) {
+        for (var b = lid; b < NB; b += WG) {
+            let cnt = atomicLoad(&sh_cnt[b]);
+            if (cnt != 0u) {
+                atomicAdd(&wsa[gb + b], cnt);
+                let q = atomicLoad(&sh_mass[b]);
+                let old = atomicAdd(&wsa[gb + HA_BINS + b], q);
+                if (old + q < old) { atomicAdd(&wsa[gb + HA_BINS + NB + b], 1u); }
+            }
+        }
+        return;
+    }
+    let sums = wg_sum4(lid, ab);
+    let incl = wg_scan_u(lid, ncand);
+    let total = workgroupUniformLoad(&red_u[WG - 1u]);
+    if (lid == 0u && total > 0u) {
+        sh_base = atomicAdd(&wsa[ra_at(r) + RA_CAND], total);
+    }
+    let base = workgroupUniformLoad(&sh_base);
+    var pos = base + incl - ncand;
+    for (var j = 0u; j < EPT; j++) {
+        if (ckeys[j] != NONE) {
+            if (pos < CAP) {
+                let a = ch.cd_base + (r * CAP + pos) * 2u;
+                ws[a] = ckeys[j];
+                ws[a + 1u] = c.t0 + lid * EPT + j;
+            }
+            pos += 1u;
+        }
+    }
+    let rec = tl_at(r, t);
+    if (lid == 0u) {
+        ws[rec + T_REF] = bitcast<u32>(m);
+        ws[rec + T_CNT] = u32(sums.x);
+        ws[rec + T_S] = bitcast<u32>(sums.y);
+        ws[rec + T_A] = bitcast<u32>(sums.z);
+        ws[rec + T_BS] = bitcast<u32>(sums.w);
+        ws[rec + T_COFF] = select(0u, base, total > 0u);
+        ws[rec + T_CCNT] = total;
+    }
+}

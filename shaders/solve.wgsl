@@ -1,0 +1,943 @@
+// The row solver: one workgroup per row, run after the statistics pass and
+// after every scan round. It merges the tiles' partials (fixed order), takes
+// the row through SPEC §3 stage by stage, and asks for another read of the
+// row only when it cannot go on from what it has (indirect dispatch of the
+// next scan round). Every thread runs the same program on the same values, so
+// control flow is uniform and the reductions can sit anywhere.
+//
+// Survivors are always {finite y : key(y) ≥ tau}: every stage keeps a top
+// set. A stage is a query "largest tau with G(tau) ≥ tgt", G counting ids
+// (top-k, min_tokens_to_keep) or summing e^((y−m)/T) (top-p) over keys ≥ tau:
+// histogram rounds narrow a key window until it holds at most CAP ids, those
+// are compacted, and bisection over the candidates gives tau exactly.
+
+const PH_INIT: u32 = 0u;
+const PH_STAGE: u32 = 1u;
+const PH_POST: u32 = 2u;
+const PH_FINAL: u32 = 3u;
+const PH_DONE: u32 = 4u;
+const PH_QBINS: u32 = 11u;
+const PH_QCOMP: u32 = 12u;
+
+const K_COUNT: u32 = 1u;
+const K_MASS: u32 = 2u;
+
+// Errors reported in R_ERRC.
+const E_LOGIT: u32 = 1u;
+const E_BIAS: u32 = 2u;
+const E_REP: u32 = 3u;
+const E_FREQ: u32 = 4u;
+const E_MASKED: u32 = 5u;
+const E_ROUNDS: u32 = 6u;
+
+var<private> s: array<u32, ST>;
+var<private> lid: u32;
+var<private> row: u32;
+var<private> want_pass: bool;
+var<workgroup> sh_row: u32;
+
+fn sf(i: u32) -> f32 { return bitcast<f32>(s[i]); }
+fn set_f(i: u32, v: f32) { s[i] = bitcast<u32>(v); }
+fn pf(field: u32) -> f32 { return bitcast<f32>(mrec(row, field)); }
+
+fn request(mode: u32, lo: u32, hi: u32, shift: u32, floor_k: u32, t: f32, back: u32) {
+    s[S_PMODE] = mode;
+    s[S_PLO] = lo;
+    s[S_PHI] = hi;
+    s[S_PSHIFT] = shift;
+    s[S_PFLOOR] = floor_k;
+    set_f(S_PT, t);
+    s[S_PHASE] = back;
+    want_pass = true;
+}
+
+fn clear_bins() {
+    s[S_HAOK] = 0u;
+    let b = bins_at(row);
+    for (var i = lid; i < NB; i += WG) {
+        atomicStore(&wsa[b + i], 0u);
+        atomicStore(&wsa[b + HA_BINS + i], 0u);
+        atomicStore(&wsa[b + HA_BINS + NB + i], 0u);
+    }
+}
+
+// A COMPACT pass with an empty window: per-tile count / Σe / Σde of keys ≥ tau.
+fn request_sums(tau: u32, t: f32, back: u32) {
+    request(3u, tau, tau - 1u, 0u, tau, t, back);
+    s[S_SUMS] = 1u;
+    s[S_SLO] = tau;
+    s[S_SHI] = tau - 1u;
+    set_f(S_STQ, t);
+    s[S_CALL] = 0u;
+    s[S_CANDN] = 0u;
+}
+
+// Tile t's (count, Σe, Σde, Σe below) relative to the row max at temperature t_.
+fn tile_sums(t: u32, t_: f32) -> vec4<f32> {
+    let rec = tl_at(row, t);
+    let refv = bitcast<f32>(ws[rec + T_REF]);
+    let m = sf(S_M);
+    let cnt = f32(ws[rec + T_CNT]);
+    let ss = bitcast<f32>(ws[rec + T_S]);
+    let aa = bitcast<f32>(ws[rec + T_A]);
+    let bs = bitcast<f32>(ws[rec + T_BS]);
+    if (ss == 0.0 && bs == 0.0) { return vec4<f32>(cnt, 0.0, 0.0, 0.0); }
+    let d = (refv - m) / t_;
+    let w = exp(d);
+    return vec4<f32>(cnt, w * ss, w * (aa + d * ss), w * bs);
+}
+
+fn all_tile_sums(t_: f32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    for (var t = lid; t < ch.tiles; t += WG) { acc += tile_sums(t, t_); }
+    return wg_sum4(lid, acc);
+}
+
+fn cand_key(c: u32) -> u32 { return ws[ch.cn_base + (row * CAP + c) * 2u]; }
+fn cand_id(c: u32) -> u32 { return ws[ch.cn_base + (row * CAP + c) * 2u + 1u]; }
+
+// (count, Σw, Σ w·d) over candidates with key ≥ tau; w = e^((y − m)/t_).
+fn cand_sums(tau: u32, t_: f32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    let m = sf(S_M);
+    for (var c = lid; c < s[S_CANDN]; c += WG) {
+        let k = cand_key(c);
+        if (k >= tau) {
+            let d = (val_of(k) - m) / t_;
+            let w = exp(d);
+            acc += vec4<f32>(1.0, w, w * d, 0.0);
+        }
+    }
+    return wg_sum4(lid, acc);
+}
+
+// Survivor sums (count, Σe, Σde) at (tau, t_) if the workspace determines them.
+fn known_sums(tau: u32, t_: f32) -> bool {
+    if (s[S_CALL] != 0u && sf(S_STQ) > 0.0) { return true; }
+    return s[S_SUMS] != 0u && sf(S_STQ) == t_ && tau >= s[S_SLO] && tau <= s[S_SHI] + 1u;
+}
+
+fn survivor_sums(tau: u32, t_: f32) -> vec4<f32> {
+    let c = cand_sums(tau, t_);
+    if (s[S_CALL] != 0u) { return c; }
+    return all_tile_sums(t_) + vec4<f32>(c.xyz, 0.0);
+}
+
+// ---- queries ---------------------------------------------------------------
+
+fn finish_query(tau: u32, cnt: u32, known: bool) {
+    s[S_QRES] = tau;
+    s[S_QRCNT] = cnt;
+    s[S_QRCK] = select(0u, 1u, known);
+    s[S_PHASE] = s[S_QRET];
+}
+
+// Largest tau in [lo, hi] with base + G_cands(max(tau, floor)) ≥ tgt.
+// G(lo) ≥ tgt is the caller's to ensure.
+fn bisect(kind: u32, lo: u32, hi: u32, floor_k: u32, base: f32, tgt: f32, t_: f32) -> u32 {
+    var a = lo;
+    var b = hi;
+    loop {
+        if (a >= b) { break; }
+        let mid = a + (b - a) / 2u + ((b - a) & 1u);
+        let g = cand_sums(max(mid, floor_k), t_);
+        let v = select(g.y, g.x, kind == K_COUNT) + base;
+        if (v >= tgt) { a = mid; } else { b = mid - 1u; }
+    }
+    return a;
+}
+
+fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
+    s[S_QK] = kind;
+    s[S_QTGT] = tgt;
+    s[S_QFLOOR] = floor_k;
+    s[S_QRET] = back;
+    s[S_QBC] = 0u;
+    set_f(S_QBM, 0.0);
+    s[S_QLO] = floor_k;
+    s[S_QHI] = KEY_MAX;
+    let tq = sf(S_TQ);
+    if (s[S_CALL] != 0u) {
+        // Every survivor is a candidate: solve here, no read of the row.
+        let all = cand_sums(floor_k, tq);
+        if (kind == K_COUNT) {
+            if (all.x < f32(tgt)) {
+                finish_query(floor_k, u32(all.x), true);
+                return;
+            }
+            let tau = bisect(kind, floor_k, KEY_MAX, floor_k, 0.0, f32(tgt), tq);
+            finish_query(tau, u32(cand_sums(tau, tq).x), true);
+        } else {
+            let goal = bitcast<f32>(tgt) * all.y;
+            let tau = bisect(kind, floor_k, KEY_MAX, floor_k, 0.0, goal, tq);
+            finish_query(tau, u32(cand_sums(tau, tq).x), true);
+        }
+        return;
+    }
+    if (kind == K_COUNT && s[S_HAOK] != 0u) {
+        s[S_QBIN] = 0u;
+        // The statistics pass histogrammed the first digit already.
+        s[S_PHASE] = PH_QBINS;
+        return;
+    }
+    clear_bins();
+    if (kind == K_MASS) {
+        s[S_QBIN] = 1u;
+        request(1u, floor_k, KEY_MAX, 0u, floor_k, tq, PH_QBINS);
+    } else {
+        s[S_QBIN] = 2u;
+        request(2u, floor_k, KEY_MAX, 24u, floor_k, tq, PH_QBINS);
+    }
+}
+
+fn shift_for(lo: u32, hi: u32) -> u32 {
+    let span = hi - lo;
+    if (span == 0u) { return 0u; }
+    let bits = 32u - countLeadingZeros(span);
+    let nb_bits = 31u - countLeadingZeros(NB);
+    return select(0u, bits - nb_bits, bits > nb_bits);
+}
+
+fn bin_count(b: u32) -> u32 {
+    let base = bins_at(row);
+    if (s[S_QBIN] == 0u) { return atomicLoad(&wsa[base + HA_BINS - 1u - b]); }
+    return atomicLoad(&wsa[base + b]);
+}
+
+fn bin_mass(b: u32) -> f32 {
+    let base = bins_at(row);
+    let lo = atomicLoad(&wsa[base + HA_BINS + b]);
+    let hi = atomicLoad(&wsa[base + HA_BINS + NB + b]);
+    return (f32(hi) * 4294967296.0 + f32(lo)) * (1.0 / 2097152.0);
+}
+
+// Key range [lo, hi] of bins [b_lo, b_hi] (bin 0 holds the largest keys).
+fn window_keys(b_lo: u32, b_hi: u32, nbins: u32) -> vec2<u32> {
+    let floor_k = s[S_QFLOOR];
+    let q = s[S_QBIN];
+    if (q == 0u) {
+        let sh = 32u - HA_BITS;
+        let p_hi = HA_BINS - 1u - b_lo;
+        let p_lo = HA_BINS - 1u - b_hi;
+        let whi = min(KEY_MAX, (p_hi << sh) | ((1u << sh) - 1u));
+        return vec2<u32>(max(floor_k, p_lo << sh), whi);
+    }
+    if (q == 1u) {
+        // d-bins: y in (m − (b+1)T/8, m − bT/8]; widened for rounding of d.
+        let m = sf(S_M);
+        let t = sf(S_PT);
+        var whi = KEY_MAX;
+        if (b_lo > 0u) {
+            let e = f32(b_lo) * t * 0.125;
+            whi = min(KEY_MAX, key_of(m - e + (abs(m) + e) * 2e-6 + 1e-30));
+        }
+        var wlo = floor_k;
+        if (b_hi + 1u < nbins) {
+            let e = f32(b_hi + 1u) * t * 0.125;
+            wlo = max(floor_k, key_of(m - e - (abs(m) + e) * 2e-6 - 1e-30));
+        }
+        return vec2<u32>(wlo, whi);
+    }
+    let lo = s[S_QLO];
+    let hi = s[S_QHI];
+    let sh = s[S_PSHIFT];
+    let whi = hi - (b_lo << sh);
+    let off = (b_hi << sh) + ((1u << sh) - 1u);
+    let wlo = select(hi - off, lo, off > hi - lo);
+    return vec2<u32>(wlo, whi);
+}
+
+var<workgroup> sh_cum: array<vec2<f32>, WG>;
+
+// Reads the histogram the last round built and narrows the window.
+fn query_bins() {
+    let kind = s[S_QK];
+    let nbins = select(NB, HA_BINS, s[S_QBIN] == 0u);
+    let base_c = f32(s[S_QBC]);
+    let base_m = sf(S_QBM);
+    // Totals first (for the mass tgt and its error margin).
+    var tc = 0.0;
+    var tm = 0.0;
+    for (var b = lid; b < nbins; b += WG) {
+        tc += f32(bin_count(b));
+        if (kind == K_MASS) { tm += bin_mass(b); }
+    }
+    let tot = wg_sum4(lid, vec4<f32>(tc, tm, 0.0, 0.0));
+    var goal_lo: f32;
+    var goal_hi: f32;
+    if (kind == K_COUNT) {
+        goal_lo = f32(s[S_QTGT]);
+        goal_hi = goal_lo;
+    } else {
+        if (s[S_QBIN] == 1u) {
+            // First round: it saw every survivor.
+            set_f(S_QTOT, tot.y);
+            set_f(S_QERR, tot.x * 2.4e-7 + tot.y * 4e-6);
+        }
+        let goal = bitcast<f32>(s[S_QTGT]) * sf(S_QTOT);
+        goal_lo = goal - sf(S_QERR);
+        goal_hi = goal + sf(S_QERR);
+    }
+    // First bins (from the top) where the cumulative reaches goal_lo / goal_hi.
+    var run = vec2<f32>(base_c, base_m);
+    var b_lo = NONE;
+    var b_hi = NONE;
+    var above = vec2<f32>(0.0);
+    var chunk = 0u;
+    loop {
+        if (chunk >= nbins) { break; }
+        let b = chunk + lid;
+        var v = vec2<f32>(0.0);
+        if (b < nbins) {
+            v.x = f32(bin_count(b));
+            if (kind == K_MASS) { v.y = bin_mass(b); }
+        }
+        sh_cum[lid] = v;
+        workgroupBarrier();
+        for (var st = 1u; st < WG; st <<= 1u) {
+            var add = vec2<f32>(0.0);
+            if (lid >= st) { add = sh_cum[lid - st]; }
+            workgroupBarrier();
+            sh_cum[lid] = sh_cum[lid] + add;
+            workgroupBarrier();
+        }
+        let incl = run + sh_cum[lid];
+        let g = select(incl.y, incl.x, kind == K_COUNT);
+        let hit_lo = wg_min_u(lid, select(NONE, b, b < nbins && g >= goal_lo));
+        let hit_hi = wg_min_u(lid, select(NONE, b, b < nbins && g >= goal_hi));
+        if (b_lo == NONE && hit_lo != NONE) {
+            b_lo = hit_lo;
+            // Cumulative strictly above b_lo: the inclusive value of b_lo − 1.
+            let prev = wg_sum4(lid, select(vec4<f32>(0.0), vec4<f32>(run + sh_cum[lid] - v, 0.0, 0.0), b == b_lo));
+            above = prev.xy;
+        }
+        if (b_hi == NONE && hit_hi != NONE) { b_hi = hit_hi; }
+        let tot_chunk = workgroupUniformLoad(&sh_cum[WG - 1u]);
+        run += tot_chunk;
+        chunk += WG;
+        if (b_hi != NONE) { break; }
+    }
+    if (b_lo == NONE) {
+        if (kind == K_COUNT) {
+            // Fewer than k survivors: the stage keeps them all.
+            finish_query(s[S_QFLOOR], s[S_CNT], s[S_CNTK] != 0u);
+            return;
+        }
+        b_lo = nbins - 1u;
+        above = vec2<f32>(base_c, base_m);
+    }
+    if (b_hi == NONE) { b_hi = nbins - 1u; }
+    let w = window_keys(b_lo, b_hi, nbins);
+    if (w.y < w.x) {
+        // The cut lies below the floor: every survivor stays.
+        finish_query(s[S_QFLOOR], s[S_CNT], s[S_CNTK] != 0u);
+        return;
+    }
+    var wc = 0.0;
+    for (var b = b_lo + lid; b <= b_hi; b += WG) { wc += f32(bin_count(b)); }
+    let wcount = u32(wg_sum4(lid, vec4<f32>(wc, 0.0, 0.0, 0.0)).x);
+    s[S_QBC] = u32(above.x);
+    set_f(S_QBM, above.y);
+    s[S_QLO] = w.x;
+    s[S_QHI] = w.y;
+    let exact_bins = s[S_QBIN] != 1u;
+    if (w.x == w.y && exact_bins) {
+        finish_query(w.x, u32(above.x) + wcount, true);
+        return;
+    }
+    let tq = sf(S_TQ);
+    if (u32(above.x) + wcount + 64u <= CAP) {
+        s[S_QBC] = 0u;
+        set_f(S_QBM, 0.0);
+        s[S_QHI] = KEY_MAX;
+        request(3u, w.x, KEY_MAX, 0u, s[S_QFLOOR], tq, PH_QCOMP);
+    } else if (wcount + 64u <= CAP || w.x == w.y) {
+        request(3u, w.x, w.y, 0u, s[S_QFLOOR], tq, PH_QCOMP);
+    } else {
+        clear_bins();
+        s[S_QBIN] = 2u;
+        request(2u, w.x, w.y, shift_for(w.x, w.y), s[S_QFLOOR], tq, PH_QBINS);
+    }
+}
+
+var<workgroup> sh_n: u32;
+
+// After a COMPACT round: candidates in tile order, exact sums, exact solve.
+fn query_compacted() {
+    if (lid == 0u) {
+        sh_n = atomicLoad(&wsa[ra_at(row) + RA_CAND]);
+        atomicStore(&wsa[ra_at(row) + RA_CAND], 0u);
+    }
+    let n_raw = workgroupUniformLoad(&sh_n);
+    let lo = s[S_PLO];
+    let hi = s[S_PHI];
+    let tq = sf(S_PT);
+    let floor_k = s[S_QFLOOR];
+    let kind = s[S_QK];
+    if (n_raw > CAP) {
+        // More ids in the window than room: split it further instead.
+        clear_bins();
+        s[S_QBIN] = 2u;
+        s[S_QLO] = lo;
+        s[S_QHI] = hi;
+        request(2u, lo, hi, shift_for(lo, hi), floor_k, tq, PH_QBINS);
+        return;
+    }
+    // Canonical order: tile by tile (blocks were placed by atomics).
+    var run = 0u;
+    for (var t0 = 0u; t0 < ch.tiles; t0 += WG) {
+        let t = t0 + lid;
+        var cnt = 0u;
+        if (t < ch.tiles) { cnt = ws[tl_at(row, t) + T_CCNT]; }
+        let incl = wg_scan_u(lid, cnt);
+        let tot = workgroupUniformLoad(&red_u[WG - 1u]);
+        if (t < ch.tiles) {
+            let dst = run + incl - cnt;
+            let rec = tl_at(row, t);
+            ws[rec + T_CANON] = dst;
+            let src = ws[rec + T_COFF];
+            for (var i = 0u; i < cnt; i++) {
+                let a = ch.cd_base + (row * CAP + src + i) * 2u;
+                let b = ch.cn_base + (row * CAP + dst + i) * 2u;
+                ws[b] = ws[a];
+                ws[b + 1u] = ws[a + 1u];
+            }
+        }
+        run += tot;
+    }
+    storageBarrier();
+    workgroupBarrier();
+    s[S_CANDN] = run;
+    s[S_SUMS] = 1u;
+    s[S_SLO] = lo;
+    s[S_SHI] = hi;
+    set_f(S_STQ, tq);
+    s[S_CALL] = select(0u, 1u, hi == KEY_MAX);
+    let ab = all_tile_sums(tq);           // above: count, Σe, Σde, below Σe
+    let wnd = cand_sums(max(lo, floor_k), tq);
+    if (kind == K_COUNT) {
+        let k = f32(s[S_QTGT]);
+        if (ab.x + wnd.x < k) {
+            finish_query(floor_k, u32(ab.x + wnd.x), lo <= floor_k);
+            return;
+        }
+        let tau = bisect(kind, max(lo, floor_k), hi, floor_k, ab.x, k, tq);
+        finish_query(tau, u32(ab.x + cand_sums(tau, tq).x), true);
+        return;
+    }
+    let total = ab.y + wnd.y + ab.w;
+    let goal = bitcast<f32>(s[S_QTGT]) * total;
+    if (ab.y >= goal && hi != KEY_MAX) {
+        // The cut is above the window (the histogram's margin was too small).
+        clear_bins();
+        s[S_QBIN] = 2u;
+        s[S_QLO] = hi + 1u;
+        s[S_QHI] = KEY_MAX;
+        s[S_QBC] = 0u;
+        set_f(S_QBM, 0.0);
+        set_f(S_QTOT, total);
+        set_f(S_QERR, total * 4e-6);
+        request(2u, hi + 1u, KEY_MAX, shift_for(hi + 1u, KEY_MAX), floor_k, tq, PH_QBINS);
+        return;
+    }
+    if (ab.y + wnd.y < goal && lo > floor_k) {
+        clear_bins();
+        s[S_QBIN] = 2u;
+        s[S_QLO] = floor_k;
+        s[S_QHI] = lo - 1u;
+        s[S_QBC] = u32(ab.x + wnd.x);
+        set_f(S_QBM, ab.y + wnd.y);
+        set_f(S_QTOT, total);
+        set_f(S_QERR, total * 4e-6);
+        request(2u, floor_k, lo - 1u, shift_for(floor_k, lo - 1u), floor_k, tq, PH_QBINS);
+        return;
+    }
+    let tau = bisect(kind, max(lo, floor_k), hi, floor_k, ab.y, goal, tq);
+    finish_query(tau, u32(ab.x + cand_sums(tau, tq).x), true);
+}
+
+// ---- stages ----------------------------------------------------------------
+
+fn stage_kind(order: u32, i: u32) -> u32 {
+    // 0 top-k, 1 top-p, 2 min-p
+    if (order == 1u) { return array<u32, 3>(2u, 0u, 1u)[i]; }
+    return i;
+}
+
+// Smallest key whose value passes (y − m)/T ≥ ln(min_p) (SPEC §3.6).
+fn minp_key(lnmp: f32) -> u32 {
+    let m = sf(S_M);
+    let tq = sf(S_TQ);
+    var k = clamp(key_of(m + lnmp * tq), KEY_MIN, key_of(m));
+    for (var i = 0u; i < 64u; i++) {
+        if (k > KEY_MIN && (val_of(k - 1u) - m) / tq >= lnmp) { k -= 1u; } else { break; }
+    }
+    for (var i = 0u; i < 64u; i++) {
+        if ((val_of(k) - m) / tq < lnmp) { k += 1u; } else { break; }
+    }
+    return k;
+}
+
+fn next_stage() {
+    s[S_STAGE] += 1u;
+    s[S_SUB] = 0u;
+}
+
+fn run_stage() {
+    if (s[S_STAGE] >= 3u) {
+        s[S_PHASE] = PH_POST;
+        return;
+    }
+    let order = (mrec(row, M_FLAGS) >> 2u) & 3u;
+    let kind = stage_kind(order, s[S_STAGE]);
+    let mk = mrec(row, M_MINKEEP);
+    let tau = s[S_TAU];
+    let tq = sf(S_TQ);
+    let sub = s[S_SUB];
+    if (sub == 5u) {
+        // A count pass ran for the stage's input.
+        s[S_CNT] = u32(all_tile_sums(tq).x);
+        s[S_CNTK] = 1u;
+        s[S_SUMS] = 1u;
+        s[S_SLO] = tau;
+        s[S_SHI] = tau - 1u;
+        set_f(S_STQ, tq);
+        s[S_CALL] = 0u;
+        s[S_SUB] = 0u;
+        return;
+    }
+    if (sub == 0u) {
+        let off = (kind == 0u && (mrec(row, M_TOPK) == 0u || (s[S_CNTK] != 0u && mrec(row, M_TOPK) >= s[S_CNT])))
+            || (kind == 1u && sf(S_TOPP) >= 1.0)
+            || (kind == 2u && pf(M_MINP) <= 0.0);
+        if (off) {
+            next_stage();
+            return;
+        }
+        if (mk > 1u && s[S_CNTK] == 0u) {
+            if (known_sums(tau, tq)) {
+                s[S_CNT] = u32(survivor_sums(tau, tq).x);
+                s[S_CNTK] = 1u;
+            } else {
+                s[S_SUB] = 5u;
+                request_sums(tau, tq, PH_STAGE);
+                return;
+            }
+        }
+        s[S_TBEF] = tau;
+        s[S_CBEF] = s[S_CNT];
+        s[S_CBEFK] = s[S_CNTK];
+        s[S_SUB] = 1u;
+        if (kind == 0u) {
+            start_query(K_COUNT, mrec(row, M_TOPK), tau, PH_STAGE);
+        } else if (kind == 1u) {
+            start_query(K_MASS, bitcast<u32>(sf(S_TOPP) - 1e-6), tau, PH_STAGE);
+        } else {
+            let tm = max(tau, minp_key(pf(M_LNMINP)));
+            var cnt = s[S_CNT];
+            var known = s[S_CNTK] != 0u && tm == tau;
+            if (tm != tau && known_sums(tm, tq)) {
+                cnt = u32(survivor_sums(tm, tq).x);
+                known = true;
+            }
+            finish_query(tm, cnt, known);
+            s[S_PHASE] = PH_STAGE;
+        }
+        return;
+    }
+    if (sub == 6u) {
+        // A count pass ran for the stage's output.
+        s[S_QRCNT] = u32(all_tile_sums(tq).x);
+        s[S_QRCK] = 1u;
+        s[S_SUMS] = 1u;
+        s[S_SLO] = s[S_QRES];
+        s[S_SHI] = s[S_QRES] - 1u;
+        set_f(S_STQ, tq);
+        s[S_CALL] = 0u;
+        s[S_SUB] = 1u;
+        return;
+    }
+    if (sub == 1u) {
+        let t_new = max(s[S_TBEF], s[S_QRES]);
+        s[S_QRES] = t_new;
+        if (mk > 1u && t_new != s[S_TBEF]) {
+            if (s[S_QRCK] == 0u) {
+                if (known_sums(t_new, tq)) {
+                    s[S_QRCNT] = u32(survivor_sums(t_new, tq).x);
+                    s[S_QRCK] = 1u;
+                } else {
+                    s[S_SUB] = 6u;
+                    request_sums(t_new, tq, PH_STAGE);
+                    return;
+                }
+            }
+            if (s[S_QRCNT] < mk && s[S_QRCNT] < s[S_CBEF]) {
+                // min_tokens_to_keep: the mk largest of the stage's input.
+                s[S_SUB] = 2u;
+                start_query(K_COUNT, mk, s[S_TBEF], PH_STAGE);
+                return;
+            }
+        }
+        s[S_TAU] = t_new;
+        s[S_CNT] = s[S_QRCNT];
+        s[S_CNTK] = select(s[S_QRCK], s[S_CBEFK], t_new == s[S_TBEF]);
+        if (t_new == s[S_TBEF]) { s[S_CNT] = s[S_CBEF]; }
+        next_stage();
+        return;
+    }
+    // sub 2: min_tokens_to_keep's query is back.
+    s[S_TAU] = max(s[S_TBEF], s[S_QRES]);
+    s[S_CNT] = s[S_QRCNT];
+    s[S_CNTK] = s[S_QRCK];
+    next_stage();
+}
+
+// ---- start and end ---------------------------------------------------------
+
+fn go_greedy() {
+    s[S_GREEDY] = 1u;
+    set_f(S_T, 0.0);
+    s[S_PHASE] = PH_DONE;
+}
+
+var<workgroup> sh_tile: u32;
+
+fn init_row() {
+    // Merge the statistics pass's tiles (fixed order).
+    var mloc = NEG_INF;
+    var mrl = NEG_INF;
+    for (var t = lid; t < ch.tiles; t += WG) {
+        let rec = tl_at(row, t);
+        mloc = max(mloc, bitcast<f32>(ws[rec + T_M1]));
+        mrl = max(mrl, bitcast<f32>(ws[rec + T_MRAW]));
+    }
+    let mm = wg_max4(lid, vec4<f32>(mloc, mrl, 0.0, 0.0));
+    let m = mm.x;
+    let mraw = mm.y;
+    var acc = vec4<f32>(0.0);
+    var accr = vec4<f32>(0.0);
+    var best_t = NONE;
+    for (var t = lid; t < ch.tiles; t += WG) {
+        let rec = tl_at(row, t);
+        let mt = bitcast<f32>(ws[rec + T_M1]);
+        if (mt != NEG_INF) {
+            let d = mt - m;
+            let w = exp(d);
+            let st = bitcast<f32>(ws[rec + T_S1]);
+            let at = bitcast<f32>(ws[rec + T_A1]);
+            let bt = bitcast<f32>(ws[rec + T_B1]);
+            acc += vec4<f32>(w * st, w * (at + d * st), w * (bt + 2.0 * d * at + d * d * st), 0.0);
+        }
+        accr.x += f32(ws[rec + T_N]);
+        let mr = bitcast<f32>(ws[rec + T_MRAW]);
+        if (mr != NEG_INF) { accr.y += exp(mr - mraw) * bitcast<f32>(ws[rec + T_SRAW]); }
+        if (mt == m && best_t == NONE) { best_t = t; }
+    }
+    let tot = wg_sum4(lid, acc);
+    let totr = wg_sum4(lid, accr);
+    let bt = wg_min_u(lid, best_t);
+    let n = u32(totr.x);
+    set_f(S_M, m);
+    set_f(S_S1, tot.x);
+    set_f(S_MRAW, mraw);
+    set_f(S_SRAW, totr.y);
+    s[S_N] = n;
+    s[S_ARG] = NONE;
+    if (bt != NONE) { s[S_ARG] = ws[tl_at(row, bt) + T_ARG]; }
+    let h = max(0.0, log(tot.x) - tot.y / tot.x);
+    let a_s = tot.y / tot.x;
+    set_f(S_H, h);
+    set_f(S_VAR, max(0.0, tot.z / tot.x - a_s * a_s));
+
+    // Errors in the reference's order: bad logit, bias, penalties, all masked.
+    let res = res_at(row);
+    let bad = atomicLoad(&wsa[ra_at(row) + RA_BAD]);
+    let perr = atomicLoad(&wsa[ra_at(row) + RA_PERR]);
+    if (bad != NONE || perr != NONE || n == 0u) {
+        s[S_STATUS] = 2u;
+        s[S_PHASE] = PH_DONE;
+        if (lid == 0u) {
+            outb[res + R_STATUS] = 2u;
+            if (bad != NONE) {
+                outb[res + R_ERRC] = E_LOGIT;
+                outb[res + R_ERRI] = bad;
+                outb[res + R_ERRV] = bitcast<u32>(load_x(row, bad));
+            } else if (perr != NONE) {
+                let id = (perr & 0x7fffffffu) >> 1u;
+                outb[res + R_ERRC] = select(E_BIAS, select(E_REP, E_FREQ, (perr & 1u) != 0u), (perr & 0x80000000u) != 0u);
+                outb[res + R_ERRI] = id;
+                let pe = mrec(row, M_PATCH_E);
+                let e = lower_patch(pe, pe + mrec(row, M_PATCH_N), id);
+                outb[res + R_ERRV] = ws[ch.pv_base + e];
+            } else {
+                outb[res + R_ERRC] = E_MASKED;
+            }
+        }
+        return;
+    }
+    s[S_TAU] = KEY_MIN;
+    s[S_CNT] = n;
+    s[S_CNTK] = 1u;
+    // The statistics pass's tile sums: every finite id at T_A.
+    s[S_SUMS] = 1u;
+    s[S_SLO] = KEY_MIN;
+    s[S_SHI] = KEY_MIN - 1u;
+    s[S_STQ] = mrec(row, M_TA);
+    s[S_CALL] = 0u;
+    s[S_CANDN] = 0u;
+    set_f(S_TOPP, pf(M_TOPP));
+    let flags = mrec(row, M_FLAGS);
+    let order = (flags >> 2u) & 3u;
+    let t_stat = pf(M_TEMP);
+    s[S_HAOK] = select(0u, 1u, (flags & F_HIST_A) != 0u);
+    // llama.cpp order with a dynamic temperature reports the survivors'
+    // guide entropy even when the static temperature makes the row greedy.
+    if (!(t_stat > 0.0) && !(order == 2u && (flags & F_DYN) != 0u)) {
+        if ((flags & F_DYN) != 0u) { set_f(S_GUIDE, guide_of(row, h, n)); }
+        go_greedy();
+        return;
+    }
+    if (order != 2u) {
+        var t = t_stat;
+        if ((flags & F_DYN) != 0u) {
+            let g = guide_of(row, h, n);
+            set_f(S_GUIDE, g);
+            t = map_temperature(row, g, h, n, t_stat);
+            set_f(S_TOPP, map_top_p(row, g, pf(M_TOPP)));
+        }
+        if (!(t > 0.0)) {
+            go_greedy();
+            return;
+        }
+        set_f(S_TQ, t);
+    } else {
+        set_f(S_TQ, 1.0);
+    }
+    s[S_STAGE] = 0u;
+    s[S_SUB] = 0u;
+    s[S_PHASE] = PH_STAGE;
+}
+
+fn post_stages() {
+    let flags = mrec(row, M_FLAGS);
+    let order = (flags >> 2u) & 3u;
+    if (order != 2u) {
+        set_f(S_T, sf(S_TQ));
+        s[S_PHASE] = PH_FINAL;
+        return;
+    }
+    var t = pf(M_TEMP);
+    if ((flags & F_DYN) != 0u) {
+        // llama.cpp: the entropy of the survivors (at T = 1) guides T.
+        let tau = s[S_TAU];
+        if (!known_sums(tau, 1.0)) {
+            request_sums(tau, 1.0, PH_POST);
+            return;
+        }
+        let ss = survivor_sums(tau, 1.0);
+        let hs = max(0.0, log(ss.y) - ss.z / ss.y);
+        let ns = u32(ss.x);
+        let g = guide_of(row, hs, ns);
+        set_f(S_GUIDE, g);
+        if (t > 0.0) { t = map_temperature(row, g, hs, ns, t); }
+    }
+    if (!(t > 0.0)) {
+        go_greedy();
+        return;
+    }
+    set_f(S_T, t);
+    s[S_PHASE] = PH_FINAL;
+}
+
+var<workgroup> sh_scan_run: f32;
+
+fn finalize() {
+    let t = sf(S_T);
+    let tau = s[S_TAU];
+    if (!known_sums(tau, t)) {
+        request_sums(tau, t, PH_FINAL);
+        return;
+    }
+    let m = sf(S_M);
+    // Kept mass per tile (relative to the row max), then its prefix.
+    var run = 0.0;
+    var tot = vec4<f32>(0.0);
+    for (var t0 = 0u; t0 < ch.tiles; t0 += WG) {
+        let tt = t0 + lid;
+        var v = vec4<f32>(0.0);
+        if (tt < ch.tiles) {
+            let rec = tl_at(row, tt);
+            if (s[S_CALL] == 0u) { v = tile_sums(tt, t); v.w = 0.0; }
+            if (s[S_CANDN] > 0u) {
+                let c0 = ws[rec + T_CANON];
+                let cn = select(0u, ws[rec + T_CCNT], s[S_SUMS] != 0u);
+                for (var c = c0; c < c0 + cn; c++) {
+                    let k = cand_key(c);
+                    if (k >= tau) {
+                        let d = (val_of(k) - m) / t;
+                        let w = exp(d);
+                        v += vec4<f32>(1.0, w, w * d, 0.0);
+                    }
+                }
+            }
+            ws[rec + T_SK] = bitcast<u32>(v.y);
+        }
+        tot += v;
+        let incl = wg_scan_f(lid, v.y);
+        if (tt < ch.tiles) { ws[tl_at(row, tt) + T_PRE] = bitcast<u32>(run + incl); }
+        if (lid == WG - 1u) { sh_scan_run = incl; }
+        run += workgroupUniformLoad(&sh_scan_run);
+    }
+    let all = wg_sum4(lid, tot);
+    let res = res_at(row);
+    if (lid == 0u) {
+        outb[res + R_KEPT] = u32(all.x);
+        outb[res + R_HF] = bitcast<u32>(max(0.0, log(all.y) - all.z / all.y));
+        outb[res + R_LNS] = bitcast<u32>(log(run));
+    }
+    s[S_PHASE] = PH_DONE;
+}
+
+// Merges the tiles' top-n lists (descending, ties by lowest id).
+fn merge_topn(which: u32, n: u32, greedy: bool) -> u32 {
+    let res = res_at(row);
+    let dst = ch.to_base + grow(row) * 4u * 20u + which * 40u;
+    var last_v = POS_INF;
+    var last_i = 0u;
+    var taken = 0u;
+    let tau = s[S_TAU];
+    for (var k = 0u; k < n; k++) {
+        var bv = NEG_INF;
+        var bi = NONE;
+        for (var t = lid; t < ch.tiles; t += WG) {
+            let base = ch.tn_base + (row * ch.tiles + t) * 4u * ch.ntop + which * 2u * ch.ntop;
+            for (var j = 0u; j < n; j++) {
+                let v = bitcast<f32>(ws[base + 2u * j]);
+                let i = ws[base + 2u * j + 1u];
+                if (i == NONE || v == NEG_INF) { break; }
+                let after = v < last_v || (v == last_v && i > last_i);
+                let ok = which == 0u || (!greedy && key_of(v) >= tau) || (greedy && i == s[S_ARG]);
+                if (after && ok) {
+                    if (bi == NONE || v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
+                    break;
+                }
+            }
+        }
+        let mv = wg_max_f(lid, bv);
+        let mi = wg_min_u(lid, select(NONE, bi, bv == mv && bi != NONE));
+        if (mi == NONE) { break; }
+        if (lid == 0u) {
+            outb[dst + 2u * k] = mi;
+            var lp: f32;
+            if (which == 0u) {
+                lp = mv - sf(S_MRAW) - log(sf(S_SRAW));
+            } else if (greedy) {
+                lp = 0.0;
+            } else {
+                lp = (mv - sf(S_M)) / sf(S_T) - bitcast<f32>(outb[res + R_LNS]);
+            }
+            outb[dst + 2u * k + 1u] = bitcast<u32>(lp);
+        }
+        last_v = mv;
+        last_i = mi;
+        taken += 1u;
+    }
+    return taken;
+}
+
+fn write_results() {
+    let res = res_at(row);
+    let greedy = s[S_GREEDY] != 0u;
+    storageBarrier();
+    workgroupBarrier();
+    if (lid == 0u) {
+        outb[res + R_STATUS] = 1u;
+        outb[res + R_H] = s[S_H];
+        outb[res + R_VAR] = s[S_VAR];
+        outb[res + R_GUIDE] = s[S_GUIDE];
+        outb[res + R_T] = s[S_T];
+        outb[res + R_TOPP] = s[S_TOPP];
+        outb[res + R_M] = s[S_M];
+        outb[res + R_TAU] = s[S_TAU];
+        outb[res + R_GREEDY] = s[S_GREEDY];
+        outb[res + R_MRAW] = s[S_MRAW];
+        outb[res + R_LNSRAW] = bitcast<u32>(log(sf(S_SRAW)));
+        outb[res + R_PASSES] = s[S_PASSES];
+        if (greedy) {
+            outb[res + R_KEPT] = 1u;
+            outb[res + R_HF] = 0u;
+            outb[res + R_LNS] = 0u;
+            outb[res + R_TOKEN] = s[S_ARG];
+        }
+    }
+    storageBarrier();
+    workgroupBarrier();
+    let n = min(mrec(row, M_LOGPROBS), ch.ntop);
+    var nr = 0u;
+    var np = 0u;
+    if (n > 0u) {
+        nr = merge_topn(0u, n, greedy);
+        np = merge_topn(1u, n, greedy);
+    }
+    if (lid == 0u) {
+        outb[res + R_NRAW] = nr;
+        outb[res + R_NPROC] = np;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    init_consts();
+    lid = lid3.x;
+    if (ch.round == 0u) {
+        row = wid.y;
+    } else {
+        if (lid == 0u) { sh_row = atomicLoad(&args[ch.al_base + ch.round * ch.rows + wid.y]); }
+        row = workgroupUniformLoad(&sh_row);
+    }
+    if (row >= ch.rows) { return; }
+    let st = st_at(row);
+    for (var i = 0u; i < ST; i++) { s[i] = ws[st + i]; }
+    if (s[S_STATUS] != 0u) { return; }
+    want_pass = false;
+    if (ch.round > 0u) { s[S_PASSES] += 1u; }
+    for (var guard = 0u; guard < 64u; guard++) {
+        let ph = s[S_PHASE];
+        if (ph == PH_INIT) {
+            init_row();
+        } else if (ph == PH_STAGE) {
+            run_stage();
+        } else if (ph == PH_POST) {
+            post_stages();
+        } else if (ph == PH_FINAL) {
+            finalize();
+        } else if (ph == PH_QBINS) {
+            query_bins();
+        } else if (ph == PH_QCOMP) {
+            query_compacted();
+        }
+        if (want_pass || s[S_PHASE] == PH_DONE) { break; }
+    }
+    if (s[S_STATUS] == 0u && s[S_PHASE] == PH_DONE) {
+        write_results();
+        s[S_STATUS] = 1u;
+    }
+    if (want_pass && ch.round + 1u > ch.nrounds) {
+        // Out of rounds (the host bounds them from the parameters).
+        want_pass = false;
+        s[S_STATUS] = 2u;
+        if (lid == 0u) {
+            outb[res_at(row) + R_STATUS] = 2u;
+            outb[res_at(row) + R_ERRC] = E_ROUNDS;
+        }
+    }
+    if (lid == 0u) {
+        for (var i = 0u; i < ST; i++) { ws[st + i] = s[i]; }
+        if (want_pass) {
+            let k = ch.round + 1u;
+            let slot = atomicAdd(&args[k * 8u + 1u], 1u);
+            atomicAdd(&args[k * 8u + 5u], 1u);
+            atomicStore(&args[ch.al_base + k * ch.rows + slot], row);
+        }
+    }
+}

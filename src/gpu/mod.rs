@@ -1,0 +1,2 @@
+//! The GPU backend: wgpu compute shaders, sort-free.
+pub mod shaders;
