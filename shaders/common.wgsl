@@ -17,7 +17,7 @@ struct Chunk {
     st_base: u32, tl_base: u32, cd_base: u32, cn_base: u32,
     tn_base: u32, pv_base: u32, bn_base: u32, ra_base: u32,
     al_base: u32, res_base: u32, dr_base: u32, to_base: u32,
-    aux_off: u32, aux_stride: u32, inf_bits: u32, p3: u32,
+    aux_off: u32, aux_stride: u32, inf_bits: u32, cnt_base: u32,
 }
 
 @group(0) @binding(0) var<storage, read> logits: array<u32>;
@@ -29,6 +29,10 @@ struct Chunk {
 @group(0) @binding(6) var<storage, read> bitmask: array<u32>;
 @group(0) @binding(7) var<storage, read_write> aux: array<u32>;
 @group(0) @binding(8) var<uniform> ch: Chunk;
+// Indirect dispatch arguments of the next round (the host alternates two
+// buffers by round parity: one cannot be both an indirect source and a
+// writable binding of the same dispatch).
+@group(0) @binding(9) var<storage, read_write> cnt: array<atomic<u32>>;
 
 // WGSL has no infinite constants: the host passes the bits in the uniform
 // (`inf_bits`) and every entry point starts with init_consts().

@@ -935,8 +935,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         for (var i = 0u; i < ST; i++) { ws[st + i] = s[i]; }
         if (want_pass) {
             let k = ch.round + 1u;
-            let slot = atomicAdd(&args[k * 8u + 1u], 1u);
-            atomicAdd(&args[k * 8u + 5u], 1u);
+            let slot = atomicAdd(&cnt[ch.cnt_base + k * 8u + 1u], 1u);
+            atomicAdd(&cnt[ch.cnt_base + k * 8u + 5u], 1u);
             atomicStore(&args[ch.al_base + k * ch.rows + slot], row);
         }
     }

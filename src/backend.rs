@@ -103,6 +103,8 @@ pub fn open(kind: BackendKind, allow_software: bool) -> Result<Box<dyn Sampler>>
     let _ = allow_software;
     match kind {
         BackendKind::Reference => Ok(Box::new(crate::reference::ReferenceSampler::new())),
+        #[cfg(feature = "gpu")]
+        BackendKind::Gpu => Ok(Box::new(crate::gpu::GpuSampler::new_blocking(allow_software)?)),
         other => Err(SamplerError::BackendUnavailable {
             backend: other.name().into(),
             reason: "not built into this binary yet".into(),
