@@ -70,7 +70,9 @@ fn map_temperature(r: u32, g: f32, h: f32, n: u32, t_static: f32) -> f32 {
         let t0 = dyn_f(r, 1u);
         let ln_base = dyn_f(r, 2u);   // ln(base), from the host in f64
         let theta = dyn_f(r, 3u);
-        return t0 * exp(theta / g * ln_base);
+        // A T that underflows f32 is still not greedy (ties at the max stay
+        // tied): keep the smallest normal value instead of 0.
+        return select(0.0, max(t0 * exp(theta / g * ln_base), 1.17549435e-38), t0 > 0.0);
     }
     // llama.cpp temp_ext.
     if (n <= 1u) { return t_static; }
