@@ -29,12 +29,15 @@
 
 pub mod backend;
 pub mod batch;
+pub mod calibrate;
 pub mod error;
+pub mod experiments;
 pub mod params;
 pub mod presets;
 pub mod reference;
 pub mod result;
 pub mod rng;
+pub mod validate;
 
 pub use backend::{BackendKind, Sampler};
 pub use batch::{Batch, LogitsView, RawDtype};

@@ -132,7 +132,8 @@ pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<
     for (&id, &b) in &p.logit_bias {
         let i = id as usize;
         if y[i].is_finite() {
-            y[i] += widen(b);
+            // Exact f32 → f64: a bias that ties two logits in f32 ties them here too.
+            y[i] += b as f64;
             check_f32_range(row, i, "logit_bias", y[i])?;
         }
     }

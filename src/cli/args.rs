@@ -43,22 +43,22 @@ pub struct ParamArgs {
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
     /// Temperature (0 = greedy).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub temperature: Option<f32>,
     /// Top-k (0 or -1 = off).
     #[arg(long, allow_negative_numbers = true)]
     pub top_k: Option<i32>,
     /// Top-p in (0, 1] (1 = off).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub top_p: Option<f32>,
     /// Min-p in [0, 1] (0 = off).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub min_p: Option<f32>,
     /// Truncation never leaves fewer tokens than this.
     #[arg(long)]
     pub min_tokens_to_keep: Option<u32>,
     /// Repetition penalty (> 0, 1 = off).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub repetition_penalty: Option<f32>,
     /// Presence penalty (0 = off).
     #[arg(long, allow_negative_numbers = true)]

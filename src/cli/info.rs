@@ -1,10 +1,14 @@
 //! `presets` and `info`.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Args;
 use serde_json::{json, Value};
 
 use super::{print_json, Outcome};
 use token_sampler::backend::{self, BackendKind};
+use token_sampler::experiments::{plot, preset_parameters_figure};
 use token_sampler::PRESETS;
 
 #[derive(Debug, Args)]
@@ -12,9 +16,35 @@ pub struct PresetsArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Also draw the presets as bar charts (T, top-p, top-k, penalties; PNG
+    /// 1200 × 800) into this file.
+    #[arg(long, value_name = "FILE")]
+    png: Option<PathBuf>,
+    /// Also write the bar charts into DIR/presets_parameters.png.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 pub fn run_presets(a: PresetsArgs) -> anyhow::Result<Outcome> {
+    let mut targets = Vec::new();
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        targets.push(dir.join("presets_parameters.png"));
+    }
+    targets.extend(a.png.iter().cloned());
+    if !targets.is_empty() {
+        let all: Vec<_> = PRESETS.iter().collect();
+        let figure = preset_parameters_figure(
+            &all,
+            "presets_parameters.png",
+            "Presets: temperature, top-p, top-k and penalties",
+        );
+        for path in &targets {
+            plot::render(&figure, path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("token-sampler: wrote {}", path.display());
+        }
+    }
     if a.json {
         print_json(&json!({ "schema": 1, "presets": PRESETS }))?;
         return Ok(Outcome::Ok);
@@ -73,7 +103,9 @@ pub fn run_info(a: InfoArgs) -> anyhow::Result<Outcome> {
         println!("default backend: {default}");
         for b in out["backends"].as_array().unwrap() {
             match b["available"].as_bool() {
-                Some(true) => println!("  {:<10} available   {}", s(&b["backend"]), s(&b["device"])),
+                Some(true) => {
+                    println!("  {:<10} available   {}", s(&b["backend"]), s(&b["device"]))
+                }
                 _ => println!("  {:<10} unavailable {}", s(&b["backend"]), s(&b["reason"])),
             }
         }

@@ -2,8 +2,11 @@
 //! dispatches and turns errors into a message and a non-zero exit code.
 
 mod args;
+mod calibrate;
+mod experiment;
 mod info;
 mod sample;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -26,10 +29,16 @@ enum Command {
     Sample(sample::SampleArgs),
     /// Print the processed distribution π of every row.
     Probs(sample::ProbsArgs),
+    /// Run the seeded differential suite on a backend against `reference`.
+    Validate(validate::ValidateArgs),
     /// List the named presets.
     Presets(info::PresetsArgs),
     /// Show the backends, adapters and limits this binary can use.
     Info(info::InfoArgs),
+    /// Run a seed experiment (or all) through a backend: tables, plots, index page.
+    Experiment(experiment::ExperimentArgs),
+    /// Find the temperature that gives a target entropy, or suggest h_low/h_high.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// What a command reports back to `main` when it fails in an expected way.
@@ -44,8 +53,11 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sample(a) => sample::run_sample(a),
         Command::Probs(a) => sample::run_probs(a),
+        Command::Validate(a) => validate::run_validate(a),
         Command::Presets(a) => info::run_presets(a),
         Command::Info(a) => info::run_info(a),
+        Command::Experiment(a) => experiment::run_experiment(a),
+        Command::Calibrate(a) => calibrate::run_calibrate(a),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
@@ -74,4 +86,17 @@ pub fn envelope(backend: &str, device: &str) -> serde_json::Map<String, serde_js
     m.insert("device".into(), device.into());
     m.insert("rng".into(), token_sampler::rng::RNG_SCHEME.into());
     m
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal, so logs and
+/// `--json` output stay clean).
+pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
 }

@@ -1,0 +1,994 @@
+//! The differential suite: seeded random batches (sizes, parameters, orders,
+//! mappings, ties, masks, peaked and flat rows) run on a backend and on the
+//! reference, compared as SPEC §7 says.
+//!
+//! * Kept sets equal, except tokens at a boundary: for top-k/min-p (and any
+//!   threshold) a logit within 1e-5 (relative) of the threshold; for top-p a cut
+//!   where the cumulative mass is within 1e-5 of p.
+//! * Where kept sets are equal: every π_i within 1e-5 absolute, `logprob`
+//!   within 1e-4, `entropy` within 1e-4 nats.
+//! * Dynamic rows: the backend's T equals the mapping of its own guide entropy
+//!   within 1e-6 (relative); its guide entropy is within 1e-4 of the
+//!   reference's; π is compared with the reference evaluated at the backend's T.
+//! * Tokens: every mismatch is explained — u within 1e-6 of a reference CDF
+//!   boundary, or a boundary kept-set difference.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::backend::Sampler;
+use crate::batch::{Batch, LogitsView};
+use crate::error::Result;
+use crate::params::{DynamicTemperature, EntropyUnit, Mapping, Order, SamplingParams, TopPRange};
+use crate::reference::{self, Overrides, ProcessedRow};
+use crate::result::{RowProbs, RowResult, TokenLogprob};
+use crate::rng::{philox4x32_10, uniform};
+
+/// SPEC §7 tolerances.
+pub const PI_TOL: f64 = 1e-5;
+pub const LOGPROB_TOL: f64 = 1e-4;
+pub const ENTROPY_TOL: f64 = 1e-4;
+pub const BOUNDARY_REL: f64 = 1e-5;
+pub const TOP_P_MASS_TOL: f64 = 1e-5;
+pub const DYN_T_REL: f64 = 1e-6;
+pub const CDF_TOL: f64 = 1e-6;
+
+/// The vocabulary sizes of SPEC §7's large-V suite.
+pub const LARGE_VOCABS: [usize; 5] = [32_000, 128_256, 151_936, 200_064, 262_144];
+
+/// A deterministic random stream (Philox in counter mode), so a suite seed
+/// names the same cases on every platform and version.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    key: [u32; 2],
+    counter: u64,
+    buf: [u32; 4],
+    used: usize,
+}
+
+impl Stream {
+    pub fn new(seed: u64) -> Self {
+        Stream {
+            key: [seed as u32, (seed >> 32) as u32 ^ 0x5eed_ca5e],
+            counter: 0,
+            buf: [0; 4],
+            used: 4,
+        }
+    }
+
+    pub fn next_u32(&mut self) -> u32 {
+        if self.used == 4 {
+            let c = self.counter;
+            self.counter += 1;
+            self.buf = philox4x32_10([c as u32, (c >> 32) as u32, 0x7e57, 0], self.key);
+            self.used = 0;
+        }
+        self.used += 1;
+        self.buf[self.used - 1]
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        (self.next_u32() as u64) << 32 | self.next_u32() as u64
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform integer in [0, n).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.unit() * n as f64) as usize).min(n.saturating_sub(1))
+    }
+
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.unit().max(1e-300);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// Seeded normal(0, σ) logits, the benchmark input of SPEC §8.
+pub fn normal_batch(rows: usize, vocab: usize, sigma: f64, seed: u64) -> Batch {
+    let mut s = Stream::new(seed);
+    let data = (0..rows * vocab)
+        .map(|_| (sigma * s.normal()) as f32)
+        .collect();
+    Batch::new(data, rows, vocab).expect("rows, vocab ≥ 1")
+}
+
+/// The shapes rows are drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowKind {
+    Normal,
+    Peaked,
+    Flat,
+    Ties,
+    Masked,
+    Zipf,
+    FewFinite,
+}
+
+impl RowKind {
+    const ALL: [RowKind; 7] = [
+        RowKind::Normal,
+        RowKind::Peaked,
+        RowKind::Flat,
+        RowKind::Ties,
+        RowKind::Masked,
+        RowKind::Zipf,
+        RowKind::FewFinite,
+    ];
+}
+
+/// One random row of `vocab` logits of the given kind.
+pub fn random_row(s: &mut Stream, kind: RowKind, vocab: usize) -> Vec<f32> {
+    let sigma = s.pick(&[1.0, 3.0, 8.0]);
+    let mut x: Vec<f32> = match kind {
+        RowKind::Normal | RowKind::Masked | RowKind::FewFinite => {
+            (0..vocab).map(|_| (sigma * s.normal()) as f32).collect()
+        }
+        RowKind::Peaked => {
+            let mut x: Vec<f32> = (0..vocab).map(|_| s.normal() as f32).collect();
+            let top = s.below(vocab);
+            x[top] += s.pick(&[8.0, 15.0, 25.0]);
+            x
+        }
+        RowKind::Flat => {
+            if s.chance(0.5) {
+                vec![s.pick(&[0.0, 1.5, -3.0]); vocab]
+            } else {
+                (0..vocab).map(|_| (0.01 * s.normal()) as f32).collect()
+            }
+        }
+        RowKind::Ties => {
+            // Few distinct values: many exact ties at every threshold.
+            (0..vocab)
+                .map(|_| (s.normal() * 2.0).round() as f32 * 0.5)
+                .collect()
+        }
+        RowKind::Zipf => {
+            // Logit of rank r: −1.1·ln r, ranks shuffled over the ids.
+            let mut x: Vec<f32> = (0..vocab).map(|r| -1.1 * ((r + 1) as f32).ln()).collect();
+            for i in (1..vocab).rev() {
+                let j = s.below(i + 1);
+                x.swap(i, j);
+            }
+            x
+        }
+    };
+    match kind {
+        RowKind::Masked => {
+            for v in x.iter_mut() {
+                if s.chance(0.3) {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+            let keep = s.below(vocab);
+            if !x[keep].is_finite() {
+                x[keep] = 0.0;
+            }
+        }
+        RowKind::FewFinite => {
+            let n = 1 + s.below(6);
+            let ids: Vec<usize> = (0..n).map(|_| s.below(vocab)).collect();
+            for (i, v) in x.iter_mut().enumerate() {
+                if !ids.contains(&i) {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+        }
+        _ => {}
+    }
+    x
+}
+
+fn random_ids(s: &mut Stream, n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|_| s.below(vocab) as u32).collect()
+}
+
+/// A random dynamic-temperature configuration (every mapping and unit).
+pub fn random_dynamic(s: &mut Stream, order: Order) -> DynamicTemperature {
+    let unit = s.pick(&[None, Some(EntropyUnit::Nats), Some(EntropyUnit::Bits), Some(EntropyUnit::Normalized)]);
+    let scale = match unit {
+        Some(EntropyUnit::Bits) => 1.0 / std::f32::consts::LN_2,
+        Some(EntropyUnit::Normalized) => 0.1,
+        _ => 1.0,
+    };
+    let kind = s.below(5);
+    let t_min = s.pick(&[0.0f32, 0.2, 0.5]);
+    let t_max = t_min + s.pick(&[0.3f32, 0.8, 1.5]);
+    let mapping = match kind {
+        0 => {
+            let lo = s.pick(&[0.0f32, 0.5, 2.0]) * scale;
+            Mapping::Linear {
+                h_low: lo,
+                h_high: lo + s.pick(&[1.0f32, 3.0, 6.0]) * scale,
+                t_min,
+                t_max,
+            }
+        }
+        1 => Mapping::Sigmoid {
+            h_mid: s.pick(&[1.0f32, 3.0, 6.0]) * scale,
+            steepness: s.pick(&[0.5f32, 2.0, 8.0]) / scale,
+            t_min,
+            t_max,
+        },
+        2 => Mapping::Lut {
+            entropies: [0.0f32, 1.0, 3.0, 6.0].iter().map(|e| e * scale).collect(),
+            temperatures: vec![0.1, 0.5, 0.9, s.pick(&[1.0f32, 1.4])],
+        },
+        3 => Mapping::Edt {
+            t0: s.pick(&[0.7f32, 1.0, 1.3]),
+            base: s.pick(&[0.5f32, 0.8]),
+            theta: s.pick(&[0.5f32, 1.0, 2.0]) * scale,
+        },
+        _ => Mapping::LlamaCpp {
+            range: s.pick(&[0.0f32, 0.3, 0.8]),
+            exponent: s.pick(&[0.5f32, 1.0, 2.0]),
+        },
+    };
+    let is_llama = matches!(mapping, Mapping::LlamaCpp { .. });
+    let with_top_p = matches!(mapping, Mapping::Linear { .. } | Mapping::Sigmoid { .. })
+        && order != Order::LlamaCpp
+        && s.chance(0.3);
+    DynamicTemperature {
+        unit: if is_llama { None } else { unit },
+        max_entropy: if !is_llama && s.chance(0.25) {
+            Some(s.pick(&[2.0f32, 4.0]) * scale)
+        } else {
+            None
+        },
+        mapping,
+        top_p: with_top_p.then(|| TopPRange {
+            low: s.pick(&[0.5f32, 0.8]),
+            high: s.pick(&[0.9f32, 0.99, 1.0]),
+        }),
+    }
+}
+
+/// Random parameters for one row: each stage alone and in combination.
+pub fn random_params(s: &mut Stream, vocab: usize) -> SamplingParams {
+    let order = s.pick(&Order::ALL);
+    let mut p = SamplingParams {
+        order,
+        seed: Some(s.next_u64()),
+        step: s.next_u64() >> s.below(64),
+        ..Default::default()
+    };
+    p.temperature = s.pick(&[0.0f32, 0.3, 0.7, 0.7, 1.0, 1.0, 1.5]);
+    if s.chance(0.4) {
+        p.top_k = s.pick(&[1, 5, 50, 1000, 100_000, -1]);
+    }
+    let dynamic = s.chance(0.25);
+    if s.chance(0.45) {
+        p.top_p = s.pick(&[0.3f32, 0.5, 0.9, 0.95, 0.99]);
+    }
+    if s.chance(0.35) {
+        p.min_p = s.pick(&[0.005f32, 0.05, 0.2, 0.9]);
+    }
+    if s.chance(0.15) {
+        p.min_tokens_to_keep = s.pick(&[2u32, 10, 100]);
+    }
+    if s.chance(0.3) {
+        p.repetition_penalty = s.pick(&[0.8f32, 1.1, 1.3, 2.0]);
+        p.presence_penalty = s.pick(&[0.0f32, 0.5, -0.5]);
+        p.frequency_penalty = s.pick(&[0.0f32, 0.2, 1.0]);
+        let hn = s.below(40);
+        p.history = random_ids(s, hn, vocab);
+        // Repeats, so counts above 1 occur.
+        if hn > 2 {
+            let extra = p.history[..hn / 2].to_vec();
+            p.history.extend(extra);
+        }
+        let pn = s.below(60);
+        p.prompt_token_ids = random_ids(s, pn, vocab);
+    }
+    if s.chance(0.2) {
+        for _ in 0..1 + s.below(8) {
+            let id = s.below(vocab) as u32;
+            p.logit_bias.insert(id, s.pick(&[-100.0f32, -2.0, 0.5, 3.0, 30.0]));
+        }
+    }
+    if s.chance(0.1) {
+        let n = 1 + s.below(200.min(vocab));
+        p.allowed_token_ids = Some(random_ids(s, n, vocab));
+    }
+    if dynamic {
+        let d = random_dynamic(s, order);
+        if d.top_p.is_some() {
+            p.top_p = 1.0;
+        }
+        p.dynamic_temperature = Some(d);
+    }
+    if s.chance(0.2) {
+        p.logprobs = Some(s.pick(&[1u32, 5, 20]));
+    }
+    p
+}
+
+/// One batch of the suite.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub index: usize,
+    pub batch: Batch,
+    pub params: Vec<SamplingParams>,
+    pub kinds: Vec<RowKind>,
+    pub samples: u32,
+}
+
+/// What the suite runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteConfig {
+    pub seed: u64,
+    /// Batches per vocabulary size.
+    pub cases: usize,
+    pub vocabs: Vec<usize>,
+    /// Rows per batch are drawn from 1..=max_batch.
+    pub max_batch: usize,
+    /// Stop adding batches for a vocab once this many rows ran (0 = no cap).
+    pub max_rows_per_vocab: usize,
+}
+
+impl Default for SuiteConfig {
+    fn default() -> Self {
+        SuiteConfig {
+            seed: 20_261_125,
+            cases: 8,
+            vocabs: LARGE_VOCABS.to_vec(),
+            max_batch: 64,
+            max_rows_per_vocab: 0,
+        }
+    }
+}
+
+/// The `index`-th batch for `vocab` (deterministic in the suite seed).
+pub fn make_case(cfg: &SuiteConfig, vocab: usize, index: usize, rows_left: usize) -> Case {
+    let mut s = Stream::new(cfg.seed ^ (vocab as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64);
+    let rows = (1 + s.below(cfg.max_batch)).min(rows_left.max(1));
+    let mut data = Vec::with_capacity(rows * vocab);
+    let mut params = Vec::with_capacity(rows);
+    let mut kinds = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let kind = s.pick(&RowKind::ALL);
+        let mut p = random_params(&mut s, vocab);
+        let row = random_row(&mut s, kind, vocab);
+        // An allow-list over −inf-only entries would be a (legitimate) error row;
+        // keep the suite about agreement, and cover errors in the unit tests.
+        if let Some(allowed) = &mut p.allowed_token_ids {
+            if !allowed.iter().any(|&t| row[t as usize].is_finite()) {
+                let first = row.iter().position(|v| v.is_finite()).unwrap_or(0);
+                allowed.push(first as u32);
+            }
+        }
+        data.extend_from_slice(&row);
+        params.push(p);
+        kinds.push(kind);
+    }
+    let samples = s.pick(&[1u32, 1, 4]);
+    Case {
+        index,
+        batch: Batch::new(data, rows, vocab).expect("non-empty"),
+        params,
+        kinds,
+        samples,
+    }
+}
+
+/// Per-vocab and total agreement numbers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub vocab: usize,
+    pub cases: usize,
+    pub rows: usize,
+    pub draws: usize,
+    pub max_abs_dpi: f64,
+    pub max_abs_dlogprob: f64,
+    pub max_abs_dentropy: f64,
+    pub max_abs_dguide: f64,
+    pub max_rel_dtemperature: f64,
+    pub kept_mismatch_explained: usize,
+    pub kept_mismatch_unexplained: usize,
+    pub token_mismatch_explained: usize,
+    pub token_mismatch_unexplained: usize,
+    /// Rows where a number was outside its SPEC §7 tolerance.
+    pub tolerance_failures: usize,
+}
+
+impl Stats {
+    fn merge(&mut self, o: &Stats) {
+        self.cases += o.cases;
+        self.rows += o.rows;
+        self.draws += o.draws;
+        self.max_abs_dpi = self.max_abs_dpi.max(o.max_abs_dpi);
+        self.max_abs_dlogprob = self.max_abs_dlogprob.max(o.max_abs_dlogprob);
+        self.max_abs_dentropy = self.max_abs_dentropy.max(o.max_abs_dentropy);
+        self.max_abs_dguide = self.max_abs_dguide.max(o.max_abs_dguide);
+        self.max_rel_dtemperature = self.max_rel_dtemperature.max(o.max_rel_dtemperature);
+        self.kept_mismatch_explained += o.kept_mismatch_explained;
+        self.kept_mismatch_unexplained += o.kept_mismatch_unexplained;
+        self.token_mismatch_explained += o.token_mismatch_explained;
+        self.token_mismatch_unexplained += o.token_mismatch_unexplained;
+        self.tolerance_failures += o.tolerance_failures;
+    }
+
+    pub fn ok(&self) -> bool {
+        self.kept_mismatch_unexplained == 0
+            && self.token_mismatch_unexplained == 0
+            && self.tolerance_failures == 0
+    }
+}
+
+/// The suite's outcome.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub backend: String,
+    pub device: String,
+    pub per_vocab: Vec<Stats>,
+    pub total: Stats,
+    /// The first disagreements, described (at most 20).
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.total.ok()
+    }
+
+    fn fail(&mut self, msg: String) {
+        if self.failures.len() < 20 {
+            self.failures.push(msg);
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "backend {} ({}) vs reference", self.backend, self.device)?;
+        writeln!(
+            f,
+            "{:>8} {:>6} {:>6} {:>7} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12} {:>6}",
+            "vocab", "cases", "rows", "draws", "max|Δπ|", "max|Δlp|", "max|ΔH|", "max ΔT rel",
+            "kept ≠ e/u", "token ≠ e/u", "tol ✗"
+        )?;
+        let line = |f: &mut fmt::Formatter<'_>, name: String, s: &Stats| {
+            writeln!(
+                f,
+                "{:>8} {:>6} {:>6} {:>7} {:>10.2e} {:>10.2e} {:>10.2e} {:>10.2e} {:>12} {:>12} {:>6}",
+                name,
+                s.cases,
+                s.rows,
+                s.draws,
+                s.max_abs_dpi,
+                s.max_abs_dlogprob,
+                s.max_abs_dentropy,
+                s.max_rel_dtemperature,
+                format!("{}/{}", s.kept_mismatch_explained, s.kept_mismatch_unexplained),
+                format!("{}/{}", s.token_mismatch_explained, s.token_mismatch_unexplained),
+                s.tolerance_failures
+            )
+        };
+        for s in &self.per_vocab {
+            line(f, s.vocab.to_string(), s)?;
+        }
+        line(f, "total".into(), &self.total)?;
+        writeln!(
+            f,
+            "(e/u = explained/unexplained per SPEC §7; {})",
+            if self.ok() { "PASS" } else { "FAIL" }
+        )?;
+        for msg in &self.failures {
+            writeln!(f, "  ✗ {msg}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the suite on `backend`; `progress(done, total)` is called after each case.
+pub fn run_suite(
+    backend: &mut dyn Sampler,
+    cfg: &SuiteConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report> {
+    let mut report = Report {
+        backend: backend.kind().name().into(),
+        device: backend.device(),
+        ..Default::default()
+    };
+    let total_cases = cfg.cases * cfg.vocabs.len();
+    let mut done = 0;
+    for &vocab in &cfg.vocabs {
+        let mut stats = Stats {
+            vocab,
+            ..Default::default()
+        };
+        let mut rows_run = 0;
+        for index in 0..cfg.cases {
+            let cap = if cfg.max_rows_per_vocab > 0 {
+                cfg.max_rows_per_vocab.saturating_sub(rows_run)
+            } else {
+                usize::MAX
+            };
+            if cap > 0 {
+                let case = make_case(cfg, vocab, index, cap);
+                rows_run += case.batch.rows();
+                check_case(backend, &case, &mut stats, &mut report)?;
+            }
+            done += 1;
+            progress(done, total_cases);
+        }
+        report.total.merge(&stats);
+        report.total.vocab = 0;
+        report.per_vocab.push(stats);
+    }
+    Ok(report)
+}
+
+/// Runs one batch on the backend and compares every row with the reference.
+pub fn check_case(
+    backend: &mut dyn Sampler,
+    case: &Case,
+    stats: &mut Stats,
+    report: &mut Report,
+) -> Result<()> {
+    let view = case.batch.view();
+    let probs = backend.probs(view, &case.params)?;
+    let results = backend.sample(view, &case.params, case.samples)?;
+    stats.cases += 1;
+    let refs = reference_rows(view, &case.params, &probs)?;
+    for (r, pr) in refs.into_iter().enumerate() {
+        let row = RowCheck {
+            case: case.index,
+            row: r,
+            kind: case.kinds[r],
+            x: view.row(r),
+            params: &case.params[r],
+            reference: &pr,
+            probs: &probs[r],
+            result: &results[r],
+        };
+        row.check(stats, report);
+    }
+    Ok(())
+}
+
+/// The reference's processed rows at the backend's own dynamic T and p,
+/// computed on every core.
+fn reference_rows(
+    view: LogitsView<'_>,
+    params: &[SamplingParams],
+    probs: &[RowProbs],
+) -> Result<Vec<ProcessedRow>> {
+    let overrides: Vec<Overrides> = params
+        .iter()
+        .zip(probs)
+        .map(|(p, b)| match &p.dynamic_temperature {
+            Some(d) => Overrides {
+                temperature: Some(b.temperature),
+                top_p: d.top_p.map(|_| b.top_p),
+            },
+            None => Overrides::default(),
+        })
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(view.rows());
+    let chunk = view.rows().div_ceil(threads);
+    let mut out: Vec<Option<Result<ProcessedRow>>> = (0..view.rows()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        for (t, slots) in out.chunks_mut(chunk).enumerate() {
+            let overrides = &overrides;
+            scope.spawn(move || {
+                for (i, slot) in slots.iter_mut().enumerate() {
+                    let r = t * chunk + i;
+                    *slot = Some(reference::process_row(r, view.row(r), &params[r], overrides[r]));
+                }
+            });
+        }
+    });
+    out.into_iter().map(|o| o.expect("every row computed")).collect()
+}
+
+struct RowCheck<'a> {
+    case: usize,
+    row: usize,
+    kind: RowKind,
+    x: &'a [f32],
+    params: &'a SamplingParams,
+    reference: &'a ProcessedRow,
+    probs: &'a RowProbs,
+    result: &'a RowResult,
+}
+
+/// Below f32's smallest normal number (1.18e-38) an f32 backend may flush a
+/// survivor's π to 0 (GPUs flush denormals); it still counts as kept (SPEC §3),
+/// and `kept` is compared separately.
+const F32_UNDERFLOW: f64 = 1.2e-38;
+
+impl RowCheck<'_> {
+    fn tag(&self) -> String {
+        format!(
+            "case {} row {} ({:?}, V {}, {:?} order)",
+            self.case,
+            self.row,
+            self.kind,
+            self.x.len(),
+            self.params.order
+        )
+    }
+
+    fn check(&self, stats: &mut Stats, report: &mut Report) {
+        stats.rows += 1;
+        let pr = self.reference;
+        let b = self.probs;
+        let mut tol_fail = Vec::new();
+
+        // Model entropy: independent of every truncation and of T.
+        let dh = (b.entropy - pr.entropy).abs();
+        stats.max_abs_dentropy = stats.max_abs_dentropy.max(dh);
+        if dh > ENTROPY_TOL {
+            tol_fail.push(format!("entropy {} vs {}", b.entropy, pr.entropy));
+        }
+        let dh = (self.result.entropy - pr.entropy).abs();
+        if dh > ENTROPY_TOL {
+            tol_fail.push(format!("sample entropy {} vs {}", self.result.entropy, pr.entropy));
+        }
+
+        // Dynamic rows: the backend's T is the mapping of its own guide.
+        if let Some(d) = &self.params.dynamic_temperature {
+            self.check_dynamic(d, stats, &mut tol_fail);
+        } else if (b.temperature - pr.temperature).abs() > 1e-6 * pr.temperature.max(1e-6) {
+            tol_fail.push(format!("temperature {} vs {}", b.temperature, pr.temperature));
+        }
+
+        // Kept sets.
+        let (kept_equal, explained) = self.compare_kept();
+        if !kept_equal {
+            if explained {
+                stats.kept_mismatch_explained += 1;
+            } else {
+                stats.kept_mismatch_unexplained += 1;
+                report.fail(format!(
+                    "{}: kept set differs beyond a boundary (backend kept {}, reference {})",
+                    self.tag(),
+                    b.kept,
+                    pr.kept_count
+                ));
+            }
+        } else {
+            if b.kept as usize != pr.kept_count {
+                tol_fail.push(format!("kept {} vs {}", b.kept, pr.kept_count));
+            }
+            let mut dpi: f64 = 0.0;
+            for (i, (&q, &r)) in b.probs.iter().zip(&pr.pi).enumerate() {
+                let d = (q - r).abs();
+                if d > dpi {
+                    dpi = d;
+                }
+                if d > PI_TOL && tol_fail.len() < 4 {
+                    tol_fail.push(format!("π[{i}] {q} vs {r}"));
+                }
+            }
+            stats.max_abs_dpi = stats.max_abs_dpi.max(dpi);
+            let dfe = (b.final_entropy - pr.final_entropy).abs();
+            if dfe > ENTROPY_TOL {
+                tol_fail.push(format!("final_entropy {} vs {}", b.final_entropy, pr.final_entropy));
+            }
+            stats.max_abs_dentropy = stats.max_abs_dentropy.max(dfe);
+        }
+
+        // Draws.
+        self.check_draws(kept_equal, explained, stats, report, &mut tol_fail);
+
+        if !tol_fail.is_empty() {
+            stats.tolerance_failures += 1;
+            report.fail(format!("{}: {}", self.tag(), tol_fail.join("; ")));
+        }
+    }
+
+    fn check_dynamic(&self, d: &DynamicTemperature, stats: &mut Stats, tol_fail: &mut Vec<String>) {
+        let pr = self.reference;
+        let b = self.probs;
+        let (Some(g_b), Some(g_r)) = (b.guide_entropy, pr.guide_entropy) else {
+            tol_fail.push("guide_entropy missing".into());
+            return;
+        };
+        let dg = (g_b - g_r).abs();
+        stats.max_abs_dguide = stats.max_abs_dguide.max(dg);
+        if dg > ENTROPY_TOL {
+            tol_fail.push(format!("guide_entropy {g_b} vs {g_r}"));
+        }
+        if self.params.temperature == 0.0 {
+            if b.temperature != 0.0 {
+                tol_fail.push(format!("temperature {} for a greedy row", b.temperature));
+            }
+            return;
+        }
+        // The mapping at the backend's own guide. The llama_cpp mapping reads
+        // nats over N tokens: the finite ones (standard/vllm) or the survivors
+        // of truncation at T = 1 (llama_cpp order), as the reference counted them.
+        let n = match self.params.order {
+            Order::LlamaCpp => survivors_at_t1(pr),
+            _ => pr.finite,
+        };
+        let static_t = crate::params::widen(self.params.temperature);
+        let expected = d.temperature(g_b, g_b, n, static_t);
+        let rel = (b.temperature - expected).abs() / expected.abs().max(1e-6);
+        // A computed T of 0 is greedy either way.
+        let rel = if expected <= 0.0 && b.temperature == 0.0 { 0.0 } else { rel };
+        stats.max_rel_dtemperature = stats.max_rel_dtemperature.max(rel);
+        if rel > DYN_T_REL {
+            tol_fail.push(format!(
+                "T {} vs mapping of own guide {} = {expected}",
+                b.temperature, g_b
+            ));
+        }
+        if let Some(p) = d.top_p(g_b) {
+            if (b.top_p - p).abs() > DYN_T_REL * p.max(1e-6) {
+                tol_fail.push(format!("dynamic top_p {} vs {p}", b.top_p));
+            }
+        }
+    }
+
+    /// `(equal, explained)`: whether the survivor sets agree, and if not,
+    /// whether every differing token sits on a SPEC §7 boundary.
+    fn compare_kept(&self) -> (bool, bool) {
+        let pr = self.reference;
+        let b = &self.probs.probs;
+        let mut equal = true;
+        let mut explained = true;
+        for i in 0..b.len() {
+            let in_b = b[i] > 0.0;
+            let in_r = pr.kept[i];
+            if in_b == in_r || (in_r && pr.pi[i] < F32_UNDERFLOW) {
+                continue;
+            }
+            equal = false;
+            if !self.boundary_token(i) {
+                explained = false;
+            }
+        }
+        (equal, explained)
+    }
+
+    /// Whether token `i` lies on a boundary of some stage (SPEC §7).
+    fn boundary_token(&self, i: usize) -> bool {
+        let pr = self.reference;
+        let y = pr.logits[i];
+        if !y.is_finite() {
+            return false;
+        }
+        let near = |thr: f64| (y - thr).abs() <= BOUNDARY_REL * thr.abs().max(1.0);
+        if pr.greedy {
+            let m = pr.logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            return near(m);
+        }
+        pr.trace.iter().any(|t| {
+            if near(t.threshold) {
+                return true;
+            }
+            match t.top_p_cut {
+                Some(cut) => {
+                    let target = cut.p - reference::TOP_P_SLACK;
+                    (y >= t.threshold && (cut.mass_above - target).abs() <= TOP_P_MASS_TOL)
+                        || (y < t.threshold && (cut.mass_at_or_above - target).abs() <= TOP_P_MASS_TOL)
+                }
+                None => false,
+            }
+        })
+    }
+
+    fn check_draws(
+        &self,
+        kept_equal: bool,
+        kept_explained: bool,
+        stats: &mut Stats,
+        report: &mut Report,
+        tol_fail: &mut Vec<String>,
+    ) {
+        let pr = self.reference;
+        let res = self.result;
+        let seed = res.seed;
+        if let Some(s) = self.params.seed {
+            if s != seed {
+                tol_fail.push(format!("seed {seed} reported for a row seeded {s}"));
+            }
+        }
+        let cdf: Vec<f64> = pr
+            .pi
+            .iter()
+            .scan(0.0, |c, &q| {
+                *c += q;
+                Some(*c)
+            })
+            .collect();
+        for (d, &tb) in res.draws.iter().enumerate() {
+            stats.draws += 1;
+            let u = uniform(seed, self.params.step, d as u32);
+            let tr = pr.draw(u);
+            if tb == tr {
+                continue;
+            }
+            let lo = tb.min(tr) as usize;
+            let explained = (!kept_equal && kept_explained)
+                || (cdf[lo] - u).abs() <= CDF_TOL
+                || (pr.greedy && self.boundary_token(tb as usize));
+            if explained {
+                stats.token_mismatch_explained += 1;
+            } else {
+                stats.token_mismatch_unexplained += 1;
+                report.fail(format!(
+                    "{}: draw {d} (u = {u:.9}) gave {tb}, reference {tr} (CDF at {lo} = {:.9})",
+                    self.tag(),
+                    cdf[lo]
+                ));
+            }
+        }
+        if res.draws.first() != Some(&res.token) {
+            tol_fail.push("token is not draw 0".into());
+        }
+        if kept_equal {
+            let t = res.token as usize;
+            let dlp = (res.logprob - pr.log_pi[t]).abs();
+            if pr.log_pi[t].is_finite() {
+                stats.max_abs_dlogprob = stats.max_abs_dlogprob.max(dlp);
+                if dlp > LOGPROB_TOL {
+                    tol_fail.push(format!("logprob {} vs {}", res.logprob, pr.log_pi[t]));
+                }
+            }
+            if let Some(n) = self.params.logprobs {
+                self.check_top_logprobs(n as usize, tol_fail);
+            }
+        }
+        let raw = reference::raw_log_softmax(self.x);
+        let t = res.token as usize;
+        if (res.raw_logprob - raw[t]).abs() > LOGPROB_TOL {
+            tol_fail.push(format!("raw_logprob {} vs {}", res.raw_logprob, raw[t]));
+        }
+        if res.kept as usize != pr.kept_count && kept_equal {
+            tol_fail.push(format!("sample kept {} vs {}", res.kept, pr.kept_count));
+        }
+    }
+
+    fn check_top_logprobs(&self, n: usize, tol_fail: &mut Vec<String>) {
+        let Some(top) = &self.result.top_logprobs else {
+            tol_fail.push("top_logprobs missing".into());
+            return;
+        };
+        let raw = reference::raw_log_softmax(self.x);
+        let cmp = |name: &str, got: &[TokenLogprob], want: &[TokenLogprob], all: &[f64], tol_fail: &mut Vec<String>| {
+            if got.len() != want.len() {
+                tol_fail.push(format!("{name} top_logprobs: {} entries vs {}", got.len(), want.len()));
+                return;
+            }
+            for (g, w) in got.iter().zip(want) {
+                // Positions agree in value; ids may swap only between near-ties.
+                if (g.logprob - w.logprob).abs() > LOGPROB_TOL
+                    || (g.id != w.id && (all[g.id as usize] - w.logprob).abs() > BOUNDARY_REL * w.logprob.abs().max(1.0))
+                {
+                    tol_fail.push(format!(
+                        "{name} top_logprobs: {}:{} vs {}:{}",
+                        g.id, g.logprob, w.id, w.logprob
+                    ));
+                    return;
+                }
+            }
+        };
+        cmp("raw", &top.raw, &reference::top_n(&raw, n), &raw, tol_fail);
+        cmp(
+            "processed",
+            &top.processed,
+            &reference::top_n(&self.reference.log_pi, n),
+            &self.reference.log_pi,
+            tol_fail,
+        );
+    }
+}
+
+/// The number of survivors of truncation at T = 1 (llama_cpp order): every
+/// kept token before temperature, as the reference's last stage left them.
+fn survivors_at_t1(pr: &ProcessedRow) -> usize {
+    match pr.trace.last() {
+        Some(t) => t.after,
+        None if pr.greedy => pr.finite,
+        None => pr.kept_count,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ReferenceSampler;
+
+    #[test]
+    fn stream_is_deterministic_and_uniform() {
+        let mut a = Stream::new(5);
+        let mut b = Stream::new(5);
+        let xs: Vec<f64> = (0..10_000).map(|_| a.unit()).collect();
+        assert!(xs.iter().zip((0..10_000).map(|_| b.unit())).all(|(x, y)| *x == y));
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        // σ of the mean of 10⁴ uniforms is 0.0029; 4σ.
+        assert!((mean - 0.5).abs() < 0.012, "{mean}");
+    }
+
+    #[test]
+    fn generated_params_are_valid() {
+        let mut s = Stream::new(1);
+        for _ in 0..2000 {
+            let p = random_params(&mut s, 500);
+            p.validate(0, 500).unwrap();
+        }
+    }
+
+    #[test]
+    fn reference_agrees_with_itself() {
+        let cfg = SuiteConfig {
+            cases: 6,
+            vocabs: vec![64, 1000],
+            max_batch: 16,
+            ..Default::default()
+        };
+        let report = run_suite(&mut ReferenceSampler::new(), &cfg, &mut |_, _| {}).unwrap();
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.total.max_abs_dpi, 0.0);
+        assert!(report.total.rows > 10);
+    }
+
+    /// A sampler that breaks one rule, to prove the suite notices.
+    struct Broken(ReferenceSampler);
+
+    impl Sampler for Broken {
+        fn kind(&self) -> crate::BackendKind {
+            crate::BackendKind::Cpu
+        }
+        fn device(&self) -> String {
+            "broken".into()
+        }
+        fn sample(&mut self, l: LogitsView<'_>, p: &[SamplingParams], n: u32) -> Result<Vec<RowResult>> {
+            let mut rows = self.0.sample(l, p, n)?;
+            for r in &mut rows {
+                // Off by one token now and then.
+                if r.seed % 3 == 0 && r.kept > 1 {
+                    r.draws[0] = (r.draws[0] + 1) % l.vocab() as u32;
+                    r.token = r.draws[0];
+                }
+            }
+            Ok(rows)
+        }
+        fn probs(&mut self, l: LogitsView<'_>, p: &[SamplingParams]) -> Result<Vec<RowProbs>> {
+            let mut rows = self.0.probs(l, p)?;
+            for r in &mut rows {
+                if let Some(q) = r.probs.iter_mut().find(|q| **q > 0.01) {
+                    *q += 1e-4;
+                }
+            }
+            Ok(rows)
+        }
+    }
+
+    #[test]
+    fn suite_catches_a_broken_backend() {
+        let cfg = SuiteConfig {
+            cases: 4,
+            vocabs: vec![200],
+            max_batch: 16,
+            ..Default::default()
+        };
+        let report = run_suite(&mut Broken(ReferenceSampler::new()), &cfg, &mut |_, _| {}).unwrap();
+        assert!(!report.ok());
+        assert!(report.total.tolerance_failures > 0);
+        assert!(report.total.token_mismatch_unexplained > 0, "{report}");
+    }
+}
