@@ -109,9 +109,9 @@ const S_QFLOOR: u32 = 27u;
 const S_QLO: u32 = 28u;
 const S_QHI: u32 = 29u;
 const S_QBC: u32 = 30u;
-const S_QBM: u32 = 31u;
-const S_QTOT: u32 = 32u;
-const S_QERR: u32 = 33u;
+const S_QBM: u32 = 31u;     // mass above the window (64-bit: lo, hi)
+const S_QBM_HI: u32 = 32u;
+const S_QGOAL: u32 = 33u;   // a mass query's goal (64-bit: lo, hi)
 const S_QRES: u32 = 34u;
 const S_QRCNT: u32 = 35u;
 const S_QRCK: u32 = 36u;
@@ -129,6 +129,7 @@ const S_CBEFK: u32 = 47u;
 const S_PASSES: u32 = 48u;
 const S_QRET: u32 = 49u;
 const S_HAOK: u32 = 50u;   // the statistics pass's digit histogram is intact
+const S_QGOAL_HI: u32 = 51u;
 
 // Per-tile record (TR words per tile).
 const TR: u32 = 20u;
@@ -150,6 +151,7 @@ const T_ARG: u32 = 14u;
 const T_MRAW: u32 = 15u;
 const T_SRAW: u32 = 16u;
 const T_SK: u32 = 17u;    // kept mass of this tile relative to the row max (finalize)
+const T_QA: u32 = 18u;    // COMPACT: 64-bit fixed-point mass of the keys above the window (2 words)
 
 // Per-row result record in `outb` (RES words per batch row).
 const RES: u32 = 32u;
@@ -187,9 +189,10 @@ fn f(u: u32) -> f32 { return bitcast<f32>(u); }
 fn u(x: f32) -> u32 { return bitcast<u32>(x); }
 
 // Order-preserving key: compares as u32 like the f32 compares (test the sign
-// bit, so -0.0 sits next to +0.0; -inf is the lowest non-NaN key).
+// bit; -inf is the lowest non-NaN key). -0.0 takes +0.0's key: the two are
+// equal logits, so a threshold at 0 keeps both (ties all kept, SPEC §3.4).
 fn key_of(y: f32) -> u32 {
-    let b = bitcast<u32>(y);
+    let b = select(bitcast<u32>(y), 0u, y == 0.0);
     return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 fn val_of(k: u32) -> f32 {
@@ -197,6 +200,9 @@ fn val_of(k: u32) -> f32 {
 }
 
 fn grow(r: u32) -> u32 { return ch.row0 + r; }
+// A mass query's d-bin thresholds live in the row's raw candidate area, which
+// is free until the COMPACT round that follows them.
+fn th_at(r: u32) -> u32 { return ch.cd_base + r * CAP * 2u; }
 fn mrec(r: u32, field: u32) -> u32 { return prm[grow(r) * MR + field]; }
 fn st_at(r: u32) -> u32 { return ch.st_base + r * ST; }
 fn tl_at(r: u32, t: u32) -> u32 { return ch.tl_base + (r * ch.tiles + t) * TR; }
@@ -486,3 +492,45 @@ fn wg_min4u(lid: u32, v: vec4<u32>) -> vec4<u32> {
     return workgroupUniformLoad(&redu4b);
 }
 
+
+// ---- 64-bit fixed-point masses (top-p) --------------------------------------
+// Top-p decides on Σ q with q = e^((y − m)/T) · 2^38 truncated to an integer,
+// held as two u32 words (lo, hi). Integer sums are exact and independent of
+// order, so the histogram rounds, the compaction's sums and the final
+// bisection all see the same numbers: every window found contains the cut and
+// no error margin is needed. Per id the truncation loses < 2^-38 of the row
+// max's weight (< 1e-6 of the mass for 2^18 ids); sums stay below 2^64 for
+// rows of fewer than 2^26 ids (the host refuses larger rows).
+
+const MASS_SCALE: f32 = 274877906944.0;
+
+// Every shader computes a survivor's weight through this one expression, so
+// the scan and the solver agree on it bit for bit.
+fn weight(y: f32, m: f32, inv_t: f32) -> f32 { return exp((y - m) * inv_t); }
+
+// A non-negative f32 below 2^64 as a 64-bit integer (fraction truncated).
+fn to64(x: f32) -> vec2<u32> {
+    let hi = u32(x * 2.3283064365386963e-10);
+    return vec2<u32>(u32(x - f32(hi) * 4294967296.0), hi);
+}
+fn mass_of(w: f32) -> vec2<u32> { return to64(w * MASS_SCALE); }
+fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let lo = a.x + b.x;
+    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+}
+fn ge64(a: vec2<u32>, b: vec2<u32>) -> bool { return a.y > b.y || (a.y == b.y && a.x >= b.x); }
+fn f32_of64(a: vec2<u32>) -> f32 { return f32(a.y) * 4294967296.0 + f32(a.x); }
+
+var<workgroup> red64: array<vec2<u32>, WG>;
+var<workgroup> red64b: vec2<u32>;
+
+fn wg_sum64(lid: u32, v: vec2<u32>) -> vec2<u32> {
+    red64[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red64[lid] = add64(red64[lid], red64[lid + s]); }
+        workgroupBarrier();
+    }
+    if (lid == 0u) { red64b = red64[0]; }
+    return workgroupUniformLoad(&red64b);
+}

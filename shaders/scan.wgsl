@@ -1,19 +1,27 @@
 // A later read of a row, for the rows whose solver asked for one this round
 // (indirect dispatch: tiles × active rows). What it does is the row's
 // request, over the survivors (key ≥ floor) at the request's temperature:
-//   1 HIST_D  histogram of d = (m − y)/T in bins of 1/8 (count, fixed-point mass)
+//   1 HIST_D  histogram over the solver's d-bin thresholds (bin b: y within
+//             (b, b+1]·T/8 below the max), counts and 64-bit masses
 //   2 HIST_K  histogram of keys in [lo, hi], bin (hi − key) >> shift
 //   3 COMPACT ids with lo ≤ key ≤ hi become candidates (one block per tile, in
-//             thread order); per tile the count / Σe / Σ((y−m)/T)e of the keys
-//             above hi and Σe of the keys below lo are written exactly.
-// Masses in the histograms are fixed point (2^-21 of the row max's weight)
-// so integer atomics add them deterministically; they only locate a window,
-// the exact sums come from COMPACT.
+//             thread order); per tile the count / Σe / Σ((y−m)/T)e and the
+//             64-bit mass of the keys above hi, and Σe of the keys below lo.
+// Masses are the exact integers of common.wgsl (`mass_of`), added with
+// integer atomics: deterministic, and the same numbers the solver bisects.
 
 var<workgroup> sh_cnt: array<atomic<u32>, NB>;
 var<workgroup> sh_mass: array<atomic<u32>, NB>;
+var<workgroup> sh_mass_hi: array<atomic<u32>, NB>;
+var<workgroup> sh_th: array<u32, NB + 1u>;
 var<workgroup> sh_row: u32;
 var<workgroup> sh_base: u32;
+
+fn add_bin(b: u32, q: vec2<u32>) {
+    atomicAdd(&sh_cnt[b], 1u);
+    let old = atomicAdd(&sh_mass[b], q.x);
+    atomicAdd(&sh_mass_hi[b], q.y + select(0u, 1u, old + q.x < old));
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -33,10 +41,15 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     for (var b = lid; b < NB; b += WG) {
         atomicStore(&sh_cnt[b], 0u);
         atomicStore(&sh_mass[b], 0u);
+        atomicStore(&sh_mass_hi[b], 0u);
+    }
+    if (mode == 1u) {
+        for (var b = lid; b <= NB; b += WG) { sh_th[b] = ws[th_at(r) + b]; }
     }
     let c = tile_setup(lid, r, t);
 
     var ab = vec4<f32>(0.0);   // above: count, Σe, Σde ; below Σe
+    var qa = vec2<u32>(0u);    // above: 64-bit mass
     var ncand = 0u;
     var ckeys: array<u32, EPT>;
     for (var j = 0u; j < EPT; j++) {
@@ -46,21 +59,20 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         let y = y_of(c, li, load_x(r, c.t0 + li));
         let k = key_of(y);
         if (y == NEG_INF || k < floor_k) { continue; }
-        let d = (y - m) * inv_t;
-        let w = exp(d);
+        let w = weight(y, m, inv_t);
         if (mode == 1u) {
-            let b = u32(min(-d * 8.0, f32(NB - 1u)));
-            atomicAdd(&sh_cnt[b], 1u);
-            atomicAdd(&sh_mass[b], u32(w * 2097152.0 + 0.5));
-        } else if (mode == 2u) {
-            if (k >= lo && k <= hi) {
-                let b = (hi - k) >> shift;
-                atomicAdd(&sh_cnt[b], 1u);
-                atomicAdd(&sh_mass[b], u32(w * 2097152.0 + 0.5));
+            // Estimate the bin from d, then settle it on the thresholds.
+            var b = u32(min((m - y) * inv_t * 8.0, f32(NB - 1u)));
+            for (var g = 0u; g < NB; g++) {
+                if (k < sh_th[b + 1u]) { b += 1u; } else if (k >= sh_th[b]) { b -= 1u; } else { break; }
             }
+            add_bin(b, mass_of(w));
+        } else if (mode == 2u) {
+            if (k >= lo && k <= hi) { add_bin((hi - k) >> shift, mass_of(w)); }
         } else {
             if (k > hi) {
-                ab += vec4<f32>(1.0, w, d * w, 0.0);
+                ab += vec4<f32>(1.0, w, (y - m) * inv_t * w, 0.0);
+                qa = add64(qa, mass_of(w));
             } else if (k >= lo) {
                 ckeys[j] = k;
                 ncand += 1u;
@@ -78,12 +90,14 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                 atomicAdd(&wsa[gb + b], cnt);
                 let q = atomicLoad(&sh_mass[b]);
                 let old = atomicAdd(&wsa[gb + HA_BINS + b], q);
-                if (old + q < old) { atomicAdd(&wsa[gb + HA_BINS + NB + b], 1u); }
+                let carry = select(0u, 1u, old + q < old);
+                atomicAdd(&wsa[gb + HA_BINS + NB + b], atomicLoad(&sh_mass_hi[b]) + carry);
             }
         }
         return;
     }
     let sums = wg_sum4(lid, ab);
+    let qsum = wg_sum64(lid, qa);
     let incl = wg_scan_u(lid, ncand);
     let total = workgroupUniformLoad(&red_u[WG - 1u]);
     if (lid == 0u && total > 0u) {
@@ -108,6 +122,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         ws[rec + T_S] = bitcast<u32>(sums.y);
         ws[rec + T_A] = bitcast<u32>(sums.z);
         ws[rec + T_BS] = bitcast<u32>(sums.w);
+        ws[rec + T_QA] = qsum.x;
+        ws[rec + T_QA + 1u] = qsum.y;
         ws[rec + T_COFF] = select(0u, base, total > 0u);
         ws[rec + T_CCNT] = total;
     }

@@ -111,40 +111,130 @@ fn cand_sums(tau: u32, t_: f32) -> vec4<f32> {
     return wg_sum4(lid, acc);
 }
 
+fn cand_count(tau: u32) -> u32 {
+    var n = 0u;
+    for (var c = lid; c < s[S_CANDN]; c += WG) {
+        if (cand_key(c) >= tau) { n += 1u; }
+    }
+    return wg_sum_u(lid, n);
+}
+
+// Σq (64-bit fixed point, as the scan pass adds it) over candidates ≥ tau.
+fn cand_mass(tau: u32, t_: f32) -> vec2<u32> {
+    var acc = vec2<u32>(0u);
+    let m = sf(S_M);
+    let inv_t = 1.0 / t_;
+    for (var c = lid; c < s[S_CANDN]; c += WG) {
+        let k = cand_key(c);
+        if (k >= tau) { acc = add64(acc, mass_of(weight(val_of(k), m, inv_t))); }
+    }
+    return wg_sum64(lid, acc);
+}
+
+// Σq of the keys above the last COMPACT window, over the tiles.
+fn tiles_mass_above() -> vec2<u32> {
+    var acc = vec2<u32>(0u);
+    for (var t = lid; t < ch.tiles; t += WG) {
+        let rec = tl_at(row, t);
+        acc = add64(acc, vec2<u32>(ws[rec + T_QA], ws[rec + T_QA + 1u]));
+    }
+    return wg_sum64(lid, acc);
+}
+
 // Survivor sums (count, Σe, Σde) at (tau, t_) if the workspace determines them.
 fn known_sums(tau: u32, t_: f32) -> bool {
-    if (s[S_CALL] != 0u && sf(S_STQ) > 0.0) { return true; }
+    // Candidates hold every survivor with key ≥ S_SLO, exactly, at any T.
+    if (s[S_CALL] != 0u && tau >= s[S_SLO]) { return true; }
     return s[S_SUMS] != 0u && sf(S_STQ) == t_ && tau >= s[S_SLO] && tau <= s[S_SHI] + 1u;
 }
 
 fn survivor_sums(tau: u32, t_: f32) -> vec4<f32> {
     let c = cand_sums(tau, t_);
-    if (s[S_CALL] != 0u) { return c; }
+    if (s[S_CALL] != 0u && tau >= s[S_SLO]) { return c; }
     return all_tile_sums(t_) + vec4<f32>(c.xyz, 0.0);
 }
 
 // ---- queries ---------------------------------------------------------------
+// A query asks for the largest tau ≥ floor with G(tau) ≥ target: G counts the
+// survivors with key ≥ tau (top-k, min_tokens_to_keep) or sums their 64-bit
+// masses (top-p). Both are exact integers, so every histogram round keeps the
+// one bin holding the answer, and the rounds end in a single key or in a
+// window of at most CAP ids that is compacted and bisected.
 
-fn finish_query(tau: u32, cnt: u32, known: bool) {
+fn finish_query(tau0: u32, cnt: u32, known0: bool) {
+    var tau = tau0;
+    var known = known0;
+    // Top-p always keeps the top tie group (SPEC §3.5), even when p − 1e-6
+    // rounds to 0: the row max is a survivor of every stage.
+    let km = key_of(sf(S_M));
+    if (s[S_QK] == K_MASS && tau > km) {
+        tau = km;
+        known = false;
+    }
     s[S_QRES] = tau;
     s[S_QRCNT] = cnt;
     s[S_QRCK] = select(0u, 1u, known);
     s[S_PHASE] = s[S_QRET];
 }
 
-// Largest tau in [lo, hi] with base + G_cands(max(tau, floor)) ≥ tgt.
-// G(lo) ≥ tgt is the caller's to ensure.
-fn bisect(kind: u32, lo: u32, hi: u32, floor_k: u32, base: f32, tgt: f32, t_: f32) -> u32 {
+// Largest tau in [lo, hi] with base + count(candidates ≥ max(tau, floor)) ≥ tgt.
+// The caller ensures it holds at lo.
+fn bisect_count(lo: u32, hi: u32, floor_k: u32, base: u32, tgt: u32) -> u32 {
     var a = lo;
     var b = hi;
     loop {
         if (a >= b) { break; }
         let mid = a + (b - a) / 2u + ((b - a) & 1u);
-        let g = cand_sums(max(mid, floor_k), t_);
-        let v = select(g.y, g.x, kind == K_COUNT) + base;
-        if (v >= tgt) { a = mid; } else { b = mid - 1u; }
+        if (base + cand_count(max(mid, floor_k)) >= tgt) { a = mid; } else { b = mid - 1u; }
     }
     return a;
+}
+
+// The same with 64-bit masses at temperature t_.
+fn bisect_mass(lo: u32, hi: u32, floor_k: u32, base: vec2<u32>, goal: vec2<u32>, t_: f32) -> u32 {
+    var a = lo;
+    var b = hi;
+    loop {
+        if (a >= b) { break; }
+        let mid = a + (b - a) / 2u + ((b - a) & 1u);
+        if (ge64(add64(base, cand_mass(max(mid, floor_k), t_)), goal)) { a = mid; } else { b = mid - 1u; }
+    }
+    return a;
+}
+
+// The mass a top-p query must reach: (p − 1e-6) of the survivors' total.
+fn mass_goal(total: vec2<u32>) -> vec2<u32> {
+    let g = to64(bitcast<f32>(s[S_QTGT]) * f32_of64(total));
+    return select(total, g, ge64(total, g));
+}
+
+fn set_goal(goal: vec2<u32>) {
+    s[S_QGOAL] = goal.x;
+    s[S_QGOAL_HI] = goal.y;
+}
+
+fn set_above(count: u32, mass: vec2<u32>) {
+    s[S_QBC] = count;
+    s[S_QBM] = mass.x;
+    s[S_QBM_HI] = mass.y;
+}
+
+// The d-bin thresholds of a mass query's first round: bin b holds the keys
+// in [th[b+1], th[b]), i.e. y in (m − (b+1)T/8, m − bT/8]; th[0] is above
+// every key and th[NB] = 0. Any monotone choice would be exact; these spread
+// the mass of a typical row over the bins.
+fn write_thresholds(t_: f32) {
+    let base = th_at(row);
+    let m = sf(S_M);
+    for (var b = lid; b <= NB; b += WG) {
+        var th = NONE;
+        if (b == NB) {
+            th = 0u;
+        } else if (b > 0u) {
+            th = key_of(m - f32(b) * t_ * 0.125) + 1u;
+        }
+        ws[base + b] = th;
+    }
 }
 
 fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
@@ -152,27 +242,38 @@ fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
     s[S_QTGT] = tgt;
     s[S_QFLOOR] = floor_k;
     s[S_QRET] = back;
-    s[S_QBC] = 0u;
-    set_f(S_QBM, 0.0);
+    set_above(0u, vec2<u32>(0u));
     s[S_QLO] = floor_k;
     s[S_QHI] = KEY_MAX;
     let tq = sf(S_TQ);
+    if (kind == K_MASS && !(bitcast<f32>(tgt) > 0.0)) {
+        // p − 1e-6 ≤ 0: the top tie group alone reaches it.
+        finish_query(key_of(sf(S_M)), 0u, false);
+        return;
+    }
     if (s[S_CALL] != 0u) {
-        // Every survivor is a candidate: solve here, no read of the row.
-        let all = cand_sums(floor_k, tq);
+        // The candidates are every survivor with key ≥ S_SLO: solve here, with
+        // no read of the row, whenever that settles the query. A count query
+        // whose target lies above S_SLO is settled; a mass query needs the
+        // total mass, so every survivor (floor ≥ S_SLO).
+        let lo = max(floor_k, s[S_SLO]);
         if (kind == K_COUNT) {
-            if (all.x < f32(tgt)) {
-                finish_query(floor_k, u32(all.x), true);
+            let all = cand_count(lo);
+            if (all >= tgt) {
+                let tau = bisect_count(lo, KEY_MAX, lo, 0u, tgt);
+                finish_query(tau, cand_count(tau), true);
                 return;
             }
-            let tau = bisect(kind, floor_k, KEY_MAX, floor_k, 0.0, f32(tgt), tq);
-            finish_query(tau, u32(cand_sums(tau, tq).x), true);
-        } else {
-            let goal = bitcast<f32>(tgt) * all.y;
-            let tau = bisect(kind, floor_k, KEY_MAX, floor_k, 0.0, goal, tq);
-            finish_query(tau, u32(cand_sums(tau, tq).x), true);
+            if (floor_k >= s[S_SLO]) {
+                finish_query(floor_k, all, true);
+                return;
+            }
+        } else if (floor_k >= s[S_SLO]) {
+            let goal = mass_goal(cand_mass(floor_k, tq));
+            let tau = bisect_mass(floor_k, KEY_MAX, floor_k, vec2<u32>(0u), goal, tq);
+            finish_query(tau, cand_count(tau), true);
+            return;
         }
-        return;
     }
     if (kind == K_COUNT && s[S_HAOK] != 0u) {
         s[S_QBIN] = 0u;
@@ -183,10 +284,11 @@ fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
     clear_bins();
     if (kind == K_MASS) {
         s[S_QBIN] = 1u;
+        write_thresholds(tq);
         request(1u, floor_k, KEY_MAX, 0u, floor_k, tq, PH_QBINS);
     } else {
         s[S_QBIN] = 2u;
-        request(2u, floor_k, KEY_MAX, 24u, floor_k, tq, PH_QBINS);
+        request(2u, floor_k, KEY_MAX, shift_for(floor_k, KEY_MAX), floor_k, tq, PH_QBINS);
     }
 }
 
@@ -204,159 +306,145 @@ fn bin_count(b: u32) -> u32 {
     return atomicLoad(&wsa[base + b]);
 }
 
-fn bin_mass(b: u32) -> f32 {
+fn bin_mass(b: u32) -> vec2<u32> {
     let base = bins_at(row);
-    let lo = atomicLoad(&wsa[base + HA_BINS + b]);
-    let hi = atomicLoad(&wsa[base + HA_BINS + NB + b]);
-    return (f32(hi) * 4294967296.0 + f32(lo)) * (1.0 / 2097152.0);
+    return vec2<u32>(atomicLoad(&wsa[base + HA_BINS + b]), atomicLoad(&wsa[base + HA_BINS + NB + b]));
 }
 
-// Key range [lo, hi] of bins [b_lo, b_hi] (bin 0 holds the largest keys).
-fn window_keys(b_lo: u32, b_hi: u32, nbins: u32) -> vec2<u32> {
+// Key range [lo, hi] of bin b (bin 0 holds the largest keys), within the floor.
+fn window_keys(b: u32) -> vec2<u32> {
     let floor_k = s[S_QFLOOR];
     let q = s[S_QBIN];
     if (q == 0u) {
         let sh = 32u - HA_BITS;
-        let p_hi = HA_BINS - 1u - b_lo;
-        let p_lo = HA_BINS - 1u - b_hi;
-        let whi = min(KEY_MAX, (p_hi << sh) | ((1u << sh) - 1u));
-        return vec2<u32>(max(floor_k, p_lo << sh), whi);
+        let p = HA_BINS - 1u - b;
+        let whi = min(KEY_MAX, (p << sh) | ((1u << sh) - 1u));
+        return vec2<u32>(max(floor_k, p << sh), whi);
     }
     if (q == 1u) {
-        // d-bins: y in (m − (b+1)T/8, m − bT/8]; widened for rounding of d.
-        let m = sf(S_M);
-        let t = sf(S_PT);
-        var whi = KEY_MAX;
-        if (b_lo > 0u) {
-            let e = f32(b_lo) * t * 0.125;
-            whi = min(KEY_MAX, key_of(m - e + (abs(m) + e) * 2e-6 + 1e-30));
-        }
-        var wlo = floor_k;
-        if (b_hi + 1u < nbins) {
-            let e = f32(b_hi + 1u) * t * 0.125;
-            wlo = max(floor_k, key_of(m - e - (abs(m) + e) * 2e-6 - 1e-30));
-        }
-        return vec2<u32>(wlo, whi);
+        let th = th_at(row);
+        return vec2<u32>(max(floor_k, ws[th + b + 1u]), min(KEY_MAX, ws[th + b] - 1u));
     }
     let lo = s[S_QLO];
     let hi = s[S_QHI];
     let sh = s[S_PSHIFT];
-    let whi = hi - (b_lo << sh);
-    let off = (b_hi << sh) + ((1u << sh) - 1u);
+    let whi = hi - (b << sh);
+    let off = (b << sh) + ((1u << sh) - 1u);
     let wlo = select(hi - off, lo, off > hi - lo);
     return vec2<u32>(wlo, whi);
 }
 
-var<workgroup> sh_cum: array<vec2<f32>, WG>;
+// (count, mass lo, mass hi) added with the carry into the high word.
+fn add3(a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
+    let m = add64(a.yz, b.yz);
+    return vec4<u32>(a.x + b.x, m.x, m.y, 0u);
+}
 
-// Reads the histogram the last round built and narrows the window.
+var<workgroup> sh_cum: array<vec4<u32>, WG>;
+var<workgroup> sh_hit: vec4<u32>;
+
+// Inclusive scan of (count, 64-bit mass) per thread (Hillis–Steele, fixed order).
+fn wg_scan3(v: vec4<u32>) -> vec4<u32> {
+    sh_cum[lid] = v;
+    workgroupBarrier();
+    for (var st = 1u; st < WG; st <<= 1u) {
+        var add = vec4<u32>(0u);
+        if (lid >= st) { add = sh_cum[lid - st]; }
+        workgroupBarrier();
+        sh_cum[lid] = add3(sh_cum[lid], add);
+        workgroupBarrier();
+    }
+    return sh_cum[lid];
+}
+
+// Asks for a histogram round over the keys [lo, hi] whose cumulative above is given.
+fn refine(lo: u32, hi: u32, above_count: u32, above_mass: vec2<u32>) {
+    clear_bins();
+    s[S_QBIN] = 2u;
+    s[S_QLO] = lo;
+    s[S_QHI] = hi;
+    set_above(above_count, above_mass);
+    request(2u, lo, hi, shift_for(lo, hi), s[S_QFLOOR], sf(S_TQ), PH_QBINS);
+}
+
+// Reads the histogram the last round built and narrows the window to the bin
+// holding the answer.
 fn query_bins() {
     let kind = s[S_QK];
     let nbins = select(NB, HA_BINS, s[S_QBIN] == 0u);
-    let base_c = f32(s[S_QBC]);
-    let base_m = sf(S_QBM);
-    // Totals first (for the mass tgt and its error margin).
-    var tc = 0.0;
-    var tm = 0.0;
-    for (var b = lid; b < nbins; b += WG) {
-        tc += f32(bin_count(b));
-        if (kind == K_MASS) { tm += bin_mass(b); }
+    if (kind == K_MASS && s[S_QBIN] == 1u) {
+        // The first round saw every survivor: its exact total fixes the goal.
+        var acc = vec2<u32>(0u);
+        for (var b = lid; b < nbins; b += WG) { acc = add64(acc, bin_mass(b)); }
+        set_goal(mass_goal(wg_sum64(lid, acc)));
+        set_above(0u, vec2<u32>(0u));
     }
-    let tot = wg_sum4(lid, vec4<f32>(tc, tm, 0.0, 0.0));
-    var goal_lo: f32;
-    var goal_hi: f32;
-    if (kind == K_COUNT) {
-        goal_lo = f32(s[S_QTGT]);
-        goal_hi = goal_lo;
-    } else {
-        if (s[S_QBIN] == 1u) {
-            // First round: it saw every survivor.
-            set_f(S_QTOT, tot.y);
-            set_f(S_QERR, tot.x * 2.4e-7 + tot.y * 4e-6);
-        }
-        let goal = bitcast<f32>(s[S_QTGT]) * sf(S_QTOT);
-        goal_lo = goal - sf(S_QERR);
-        goal_hi = goal + sf(S_QERR);
-    }
-    // First bins (from the top) where the cumulative reaches goal_lo / goal_hi.
-    var run = vec2<f32>(base_c, base_m);
-    var b_lo = NONE;
-    var b_hi = NONE;
-    var above = vec2<f32>(0.0);
-    var chunk = 0u;
-    loop {
-        if (chunk >= nbins) { break; }
+    let goal = vec2<u32>(s[S_QGOAL], s[S_QGOAL_HI]);
+    var run = vec4<u32>(s[S_QBC], s[S_QBM], s[S_QBM_HI], 0u);
+    var hit = NONE;
+    for (var chunk = 0u; chunk < nbins; chunk += WG) {
         let b = chunk + lid;
-        var v = vec2<f32>(0.0);
+        var v = vec4<u32>(0u);
         if (b < nbins) {
-            v.x = f32(bin_count(b));
-            if (kind == K_MASS) { v.y = bin_mass(b); }
+            v.x = bin_count(b);
+            if (kind == K_MASS) {
+                let mm = bin_mass(b);
+                v.y = mm.x;
+                v.z = mm.y;
+            }
         }
-        sh_cum[lid] = v;
-        workgroupBarrier();
-        for (var st = 1u; st < WG; st <<= 1u) {
-            var add = vec2<f32>(0.0);
-            if (lid >= st) { add = sh_cum[lid - st]; }
-            workgroupBarrier();
-            sh_cum[lid] = sh_cum[lid] + add;
-            workgroupBarrier();
+        let incl = add3(run, wg_scan3(v));
+        var reached = incl.x >= s[S_QTGT];
+        if (kind == K_MASS) { reached = ge64(incl.yz, goal); }
+        hit = wg_min_u(lid, select(NONE, b, b < nbins && reached));
+        if (hit != NONE) {
+            // The cumulative strictly above the hit bin, and the bin's count.
+            if (b == hit) {
+                let m = add64(incl.yz, vec2<u32>(~v.y, ~v.z));
+                sh_hit = vec4<u32>(incl.x - v.x, add64(m, vec2<u32>(1u, 0u)), v.x);
+            }
+            break;
         }
-        let incl = run + sh_cum[lid];
-        let g = select(incl.y, incl.x, kind == K_COUNT);
-        let hit_lo = wg_min_u(lid, select(NONE, b, b < nbins && g >= goal_lo));
-        let hit_hi = wg_min_u(lid, select(NONE, b, b < nbins && g >= goal_hi));
-        if (b_lo == NONE && hit_lo != NONE) {
-            b_lo = hit_lo;
-            // Cumulative strictly above b_lo: the inclusive value of b_lo − 1.
-            let prev = wg_sum4(lid, select(vec4<f32>(0.0), vec4<f32>(run + sh_cum[lid] - v, 0.0, 0.0), b == b_lo));
-            above = prev.xy;
-        }
-        if (b_hi == NONE && hit_hi != NONE) { b_hi = hit_hi; }
-        let tot_chunk = workgroupUniformLoad(&sh_cum[WG - 1u]);
-        run += tot_chunk;
-        chunk += WG;
-        if (b_hi != NONE) { break; }
+        run = add3(run, workgroupUniformLoad(&sh_cum[WG - 1u]));
     }
-    if (b_lo == NONE) {
-        if (kind == K_COUNT) {
-            // Fewer than k survivors: the stage keeps them all.
+    if (hit == NONE) {
+        let lo = s[S_QLO];
+        if (kind == K_COUNT || lo <= s[S_QFLOOR]) {
+            // Fewer survivors (or less mass) than the target: all stay.
             finish_query(s[S_QFLOOR], s[S_CNT], s[S_CNTK] != 0u);
-            return;
+        } else {
+            // The target lies below this window.
+            refine(s[S_QFLOOR], lo - 1u, run.x, run.yz);
         }
-        b_lo = nbins - 1u;
-        above = vec2<f32>(base_c, base_m);
+        return;
     }
-    if (b_hi == NONE) { b_hi = nbins - 1u; }
-    let w = window_keys(b_lo, b_hi, nbins);
+    let hb = workgroupUniformLoad(&sh_hit);
+    let above_c = hb.x;
+    let wcount = hb.w;
+    let w = window_keys(hit);
     if (w.y < w.x) {
-        // The cut lies below the floor: every survivor stays.
+        // The bin lies below the floor: every survivor stays.
         finish_query(s[S_QFLOOR], s[S_CNT], s[S_CNTK] != 0u);
         return;
     }
-    var wc = 0.0;
-    for (var b = b_lo + lid; b <= b_hi; b += WG) { wc += f32(bin_count(b)); }
-    let wcount = u32(wg_sum4(lid, vec4<f32>(wc, 0.0, 0.0, 0.0)).x);
-    s[S_QBC] = u32(above.x);
-    set_f(S_QBM, above.y);
+    set_above(above_c, hb.yz);
     s[S_QLO] = w.x;
     s[S_QHI] = w.y;
-    let exact_bins = s[S_QBIN] != 1u;
-    if (w.x == w.y && exact_bins) {
-        finish_query(w.x, u32(above.x) + wcount, true);
+    if (w.x == w.y) {
+        finish_query(w.x, above_c + wcount, true);
         return;
     }
     let tq = sf(S_TQ);
-    if (u32(above.x) + wcount + 64u <= CAP) {
-        s[S_QBC] = 0u;
-        set_f(S_QBM, 0.0);
+    if (above_c + wcount + 64u <= CAP) {
+        // Everything from the window up fits: compact it all (the candidates
+        // then answer later queries above the window without a read).
+        set_above(0u, vec2<u32>(0u));
         s[S_QHI] = KEY_MAX;
         request(3u, w.x, KEY_MAX, 0u, s[S_QFLOOR], tq, PH_QCOMP);
-    } else if (wcount + 64u <= CAP || w.x == w.y) {
+    } else if (wcount + 64u <= CAP) {
         request(3u, w.x, w.y, 0u, s[S_QFLOOR], tq, PH_QCOMP);
     } else {
-        clear_bins();
-        s[S_QBIN] = 2u;
-        request(2u, w.x, w.y, shift_for(w.x, w.y), s[S_QFLOOR], tq, PH_QBINS);
+        refine(w.x, w.y, above_c, hb.yz);
     }
 }
 
@@ -376,11 +464,7 @@ fn query_compacted() {
     let kind = s[S_QK];
     if (n_raw > CAP) {
         // More ids in the window than room: split it further instead.
-        clear_bins();
-        s[S_QBIN] = 2u;
-        s[S_QLO] = lo;
-        s[S_QHI] = hi;
-        request(2u, lo, hi, shift_for(lo, hi), floor_k, tq, PH_QBINS);
+        refine(lo, hi, s[S_QBC], vec2<u32>(s[S_QBM], s[S_QBM_HI]));
         return;
     }
     // Canonical order: tile by tile (blocks were placed by atomics).
@@ -409,51 +493,40 @@ fn query_compacted() {
     workgroupBarrier();
     s[S_CANDN] = run;
     s[S_SUMS] = 1u;
-    s[S_SLO] = lo;
+    s[S_SLO] = max(lo, floor_k);
     s[S_SHI] = hi;
     set_f(S_STQ, tq);
+    // With an open window every id with key ≥ S_SLO is a candidate (not every
+    // survivor: ids between the stage floor and lo were not compacted).
     s[S_CALL] = select(0u, 1u, hi == KEY_MAX);
-    let ab = all_tile_sums(tq);           // above: count, Σe, Σde, below Σe
-    let wnd = cand_sums(max(lo, floor_k), tq);
+    let lo_f = max(lo, floor_k);
+    let above_c = u32(all_tile_sums(tq).x);
     if (kind == K_COUNT) {
-        let k = f32(s[S_QTGT]);
-        if (ab.x + wnd.x < k) {
-            finish_query(floor_k, u32(ab.x + wnd.x), lo <= floor_k);
+        let k = s[S_QTGT];
+        let total = above_c + cand_count(lo_f);
+        if (total < k) {
+            finish_query(floor_k, total, lo <= floor_k);
             return;
         }
-        let tau = bisect(kind, max(lo, floor_k), hi, floor_k, ab.x, k, tq);
-        finish_query(tau, u32(ab.x + cand_sums(tau, tq).x), true);
+        let tau = bisect_count(lo_f, hi, floor_k, above_c, k);
+        finish_query(tau, above_c + cand_count(tau), true);
         return;
     }
-    let total = ab.y + wnd.y + ab.w;
-    let goal = bitcast<f32>(s[S_QTGT]) * total;
-    if (ab.y >= goal && hi != KEY_MAX) {
-        // The cut is above the window (the histogram's margin was too small).
-        clear_bins();
-        s[S_QBIN] = 2u;
-        s[S_QLO] = hi + 1u;
-        s[S_QHI] = KEY_MAX;
-        s[S_QBC] = 0u;
-        set_f(S_QBM, 0.0);
-        set_f(S_QTOT, total);
-        set_f(S_QERR, total * 4e-6);
-        request(2u, hi + 1u, KEY_MAX, shift_for(hi + 1u, KEY_MAX), floor_k, tq, PH_QBINS);
+    let goal = vec2<u32>(s[S_QGOAL], s[S_QGOAL_HI]);
+    let above_m = tiles_mass_above();
+    if (ge64(above_m, goal) && hi != KEY_MAX) {
+        // The goal is reached above the window (not expected: the windows are
+        // exact; kept as a guard).
+        refine(hi + 1u, KEY_MAX, 0u, vec2<u32>(0u));
         return;
     }
-    if (ab.y + wnd.y < goal && lo > floor_k) {
-        clear_bins();
-        s[S_QBIN] = 2u;
-        s[S_QLO] = floor_k;
-        s[S_QHI] = lo - 1u;
-        s[S_QBC] = u32(ab.x + wnd.x);
-        set_f(S_QBM, ab.y + wnd.y);
-        set_f(S_QTOT, total);
-        set_f(S_QERR, total * 4e-6);
-        request(2u, floor_k, lo - 1u, shift_for(floor_k, lo - 1u), floor_k, tq, PH_QBINS);
+    let with_window = add64(above_m, cand_mass(lo_f, tq));
+    if (!ge64(with_window, goal) && lo > floor_k) {
+        refine(floor_k, lo - 1u, above_c + cand_count(lo_f), with_window);
         return;
     }
-    let tau = bisect(kind, max(lo, floor_k), hi, floor_k, ab.y, goal, tq);
-    finish_query(tau, u32(ab.x + cand_sums(tau, tq).x), true);
+    let tau = bisect_mass(lo_f, hi, floor_k, above_m, goal, tq);
+    finish_query(tau, above_c + cand_count(tau), true);
 }
 
 // ---- stages ----------------------------------------------------------------

