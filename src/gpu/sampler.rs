@@ -266,7 +266,6 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         patches.push((first, entries.len() as u32));
         ntop = ntop.max(p.logprobs.unwrap_or(0).min(NTOP_MAX as u32));
         nrounds = nrounds.max(rounds_for(p));
-        if let Ok(n) = std::env::var("TS_DEBUG_ROUNDS") { nrounds = n.parse().unwrap(); }
         summary.push(RowSummary {
             dynamic: dynamic.is_some(),
             dyn_top_p: dynamic.is_some_and(|d| d.top_p.is_some()),
