@@ -38,9 +38,12 @@ struct Chunk {
 // (`inf_bits`) and every entry point starts with init_consts().
 var<private> NEG_INF: f32;
 var<private> POS_INF: f32;
+// 0 at run time, unknown to the compiler (see mapping.wgsl's `opq`).
+var<private> OPQ_ZERO: u32;
 fn init_consts() {
     POS_INF = bitcast<f32>(ch.inf_bits);
     NEG_INF = -POS_INF;
+    OPQ_ZERO = ch.inf_bits ^ 0x7f800000u;
 }
 const KEY_NEG_INF: u32 = 0x007fffffu;
 const KEY_MIN: u32 = 0x00800000u;   // key of -f32::MAX: the smallest finite key

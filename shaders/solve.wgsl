@@ -775,7 +775,7 @@ fn init_row() {
         if ((flags & F_DYN) != 0u) {
             let g = guide_of(row, h, n);
             set_f(S_GUIDE, g);
-            t = map_temperature(row, g, h, n, t_stat);
+            t = map_temperature(row, g, n, t_stat);
             set_f(S_TOPP, map_top_p(row, g, pf(M_TOPP)));
         }
         if (!(t > 0.0)) {
@@ -812,7 +812,7 @@ fn post_stages() {
         let ns = u32(ss.x);
         let g = guide_of(row, hs, ns);
         set_f(S_GUIDE, g);
-        if (t > 0.0) { t = map_temperature(row, g, hs, ns, t); }
+        if (t > 0.0) { t = map_temperature(row, g, ns, t); }
     }
     if (!(t > 0.0)) {
         go_greedy();

@@ -122,6 +122,12 @@ fn f32w(x: f32) -> u32 {
     x.to_bits()
 }
 
+/// `x` as hi + lo f32s (hi = x rounded, lo = the rest rounded): ~48 bits.
+fn two_float(x: f64) -> [u32; 2] {
+    let hi = x as f32;
+    [hi.to_bits(), ((x - hi as f64) as f32).to_bits()]
+}
+
 /// A generous bound on the scan rounds a row can need (each active stage's
 /// histogram rounds and compaction, min_tokens_to_keep's counts, the final
 /// sums); rows finish earlier and later rounds are empty dispatches.
@@ -187,34 +193,45 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
                 flags |= 1024;
                 rec[20] = f32w(cap);
             }
+            // Real parameters travel as two-float pairs of the f64 values the
+            // reference computes with (shaders/mapping.wgsl lists the slots).
+            let mut put = |slot: usize, x: f64| rec[slot..slot + 2].copy_from_slice(&two_float(x));
             if let Some(tp) = d.top_p {
                 flags |= 2048;
-                rec[25] = f32w(tp.low);
-                rec[26] = f32w(tp.high);
+                put(29, widen(tp.low));
+                put(31, widen(tp.high) - widen(tp.low));
             }
             match &d.mapping {
                 Mapping::Linear { h_low, h_high, t_min, t_max } => {
-                    rec[21..25].copy_from_slice(&[f32w(*h_low), f32w(*h_high), f32w(*t_min), f32w(*t_max)]);
+                    put(21, widen(*h_low));
+                    put(23, widen(*h_high) - widen(*h_low));
+                    put(25, widen(*t_min));
+                    put(27, widen(*t_max) - widen(*t_min));
                 }
                 Mapping::Sigmoid { h_mid, steepness, t_min, t_max } => {
-                    rec[21..25].copy_from_slice(&[f32w(*h_mid), f32w(*steepness), f32w(*t_min), f32w(*t_max)]);
+                    put(21, widen(*h_mid));
+                    put(23, widen(*steepness));
+                    put(25, widen(*t_min));
+                    put(27, widen(*t_max) - widen(*t_min));
                 }
                 Mapping::Lut { entropies, temperatures } => {
-                    tail_refs.push((r * MR + 27, tail.len()));
+                    tail_refs.push((r * MR + 21, tail.len()));
                     for (e, t) in entropies.iter().zip(temperatures) {
-                        tail.push(f32w(*e));
-                        tail.push(f32w(*t));
+                        tail.extend_from_slice(&two_float(widen(*e)));
+                        tail.extend_from_slice(&two_float(widen(*t)));
                     }
-                    rec[28] = entropies.len() as u32;
+                    rec[22] = entropies.len() as u32;
                 }
                 Mapping::Edt { t0, base, theta } => {
-                    rec[21] = f32w(*t0);
-                    rec[22] = f32w(widen(*base).ln() as f32);
-                    rec[23] = f32w(*theta);
+                    put(21, widen(*t0));
+                    put(23, widen(*theta) * widen(*base).ln());
                 }
                 Mapping::LlamaCpp { range, exponent } => {
-                    rec[21] = f32w(*range);
-                    rec[22] = f32w(*exponent);
+                    let t = widen(p.temperature);
+                    let t_min = (t - widen(*range)).max(0.0);
+                    put(21, t_min);
+                    put(23, t + widen(*range) - t_min);
+                    put(25, widen(*exponent));
                 }
             }
         }
