@@ -14,7 +14,7 @@ struct Chunk {
     elem_off: u32, dtype: u32, tiles: u32, draws: u32,
     round: u32, nrounds: u32, ntop: u32, bm_words: u32,
     bm_off: u32, patch_e0: u32, patch_e1: u32, meta_patch: u32,
-    st_base: u32, tl_base: u32, cd_base: u32, cn_base: u32,
+    st_base: u32, tl_base: u32, cd_base: u32, spare: u32,
     tn_base: u32, pv_base: u32, bn_base: u32, ra_base: u32,
     al_base: u32, res_base: u32, dr_base: u32, to_base: u32,
     aux_off: u32, aux_stride: u32, inf_bits: u32, cnt_base: u32,
@@ -141,10 +141,9 @@ const T_CNT: u32 = 1u;    // survivors above the window (or of the final set)
 const T_S: u32 = 2u;      // their Σ e^((y - ref)/T)
 const T_A: u32 = 3u;      // their Σ e^((y - ref)/T)·(y - ref)/T
 const T_BS: u32 = 4u;     // Σ e^((y - ref)/T) of survivors below the window
-const T_COFF: u32 = 5u;   // this tile's candidate block: offset, count
+const T_COFF: u32 = 5u;   // this tile's candidate block (in thread order): offset, count
 const T_CCNT: u32 = 6u;
 const T_PRE: u32 = 7u;    // inclusive prefix of the kept mass over tiles
-const T_CANON: u32 = 8u;  // first canonical candidate of this tile
 const T_M1: u32 = 9u;     // statistics pass: max y, Σe, Σ(y-m)e, Σ(y-m)²e, finite count, argmax
 const T_S1: u32 = 10u;
 const T_A1: u32 = 11u;
@@ -160,8 +159,11 @@ const T_QA: u32 = 18u;    // COMPACT: 64-bit fixed-point mass of the keys above 
 const RES: u32 = 32u;
 const R_STATUS: u32 = 0u;   // 1 ok, 2 error
 const R_TOKEN: u32 = 1u;
-const R_LOGPROB: u32 = 2u;
-const R_RAWLP: u32 = 3u;
+// The token's processed and raw logits (f32): the host turns them into
+// logprobs in f64, (y − m)/T − ln S and x − m_raw − ln S_raw, which keeps
+// them exact where T is tiny and |logprob| is far beyond f32's resolution.
+const R_TOKY: u32 = 2u;
+const R_TOKX: u32 = 3u;
 const R_H: u32 = 4u;
 const R_VAR: u32 = 5u;
 const R_GUIDE: u32 = 6u;
@@ -203,13 +205,17 @@ fn val_of(k: u32) -> f32 {
 }
 
 fn grow(r: u32) -> u32 { return ch.row0 + r; }
-// A mass query's d-bin thresholds live in the row's raw candidate area, which
-// is free until the COMPACT round that follows them.
-fn th_at(r: u32) -> u32 { return ch.cd_base + r * CAP * 2u; }
+// Keys of row r's candidates from its last COMPACT round: one block per tile
+// (T_COFF, T_CCNT), blocks placed by atomics, keys in thread order within one.
+fn cand_at(r: u32) -> u32 { return ch.cd_base + r * CAP; }
 fn mrec(r: u32, field: u32) -> u32 { return prm[grow(r) * MR + field]; }
 fn st_at(r: u32) -> u32 { return ch.st_base + r * ST; }
 fn tl_at(r: u32, t: u32) -> u32 { return ch.tl_base + (r * ch.tiles + t) * TR; }
 fn bins_at(r: u32) -> u32 { return ch.bn_base + r * (HA_BINS + 2u * NB); }
+// A mass query's NB + 1 d-bin thresholds, in the part of the first-digit
+// histogram that the later rounds' NB bins leave free (the solver marks that
+// histogram spent before writing them).
+fn th_at(r: u32) -> u32 { return bins_at(r) + NB; }
 fn ra_at(r: u32) -> u32 { return ch.ra_base + r * RA; }
 fn res_at(r: u32) -> u32 { return ch.res_base + grow(r) * RES; }
 

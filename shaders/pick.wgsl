@@ -26,7 +26,6 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let greedy = outb[res + R_GREEDY] != 0u;
     let m = bitcast<f32>(outb[res + R_M]);
     let t_ = bitcast<f32>(outb[res + R_T]);
-    let lns = bitcast<f32>(outb[res + R_LNS]);
     let tau = outb[res + R_TAU];
     let seed = vec2<u32>(mrec(r, M_SEED), mrec(r, M_SEED + 1u));
     let step = vec2<u32>(mrec(r, M_STEP), mrec(r, M_STEP + 1u));
@@ -35,9 +34,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         let tok = outb[res + R_TOKEN];
         for (var d = wid.x * WG + lid; d < ch.draws; d += nwg.x * WG) { outb[draws_at + d] = tok; }
         if (wid.x == 0u && lid == 0u) {
-            outb[res + R_LOGPROB] = 0u;
-            let x = load_x(r, tok);
-            outb[res + R_RAWLP] = bitcast<u32>(x - bitcast<f32>(outb[res + R_MRAW]) - bitcast<f32>(outb[res + R_LNSRAW]));
+            outb[res + R_TOKY] = outb[res + R_M];
+            outb[res + R_TOKX] = bitcast<u32>(load_x(r, tok));
         }
         return;
     }
@@ -110,8 +108,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                 let x = load_x(r, tok);
                 let y = y_of(c, li, x);
                 outb[res + R_TOKEN] = tok;
-                outb[res + R_LOGPROB] = bitcast<u32>((y - m) / t_ - lns);
-                outb[res + R_RAWLP] = bitcast<u32>(x - bitcast<f32>(outb[res + R_MRAW]) - bitcast<f32>(outb[res + R_LNSRAW]));
+                outb[res + R_TOKY] = bitcast<u32>(y);
+                outb[res + R_TOKX] = bitcast<u32>(x);
             }
         }
         workgroupBarrier();

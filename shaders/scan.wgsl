@@ -44,7 +44,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         atomicStore(&sh_mass_hi[b], 0u);
     }
     if (mode == 1u) {
-        for (var b = lid; b <= NB; b += WG) { sh_th[b] = ws[th_at(r) + b]; }
+        for (var b = lid; b <= NB; b += WG) { sh_th[b] = atomicLoad(&wsa[th_at(r) + b]); }
     }
     let c = tile_setup(lid, r, t);
 
@@ -107,11 +107,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     var pos = base + incl - ncand;
     for (var j = 0u; j < EPT; j++) {
         if (ckeys[j] != NONE) {
-            if (pos < CAP) {
-                let a = ch.cd_base + (r * CAP + pos) * 2u;
-                ws[a] = ckeys[j];
-                ws[a + 1u] = c.t0 + lid * EPT + j;
-            }
+            if (pos < CAP) { ws[cand_at(r) + pos] = ckeys[j]; }
             pos += 1u;
         }
     }

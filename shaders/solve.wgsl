@@ -93,40 +93,63 @@ fn all_tile_sums(t_: f32) -> vec4<f32> {
     return wg_sum4(lid, acc);
 }
 
-fn cand_key(c: u32) -> u32 { return ws[ch.cn_base + (row * CAP + c) * 2u]; }
-fn cand_id(c: u32) -> u32 { return ws[ch.cn_base + (row * CAP + c) * 2u + 1u]; }
+fn cand_key(c: u32) -> u32 { return ws[cand_at(row) + c]; }
 
 // (count, Σw, Σ w·d) over candidates with key ≥ tau; w = e^((y − m)/t_).
+// Each thread adds the blocks of its tiles: a fixed order, whatever order the
+// atomics placed the blocks in, so the f32 sums are reproducible.
 fn cand_sums(tau: u32, t_: f32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
     let m = sf(S_M);
-    for (var c = lid; c < s[S_CANDN]; c += WG) {
-        let k = cand_key(c);
-        if (k >= tau) {
-            let d = (val_of(k) - m) / t_;
-            let w = exp(d);
-            acc += vec4<f32>(1.0, w, w * d, 0.0);
+    if (s[S_CANDN] > 0u) {
+        for (var t = lid; t < ch.tiles; t += WG) {
+            let rec = tl_at(row, t);
+            let c0 = ws[rec + T_COFF];
+            for (var c = c0; c < c0 + ws[rec + T_CCNT]; c++) {
+                let k = cand_key(c);
+                if (k >= tau) {
+                    let d = (val_of(k) - m) / t_;
+                    let w = exp(d);
+                    acc += vec4<f32>(1.0, w, w * d, 0.0);
+                }
+            }
         }
     }
     return wg_sum4(lid, acc);
 }
 
+// The candidates in workgroup memory, with their 64-bit masses at the query's
+// temperature: the bisections below read them dozens of times.
+var<workgroup> sh_ck: array<u32, CAP>;
+var<workgroup> sh_cq: array<vec2<u32>, CAP>;
+
+// Loads them; returns the largest candidate key (0 when there are none).
+fn load_cands(t_: f32) -> u32 {
+    let m = sf(S_M);
+    let inv_t = 1.0 / t_;
+    var kmax = 0u;
+    for (var c = lid; c < s[S_CANDN]; c += WG) {
+        let k = cand_key(c);
+        sh_ck[c] = k;
+        sh_cq[c] = mass_of(weight(val_of(k), m, inv_t));
+        kmax = max(kmax, k);
+    }
+    return wg_max_u(lid, kmax);
+}
+
 fn cand_count(tau: u32) -> u32 {
     var n = 0u;
     for (var c = lid; c < s[S_CANDN]; c += WG) {
-        if (cand_key(c) >= tau) { n += 1u; }
+        if (sh_ck[c] >= tau) { n += 1u; }
     }
     return wg_sum_u(lid, n);
 }
 
 // Σq (64-bit fixed point, as the scan pass adds it) over candidates ≥ tau.
-fn cand_mass(tau: u32, t_: f32) -> vec2<u32> {
+fn cand_mass(tau: u32) -> vec2<u32> {
     var acc = vec2<u32>(0u);
-    let m = sf(S_M);
-    let inv_t = 1.0 / t_;
     for (var c = lid; c < s[S_CANDN]; c += WG) {
-        let k = cand_key(c);
-        if (k >= tau) { acc = add64(acc, mass_of(weight(val_of(k), m, inv_t))); }
+        if (sh_ck[c] >= tau) { acc = add64(acc, sh_cq[c]); }
     }
     return wg_sum64(lid, acc);
 }
@@ -178,10 +201,11 @@ fn finish_query(tau0: u32, cnt: u32, known0: bool) {
 }
 
 // Largest tau in [lo, hi] with base + count(candidates ≥ max(tau, floor)) ≥ tgt.
-// The caller ensures it holds at lo.
-fn bisect_count(lo: u32, hi: u32, floor_k: u32, base: u32, tgt: u32) -> u32 {
+// The caller ensures it holds at lo and that base < tgt, so the answer is at
+// most the largest candidate key `kmax` (loaded by load_cands).
+fn bisect_count(lo: u32, hi: u32, kmax: u32, floor_k: u32, base: u32, tgt: u32) -> u32 {
     var a = lo;
-    var b = hi;
+    var b = max(lo, min(hi, kmax));
     loop {
         if (a >= b) { break; }
         let mid = a + (b - a) / 2u + ((b - a) & 1u);
@@ -190,14 +214,14 @@ fn bisect_count(lo: u32, hi: u32, floor_k: u32, base: u32, tgt: u32) -> u32 {
     return a;
 }
 
-// The same with 64-bit masses at temperature t_.
-fn bisect_mass(lo: u32, hi: u32, floor_k: u32, base: vec2<u32>, goal: vec2<u32>, t_: f32) -> u32 {
+// The same with the candidates' 64-bit masses.
+fn bisect_mass(lo: u32, hi: u32, kmax: u32, floor_k: u32, base: vec2<u32>, goal: vec2<u32>) -> u32 {
     var a = lo;
-    var b = hi;
+    var b = max(lo, min(hi, kmax));
     loop {
         if (a >= b) { break; }
         let mid = a + (b - a) / 2u + ((b - a) & 1u);
-        if (ge64(add64(base, cand_mass(max(mid, floor_k), t_)), goal)) { a = mid; } else { b = mid - 1u; }
+        if (ge64(add64(base, cand_mass(max(mid, floor_k))), goal)) { a = mid; } else { b = mid - 1u; }
     }
     return a;
 }
@@ -233,7 +257,7 @@ fn write_thresholds(t_: f32) {
         } else if (b > 0u) {
             th = key_of(m - f32(b) * t_ * 0.125) + 1u;
         }
-        ws[base + b] = th;
+        atomicStore(&wsa[base + b], th);
     }
 }
 
@@ -257,10 +281,11 @@ fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
         // whose target lies above S_SLO is settled; a mass query needs the
         // total mass, so every survivor (floor ≥ S_SLO).
         let lo = max(floor_k, s[S_SLO]);
+        let kmax = load_cands(tq);
         if (kind == K_COUNT) {
             let all = cand_count(lo);
             if (all >= tgt) {
-                let tau = bisect_count(lo, KEY_MAX, lo, 0u, tgt);
+                let tau = bisect_count(lo, KEY_MAX, kmax, lo, 0u, tgt);
                 finish_query(tau, cand_count(tau), true);
                 return;
             }
@@ -269,8 +294,8 @@ fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
                 return;
             }
         } else if (floor_k >= s[S_SLO]) {
-            let goal = mass_goal(cand_mass(floor_k, tq));
-            let tau = bisect_mass(floor_k, KEY_MAX, floor_k, vec2<u32>(0u), goal, tq);
+            let goal = mass_goal(cand_mass(floor_k));
+            let tau = bisect_mass(floor_k, KEY_MAX, kmax, floor_k, vec2<u32>(0u), goal);
             finish_query(tau, cand_count(tau), true);
             return;
         }
@@ -285,6 +310,8 @@ fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
     if (kind == K_MASS) {
         s[S_QBIN] = 1u;
         write_thresholds(tq);
+        // The thresholds overwrite the first-digit histogram (clear_bins
+        // marked it spent).
         request(1u, floor_k, KEY_MAX, 0u, floor_k, tq, PH_QBINS);
     } else {
         s[S_QBIN] = 2u;
@@ -323,7 +350,8 @@ fn window_keys(b: u32) -> vec2<u32> {
     }
     if (q == 1u) {
         let th = th_at(row);
-        return vec2<u32>(max(floor_k, ws[th + b + 1u]), min(KEY_MAX, ws[th + b] - 1u));
+        let upper = atomicLoad(&wsa[th + b]);
+        return vec2<u32>(max(floor_k, atomicLoad(&wsa[th + b + 1u])), min(KEY_MAX, upper - 1u));
     }
     let lo = s[S_QLO];
     let hi = s[S_QHI];
@@ -467,31 +495,7 @@ fn query_compacted() {
         refine(lo, hi, s[S_QBC], vec2<u32>(s[S_QBM], s[S_QBM_HI]));
         return;
     }
-    // Canonical order: tile by tile (blocks were placed by atomics).
-    var run = 0u;
-    for (var t0 = 0u; t0 < ch.tiles; t0 += WG) {
-        let t = t0 + lid;
-        var cnt = 0u;
-        if (t < ch.tiles) { cnt = ws[tl_at(row, t) + T_CCNT]; }
-        let incl = wg_scan_u(lid, cnt);
-        let tot = workgroupUniformLoad(&red_u[WG - 1u]);
-        if (t < ch.tiles) {
-            let dst = run + incl - cnt;
-            let rec = tl_at(row, t);
-            ws[rec + T_CANON] = dst;
-            let src = ws[rec + T_COFF];
-            for (var i = 0u; i < cnt; i++) {
-                let a = ch.cd_base + (row * CAP + src + i) * 2u;
-                let b = ch.cn_base + (row * CAP + dst + i) * 2u;
-                ws[b] = ws[a];
-                ws[b + 1u] = ws[a + 1u];
-            }
-        }
-        run += tot;
-    }
-    storageBarrier();
-    workgroupBarrier();
-    s[S_CANDN] = run;
+    s[S_CANDN] = n_raw;
     s[S_SUMS] = 1u;
     s[S_SLO] = max(lo, floor_k);
     s[S_SHI] = hi;
@@ -501,6 +505,7 @@ fn query_compacted() {
     s[S_CALL] = select(0u, 1u, hi == KEY_MAX);
     let lo_f = max(lo, floor_k);
     let above_c = u32(all_tile_sums(tq).x);
+    let kmax = load_cands(tq);
     if (kind == K_COUNT) {
         let k = s[S_QTGT];
         let total = above_c + cand_count(lo_f);
@@ -508,7 +513,7 @@ fn query_compacted() {
             finish_query(floor_k, total, lo <= floor_k);
             return;
         }
-        let tau = bisect_count(lo_f, hi, floor_k, above_c, k);
+        let tau = bisect_count(lo_f, hi, kmax, floor_k, above_c, k);
         finish_query(tau, above_c + cand_count(tau), true);
         return;
     }
@@ -520,12 +525,12 @@ fn query_compacted() {
         refine(hi + 1u, KEY_MAX, 0u, vec2<u32>(0u));
         return;
     }
-    let with_window = add64(above_m, cand_mass(lo_f, tq));
+    let with_window = add64(above_m, cand_mass(lo_f));
     if (!ge64(with_window, goal) && lo > floor_k) {
         refine(floor_k, lo - 1u, above_c + cand_count(lo_f), with_window);
         return;
     }
-    let tau = bisect_mass(lo_f, hi, floor_k, above_m, goal, tq);
+    let tau = bisect_mass(lo_f, hi, kmax, floor_k, above_m, goal);
     finish_query(tau, above_c + cand_count(tau), true);
 }
 
@@ -842,7 +847,7 @@ fn finalize() {
             let rec = tl_at(row, tt);
             if (s[S_CALL] == 0u) { v = tile_sums(tt, t); v.w = 0.0; }
             if (s[S_CANDN] > 0u) {
-                let c0 = ws[rec + T_CANON];
+                let c0 = ws[rec + T_COFF];
                 let cn = select(0u, ws[rec + T_CCNT], s[S_SUMS] != 0u);
                 for (var c = c0; c < c0 + cn; c++) {
                     let k = cand_key(c);
@@ -873,7 +878,6 @@ fn finalize() {
 
 // Merges the tiles' top-n lists (descending, ties by lowest id).
 fn merge_topn(which: u32, n: u32, greedy: bool) -> u32 {
-    let res = res_at(row);
     let dst = ch.to_base + grow(row) * 4u * 20u + which * 40u;
     var last_v = POS_INF;
     var last_i = 0u;
@@ -900,16 +904,9 @@ fn merge_topn(which: u32, n: u32, greedy: bool) -> u32 {
         let mi = wg_min_u(lid, select(NONE, bi, bv == mv && bi != NONE));
         if (mi == NONE) { break; }
         if (lid == 0u) {
+            // The logit itself: the host computes the logprob in f64 (R_TOKY).
             outb[dst + 2u * k] = mi;
-            var lp: f32;
-            if (which == 0u) {
-                lp = mv - sf(S_MRAW) - log(sf(S_SRAW));
-            } else if (greedy) {
-                lp = 0.0;
-            } else {
-                lp = (mv - sf(S_M)) / sf(S_T) - bitcast<f32>(outb[res + R_LNS]);
-            }
-            outb[dst + 2u * k + 1u] = bitcast<u32>(lp);
+            outb[dst + 2u * k + 1u] = bitcast<u32>(mv);
         }
         last_v = mv;
         last_i = mi;

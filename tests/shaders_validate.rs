@@ -28,7 +28,7 @@ fn every_shader_validates_with_default_sizes() {
 
 #[test]
 fn every_shader_validates_with_small_sizes() {
-    let small = ShaderConsts { wg: 64, tile: 256, cap: 512, ha_bits: 10, nb: 256 };
+    let small = ShaderConsts { wg: 64, tile: 256, cap: 512, ha_bits: 10, nb: 256, solve_wg: 32 };
     for job in Job::ALL {
         validate(job, &small);
     }

@@ -14,18 +14,26 @@ pub struct Pipelines {
 }
 
 /// Sizes for this device: 256 invocations and 1024-id tiles where the limits
-/// allow (every WebGPU device has 256), the 12-bit first digit where
-/// workgroup memory holds its 16 KiB histogram.
-pub fn consts_for(limits: &wgpu::Limits) -> ShaderConsts {
+/// allow (every WebGPU device has 256), the 12-bit first digit and 2048
+/// candidates where workgroup memory holds their 16 KiB histogram and the
+/// solver's 24 KiB of candidates. A software adapter (lavapipe) runs a
+/// workgroup's invocations as coroutines switched at every barrier, so it
+/// gets 64 invocations per workgroup: same tiles, a quarter of the switches.
+pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
     let mut c = ShaderConsts::default();
     let inv = limits.max_compute_invocations_per_workgroup.min(limits.max_compute_workgroup_size_x);
     if inv < 256 {
         c.wg = 64;
         c.tile = 256;
     }
+    if software {
+        c.wg = 64;
+    }
     if limits.max_compute_workgroup_storage_size < 32 * 1024 {
         c.ha_bits = 10;
+        c.cap = 512;
     }
+    c.solve_wg = c.solve_wg.min(c.wg);
     c
 }
 
@@ -43,8 +51,8 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
 }
 
 impl Pipelines {
-    pub fn new(device: &wgpu::Device, limits: &wgpu::Limits) -> Self {
-        let consts = consts_for(limits);
+    pub fn new(device: &wgpu::Device, limits: &wgpu::Limits, software: bool) -> Self {
+        let consts = consts_for(limits, software);
         let mut entries: Vec<wgpu::BindGroupLayoutEntry> = vec![
             storage(0, true),
             storage(1, true),

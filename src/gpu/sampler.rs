@@ -128,18 +128,30 @@ fn two_float(x: f64) -> [u32; 2] {
     [hi.to_bits(), ((x - hi as f64) as f32).to_bits()]
 }
 
-/// A generous bound on the scan rounds a row can need (each active stage's
-/// histogram rounds and compaction, min_tokens_to_keep's counts, the final
-/// sums); rows finish earlier and later rounds are empty dispatches.
+/// An upper bound on the scan rounds a row can need, so that the submission
+/// holds enough (indirect, possibly empty) rounds; each empty round still
+/// costs two dispatches, so the bound follows shaders/solve.wgsl closely.
+/// Every query's histogram windows are exact (integer counts and masses), so
+/// each round either ends the query or narrows its key window 256-fold:
+/// a count query needs ≤ 4 reads (3 after the statistics pass's first digit),
+/// a mass query ≤ 5 (the d-bin round, then ≤ 4 on keys). `min_tokens_to_keep`
+/// adds per active stage a count of the stage's input and of its output and
+/// one more count query (6). The final sums take one more read unless the
+/// statistics pass already holds them (static T, no truncation), and the
+/// llama.cpp order's dynamic T one for the survivors' entropy.
 fn rounds_for(p: &SamplingParams) -> u32 {
-    let mk = p.min_tokens_to_keep > 1;
-    let mut n = 2;
-    let stage = |active: bool, base: u32| if active { base + if mk { 14 } else { 0 } } else { 0 };
-    n += stage(p.top_k > 0, 6);
+    let llama_dyn = p.order == Order::LlamaCpp && p.dynamic_temperature.is_some();
+    if p.temperature == 0.0 && !llama_dyn {
+        return 0;
+    }
+    let mk = if p.min_tokens_to_keep > 1 { 6 } else { 0 };
     let dyn_top_p = p.dynamic_temperature.as_ref().is_some_and(|d| d.top_p.is_some());
-    n += stage(p.top_p < 1.0 || dyn_top_p, 9);
-    n += stage(p.min_p > 0.0, 2);
-    if p.order == Order::LlamaCpp && p.dynamic_temperature.is_some() {
+    let stages = [(p.top_k > 0, 4), (p.top_p < 1.0 || dyn_top_p, 5), (p.min_p > 0.0, 0)];
+    let mut n: u32 = stages.iter().filter(|s| s.0).map(|s| s.1 + mk).sum();
+    if llama_dyn {
+        n += 1;
+    }
+    if stages.iter().any(|s| s.0) || p.dynamic_temperature.is_some() {
         n += 1;
     }
     n
@@ -153,7 +165,7 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
     let mut tail_refs: Vec<(usize, usize)> = Vec::new(); // (row word index, tail offset)
     let mut patches = Vec::with_capacity(b);
     let mut ntop = 0u32;
-    let mut nrounds = 1u32;
+    let mut nrounds = 0u32;
     let mut summary = Vec::with_capacity(b);
     for (r, p) in params.iter().enumerate() {
         let rec = &mut rows[r * MR..(r + 1) * MR];
@@ -308,7 +320,6 @@ struct Layout {
     st: u64,
     tl: u64,
     cd: u64,
-    cn: u64,
     tn: u64,
     pv: u64,
     ws_words: u64,
@@ -324,8 +335,7 @@ fn layout(rows: u64, tiles: u64, c: &ShaderConsts, ntop: u64, entries: u64, nrou
     l.st = entries;
     l.tl = l.st + rows * ST;
     l.cd = l.tl + rows * tiles * TR;
-    l.cn = l.cd + rows * c.cap as u64 * 2;
-    l.tn = l.cn + rows * c.cap as u64 * 2;
+    l.tn = l.cd + rows * c.cap as u64;
     l.ws_words = l.tn + rows * tiles * 4 * ntop;
     l.bn = 0;
     l.ra = rows * ((1u64 << c.ha_bits) + 2 * c.nb as u64);
@@ -357,7 +367,7 @@ impl GpuSampler {
     }
 
     fn with_context(ctx: GpuContext) -> Self {
-        let pipes = Pipelines::new(&ctx.device, &ctx.limits);
+        let pipes = Pipelines::new(&ctx.device, &ctx.limits, super::context::is_software(&ctx.info));
         let query = ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
             ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("kernel time"),
@@ -401,7 +411,7 @@ impl GpuSampler {
             )));
         }
         let c = &self.pipes.consts;
-        let ws_row = (ST + tiles * TR + 4 * c.cap as u64 + tiles * 4 * ntop) * 4;
+        let ws_row = (ST + tiles * TR + c.cap as u64 + tiles * 4 * ntop) * 4;
         let by_logits = (lim - 256) / row_bytes;
         let by_ws = (lim / 2) / ws_row;
         Ok(by_logits.min(by_ws).clamp(1, 65535) as usize)
@@ -483,7 +493,7 @@ impl GpuSampler {
                     src.elem_off, dtype.code(), tiles as u32, samples,
                     round as u32, e.nrounds, e.ntop, bm_words,
                     0, e0, e1, (params.len() * MR) as u32,
-                    l.st as u32, l.tl as u32, l.cd as u32, l.cn as u32,
+                    l.st as u32, l.tl as u32, l.cd as u32, 0,
                     l.tn as u32, l.pv as u32, l.bn as u32, l.ra as u32,
                     l.al as u32, 0, dr as u32, to as u32,
                     aux_off, aux_stride, f32::INFINITY.to_bits(), (ci as u64 * per_chunk_slots) as u32,
@@ -899,17 +909,25 @@ fn parse(words: &[u32], p: &PendingResults) -> Result<(Vec<RowResult>, Vec<u32>)
         let greedy = w[19] != 0;
         let draws = words[dr + r * n..dr + (r + 1) * n].to_vec();
         let token = w[1];
+        // Logprobs from the f32 logits in f64 (see R_TOKY in common.wgsl).
+        let (m, t, ln_s) = (fw(w[16]), fw(w[8]), fw(w[17]));
+        let (m_raw, ln_s_raw) = (fw(w[20]), fw(w[21]));
+        let processed = |y: f64| if greedy { 0.0 } else { (y - m) / t - ln_s };
+        let raw = |x: f64| x - m_raw - ln_s_raw;
         let list = |which: usize, count: u32| -> Vec<TokenLogprob> {
             let base = to + r * 4 * NTOP_MAX + which * 2 * NTOP_MAX;
             (0..count as usize)
-                .map(|k| TokenLogprob { id: words[base + 2 * k], logprob: fw(words[base + 2 * k + 1]) })
+                .map(|k| {
+                    let v = fw(words[base + 2 * k + 1]);
+                    TokenLogprob { id: words[base + 2 * k], logprob: if which == 0 { raw(v) } else { processed(v) } }
+                })
                 .collect()
         };
         out.push(RowResult {
             token,
             draws,
-            logprob: fw(w[2]),
-            raw_logprob: fw(w[3]),
+            logprob: processed(fw(w[2])),
+            raw_logprob: raw(fw(w[3])),
             entropy: fw(w[4]),
             varentropy: fw(w[5]),
             guide_entropy: sm.dynamic.then(|| fw(w[6])),

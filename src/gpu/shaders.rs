@@ -16,11 +16,15 @@ pub struct ShaderConsts {
     pub ha_bits: u32,
     /// Bins of the later histogram passes.
     pub nb: u32,
+    /// Invocations of the row solver's workgroup (one per row). Its work is
+    /// short loops between many workgroup barriers, so a narrow group
+    /// finishes sooner; it must be a power of two.
+    pub solve_wg: u32,
 }
 
 impl Default for ShaderConsts {
     fn default() -> Self {
-        ShaderConsts { wg: 256, tile: 1024, cap: 2048, ha_bits: 12, nb: 256 }
+        ShaderConsts { wg: 256, tile: 1024, cap: 2048, ha_bits: 12, nb: 256, solve_wg: 32 }
     }
 }
 
@@ -105,7 +109,10 @@ impl Job {
 
     /// The complete WGSL source of this job for the given sizes.
     pub fn source(self, consts: &ShaderConsts) -> String {
-        let mut s = consts.header();
+        let mut s = match self {
+            Job::Solve => ShaderConsts { wg: consts.solve_wg, ..*consts }.header(),
+            _ => consts.header(),
+        };
         match self {
             Job::PhiloxCheck => s.push_str(PHILOX),
             Job::Stream => {}
