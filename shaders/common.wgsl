@@ -302,14 +302,7 @@ fn tile_setup(lid: u32, r: u32, t: u32) -> TileCtx {
     c.allow = select(0u, 1u, (flags & (F_ALLOW | F_BITMASK)) != 0u);
     for (var w = lid; w < TILE / 32u; w += WG) {
         atomicStore(&sh_pbits[w], 0u);
-        var a = 0u;
-        if ((flags & F_BITMASK) != 0u) {
-            let gw = (c.t0 >> 5u) + w;
-            if (gw < ch.bm_words) {
-                a = bitmask[ch.bm_off + grow(r) * ch.bm_words + gw];
-            }
-        }
-        atomicStore(&sh_abits[w], a);
+        atomicStore(&sh_abits[w], 0u);
     }
     workgroupBarrier();
     for (var e = c.p_lo + lid; e < c.p_hi; e += WG) {
@@ -324,6 +317,17 @@ fn tile_setup(lid: u32, r: u32, t: u32) -> TileCtx {
         for (var e = a_lo + lid; e < a_hi; e += WG) {
             let li = prm[e] - c.t0;
             atomicOr(&sh_abits[li >> 5u], 1u << (li & 31u));
+        }
+    }
+    if ((flags & F_BITMASK) != 0u) {
+        // A packed mask and an id list together: a token needs both.
+        workgroupBarrier();
+        for (var w = lid; w < TILE / 32u; w += WG) {
+            let gw = (c.t0 >> 5u) + w;
+            var a = 0u;
+            if (gw < ch.bm_words) { a = bitmask[ch.bm_off + grow(r) * ch.bm_words + gw]; }
+            if ((flags & F_ALLOW) != 0u) { a &= atomicLoad(&sh_abits[w]); }
+            atomicStore(&sh_abits[w], a);
         }
     }
     workgroupBarrier();

@@ -5,11 +5,12 @@
 // logit non-finite is recorded as the row's smallest error code (bias errors
 // before penalty errors, then by id — the order the reference reports them).
 
+// Allowed by the packed mask (if any) and by the id list (if any).
 fn row_allowed(r: u32, id: u32) -> bool {
     let flags = mrec(r, M_FLAGS);
     if ((flags & F_BITMASK) != 0u) {
         let w = bitmask[ch.bm_off + grow(r) * ch.bm_words + (id >> 5u)];
-        return (w & (1u << (id & 31u))) != 0u;
+        if ((w & (1u << (id & 31u))) == 0u) { return false; }
     }
     if ((flags & F_ALLOW) != 0u) {
         let ao = mrec(r, M_ALLOW_OFF);

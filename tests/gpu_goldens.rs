@@ -6,21 +6,12 @@
 #![cfg(feature = "gpu")]
 
 mod common;
+mod gpu_support;
 
-use token_sampler::gpu::GpuSampler;
 use token_sampler::Sampler;
 
 fn make_gpu() -> Option<Box<dyn Sampler>> {
-    match GpuSampler::new_blocking(true) {
-        Ok(g) => Some(Box::new(g)),
-        Err(e) => {
-            if std::env::var("REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("REQUIRE_GPU=1 but no GPU adapter: {e}");
-            }
-            eprintln!("\n!!!!!!!! NO GPU ADAPTER — GPU GOLDEN TESTS NOT RUN: {e} !!!!!!!!\n");
-            None
-        }
-    }
+    gpu_support::open_gpu().map(|g| Box::new(g) as Box<dyn Sampler>)
 }
 
 backend_tests!(make_gpu());

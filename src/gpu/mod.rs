@@ -10,5 +10,5 @@ pub mod sampler;
 pub mod shaders;
 pub mod workspace;
 
-pub use context::{list_adapters, GpuContext};
+pub use context::{gpu_report, list_adapters, GpuContext, GpuReport};
 pub use sampler::{BufferLogits, GpuSampler, LogitsDtype, PendingResults};

@@ -18,7 +18,8 @@ pub struct Pipelines {
 /// candidates where workgroup memory holds their 16 KiB histogram and the
 /// solver's 24 KiB of candidates. A software adapter (lavapipe) runs a
 /// workgroup's invocations as coroutines switched at every barrier, so it
-/// gets 64 invocations per workgroup: same tiles, a quarter of the switches.
+/// gets narrower workgroups (64, and 32 in the solver): same tiles, a quarter
+/// of the switches.
 pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
     let mut c = ShaderConsts::default();
     let inv = limits.max_compute_invocations_per_workgroup.min(limits.max_compute_workgroup_size_x);
@@ -28,6 +29,7 @@ pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
     }
     if software {
         c.wg = 64;
+        c.solve_wg = 32;
     }
     if limits.max_compute_workgroup_storage_size < 32 * 1024 {
         c.ha_bits = 10;

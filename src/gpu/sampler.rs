@@ -6,6 +6,7 @@
 //! still need a read, then the draws. Only per-row results come back.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
 use super::pipelines::Pipelines;
@@ -24,6 +25,9 @@ const RES: usize = 32;
 const RA: u64 = 4;
 const NTOP_MAX: usize = 20;
 const UNIFORM_WORDS: usize = 32;
+const READBACK: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+/// Rows of 2^26 ids would overflow the 64-bit top-p masses (common.wgsl).
+const MAX_VOCAB: usize = 1 << 26;
 
 /// Element type of logits in a caller's buffer (SPEC §11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,13 +66,15 @@ pub struct BufferLogits<'a> {
     pub row_stride: usize,
     pub dtype: LogitsDtype,
     /// A packed allowed-token mask: rows × ⌈vocab/32⌉ u32, bit i%32 of word
-    /// i/32 set = allowed (the vLLM / xgrammar layout).
+    /// i/32 set = allowed (the vLLM / xgrammar layout). A row that also has
+    /// `allowed_token_ids` keeps only the tokens both allow.
     pub allowed_bitmask: Option<&'a wgpu::Buffer>,
 }
 
 /// Results of a recorded call, to be read back once the caller has submitted.
 pub struct PendingResults {
     staging: wgpu::Buffer,
+    bytes: u64,
     rows: usize,
     samples: u32,
     seeds: Vec<u64>,
@@ -403,8 +409,32 @@ impl GpuSampler {
     }
 
     /// Rows per chunk: no binding may exceed the device's limit.
+    fn binding_limit(&self) -> u64 {
+        self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size)
+    }
+
+    /// Device memory a `sample` call of `rows` × `vocab` host logits (top-k +
+    /// top-p, one draw, no logprobs) leaves in the workspace: the uploaded
+    /// logits, per-row state, per-tile partials, candidates, histograms,
+    /// round arguments and results. The workspace only grows, so this is what
+    /// such a call costs the first time.
+    pub fn workspace_estimate(&self, rows: usize, vocab: usize) -> Result<u64> {
+        let c = &self.pipes.consts;
+        let tiles = vocab.div_ceil(c.tile as usize) as u64;
+        let per = self.rows_per_chunk(vocab as u64 * 4, tiles, 0)?.min(rows) as u64;
+        let nrounds = 10;
+        let l = layout(per, tiles, c, 0, 0, nrounds);
+        let chunks = (rows as u64).div_ceil(per);
+        let words = l.ws_words
+            + l.wsa_words
+            + l.args_words
+            + 2 * chunks * (nrounds + 1) * 8
+            + rows as u64 * (MR as u64 + RES as u64 + 1 + 4 * NTOP_MAX as u64);
+        Ok(words * 4 + rows as u64 * vocab as u64 * 4)
+    }
+
     fn rows_per_chunk(&self, row_bytes: u64, tiles: u64, ntop: u64) -> Result<usize> {
-        let lim = self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size);
+        let lim = self.binding_limit();
         if row_bytes + 256 > lim {
             return Err(SamplerError::Unsupported(format!(
                 "one row of {row_bytes} bytes exceeds this device's storage binding limit of {lim} bytes"
@@ -433,6 +463,11 @@ impl GpuSampler {
         chunks: &[(usize, usize, ChunkSrc)],
         aux: AuxOut<'_>,
     ) -> Result<PendingResults> {
+        if vocab >= MAX_VOCAB {
+            return Err(SamplerError::Unsupported(format!(
+                "a vocabulary of {vocab} ids; the GPU backend handles rows of fewer than {MAX_VOCAB}"
+            )));
+        }
         let seeds = resolve_seeds(params);
         let e = encode_params(params, &seeds, bitmask.is_some());
         let c = self.pipes.consts;
@@ -460,6 +495,14 @@ impl GpuSampler {
         let dr = res_words;
         let to = dr + rows as u64 * n;
         let out_words = to + rows as u64 * 4 * NTOP_MAX as u64;
+        let lim = self.binding_limit();
+        if out_words * 4 > lim {
+            return Err(SamplerError::Unsupported(format!(
+                "{rows} rows × {samples} draws need {} bytes of results, over this device's storage \
+                 binding limit of {lim} bytes: ask for fewer draws per call",
+                out_words * 4
+            )));
+        }
         let outb = self.buf("out", out_words, s | wgpu::BufferUsages::COPY_SRC);
         let dummy = self.buf("dummy", 4, s);
         let dummy_aux = self.buf("dummy_aux", 4, s);
@@ -505,12 +548,7 @@ impl GpuSampler {
         q.write_buffer(&uni, 0, &uni_bytes);
         let timer = self.query.as_ref().map(|_| Timer {
             resolve: self.ws.get(&self.ctx.device, "ts_resolve", 16, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
-            staging: self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("ts_staging"),
-                size: 16,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
+            staging: self.ws.get(&self.ctx.device, "ts_staging", 16, READBACK),
         });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -607,14 +645,9 @@ impl GpuSampler {
             enc.resolve_query_set(qs, 0..2, &t.resolve, 0);
             enc.copy_buffer_to_buffer(&t.resolve, 0, &t.staging, 0, 16);
         }
-        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("results"),
-            size: out_words * 4,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.ws.get(&self.ctx.device, "results", out_words * 4, READBACK);
         enc.copy_buffer_to_buffer(&outb, 0, &staging, 0, out_words * 4);
-        Ok(PendingResults { staging, rows, samples, seeds, summary: e.summary, timer })
+        Ok(PendingResults { staging, bytes: out_words * 4, rows, samples, seeds, summary: e.summary, timer })
     }
 
     /// Uploads host logits chunk by chunk (each chunk its own buffer, so no
@@ -673,6 +706,12 @@ impl GpuSampler {
         }
         validate_all(params, input.rows, input.vocab)?;
         let esz = input.dtype.size();
+        if input.offset % esz != 0 {
+            return Err(SamplerError::Shape(format!(
+                "logits offset {} is not a multiple of the element size {esz}",
+                input.offset
+            )));
+        }
         let need = input.offset + ((input.rows - 1) * input.row_stride + input.vocab) as u64 * esz;
         if need > input.buffer.size() {
             return Err(SamplerError::Shape(format!(
@@ -804,29 +843,38 @@ fn read_words(ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, src: &wgpu::Buff
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
         size: words * 4,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        usage: READBACK,
         mapped_at_creation: false,
     });
     enc.copy_buffer_to_buffer(src, 0, &staging, 0, words * 4);
     let e = std::mem::replace(enc, ctx.device.create_command_encoder(&Default::default()));
     ctx.queue.submit([e.finish()]);
-    map_read(&ctx.device, &staging)
+    map_read(&ctx.device, &staging, words * 4)
 }
 
-fn map_read(device: &wgpu::Device, staging: &wgpu::Buffer) -> Result<Vec<u32>> {
-    let slice = staging.slice(..);
-    let (tx, rx) = std::sync::mpsc::channel();
-    slice.map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
+type MapState = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
+
+/// Starts mapping the first `bytes` of `staging`; the state fills in when the
+/// device has finished the work before it.
+fn start_map(staging: &wgpu::Buffer, bytes: u64) -> MapState {
+    let state: MapState = Arc::default();
+    let done = state.clone();
+    staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
+        *done.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
     });
-    device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| SamplerError::Gpu(format!("device poll failed: {e}")))?;
-    rx.recv()
-        .map_err(|e| SamplerError::Gpu(format!("mapping callback lost: {e}")))?
-        .map_err(|e| SamplerError::Gpu(format!("mapping the results failed: {e}")))?;
+    state
+}
+
+/// The mapped words, then unmaps.
+fn take_mapped(staging: &wgpu::Buffer, bytes: u64, state: &MapState) -> Result<Vec<u32>> {
+    match state.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(SamplerError::Gpu(format!("mapping the results failed: {e}"))),
+        None => return Err(SamplerError::Gpu("the results were not mapped".into())),
+    }
     let words = {
-        let view = slice
+        let view = staging
+            .slice(..bytes)
             .get_mapped_range()
             .map_err(|e| SamplerError::Gpu(format!("mapped range: {e}")))?;
         bytemuck::cast_slice::<u8, u32>(&view).to_vec()
@@ -835,35 +883,50 @@ fn map_read(device: &wgpu::Device, staging: &wgpu::Buffer) -> Result<Vec<u32>> {
     Ok(words)
 }
 
+/// Waits for the device and reads the first `bytes` of `staging`.
+fn map_read(device: &wgpu::Device, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u32>> {
+    let state = start_map(staging, bytes);
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| SamplerError::Gpu(format!("device poll failed: {e}")))?;
+    take_mapped(staging, bytes, &state)
+}
+
+/// Resolves once a mapping has completed. Each poll advances the device
+/// without blocking (on native wgpu someone must poll it; a server's own
+/// poll loop works as well) and then yields to the executor.
+struct MapFuture {
+    device: wgpu::Device,
+    state: MapState,
+}
+
+impl std::future::Future for MapFuture {
+    type Output = Result<()>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
+            return std::task::Poll::Ready(Err(SamplerError::Gpu(format!("device poll failed: {e}"))));
+        }
+        if self.state.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 impl PendingResults {
     /// Waits for the device and parses the per-row results.
     pub fn read(self, device: &wgpu::Device) -> Result<Vec<RowResult>> {
         Ok(read_back(device, self)?.0?.0)
     }
 
-    /// Asynchronously: resolves once the caller's submission has completed
-    /// (someone must poll the device, as wgpu requires on native).
+    /// The same without blocking the thread: resolves once the caller's
+    /// submission has completed.
     pub async fn read_async(self, device: &wgpu::Device) -> Result<Vec<RowResult>> {
-        let slice = self.staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        loop {
-            device
-                .poll(wgpu::PollType::Poll)
-                .map_err(|e| SamplerError::Gpu(format!("device poll failed: {e}")))?;
-            if let Ok(r) = rx.try_recv() {
-                r.map_err(|e| SamplerError::Gpu(format!("mapping the results failed: {e}")))?;
-                break;
-            }
-            std::thread::yield_now();
-        }
-        let words = {
-            let view = slice.get_mapped_range().map_err(|e| SamplerError::Gpu(format!("mapped range: {e}")))?;
-            bytemuck::cast_slice::<u8, u32>(&view).to_vec()
-        };
-        self.staging.unmap();
+        let state = start_map(&self.staging, self.bytes);
+        MapFuture { device: device.clone(), state: state.clone() }.await?;
+        let words = take_mapped(&self.staging, self.bytes, &state)?;
         Ok(parse(&words, &self)?.0)
     }
 }
@@ -871,10 +934,10 @@ impl PendingResults {
 type Parsed = Result<(Vec<RowResult>, Vec<u32>)>;
 
 fn read_back(device: &wgpu::Device, p: PendingResults) -> Result<(Parsed, Option<f64>)> {
-    let words = map_read(device, &p.staging)?;
+    let words = map_read(device, &p.staging, p.bytes)?;
     let kernel = match &p.timer {
         Some(t) => {
-            let ts = map_read(device, &t.staging)?;
+            let ts = map_read(device, &t.staging, 16)?;
             let t0 = ts[0] as u64 | (ts[1] as u64) << 32;
             let t1 = ts[2] as u64 | (ts[3] as u64) << 32;
             (t1 > t0).then(|| (t1 - t0) as f64)
@@ -1023,27 +1086,23 @@ impl Sampler for GpuSampler {
             &chunks,
             AuxOut::Probs(probs.clone()),
         )?;
-        let stagings: Vec<wgpu::Buffer> = chunks
+        let stagings: Vec<(wgpu::Buffer, u64)> = chunks
             .iter()
             .zip(&probs)
-            .map(|((_, n, _), b)| {
+            .enumerate()
+            .map(|(i, ((_, n, _), b))| {
                 let size = (*n * v * 4) as u64;
-                let st = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("probs staging"),
-                    size,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
+                let st = self.ws.get(&self.ctx.device, &format!("probs_staging{i}"), size, READBACK);
                 enc.copy_buffer_to_buffer(b, 0, &st, 0, size);
-                st
+                (st, size)
             })
             .collect();
         self.ctx.queue.submit([enc.finish()]);
         let rows = self.finish(pending)?;
         let mut out = Vec::with_capacity(rows.len());
         let mut it = rows.into_iter();
-        for st in &stagings {
-            let words = map_read(&self.ctx.device, st)?;
+        for (st, size) in &stagings {
+            let words = map_read(&self.ctx.device, st, *size)?;
             for row in words.chunks(v) {
                 let r = it.next().expect("one result per row");
                 out.push(RowProbs {

@@ -4,7 +4,7 @@
 
 /// Sizes baked into the shaders. Every per-row quantity is built from tiles of
 /// `tile` ids, so these depend only on the device, never on the batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ShaderConsts {
     /// Invocations per workgroup.
     pub wg: u32,
@@ -24,7 +24,7 @@ pub struct ShaderConsts {
 
 impl Default for ShaderConsts {
     fn default() -> Self {
-        ShaderConsts { wg: 256, tile: 1024, cap: 2048, ha_bits: 12, nb: 256, solve_wg: 32 }
+        ShaderConsts { wg: 256, tile: 1024, cap: 2048, ha_bits: 12, nb: 256, solve_wg: 64 }
     }
 }
 
