@@ -70,7 +70,10 @@ const M_ALLOW_OFF: u32 = 16u;
 const M_ALLOW_N: u32 = 17u;
 const M_LOGPROBS: u32 = 18u;
 const M_TA: u32 = 19u;
-const M_DYN: u32 = 20u;   // 20..: max_entropy, 4 mapping fields, top_p low/high, lut off/len
+const M_DYN: u32 = 20u;   // 20..32: see mapping.wgsl
+const M_REP_LO: u32 = 33u; // low halves of the two-float penalties (patch.wgsl)
+const M_FREQ_LO: u32 = 34u;
+const M_PRES_LO: u32 = 35u;
 
 const F_ALLOW: u32 = 1u;
 const F_BITMASK: u32 = 2u;
@@ -133,10 +136,11 @@ const S_PASSES: u32 = 48u;
 const S_QRET: u32 = 49u;
 const S_HAOK: u32 = 50u;   // the statistics pass's digit histogram is intact
 const S_QGOAL_HI: u32 = 51u;
+const S_MLO: u32 = 52u;     // lo of the row max (processed logits are two-floats)
 
 // Per-tile record (TR words per tile).
-const TR: u32 = 20u;
-const T_REF: u32 = 0u;    // the value sums below are relative to
+const TR: u32 = 24u;
+const T_REF: u32 = 0u;    // the value sums below are relative to (hi; lo at T_REFLO)
 const T_CNT: u32 = 1u;    // survivors above the window (or of the final set)
 const T_S: u32 = 2u;      // their Σ e^((y - ref)/T)
 const T_A: u32 = 3u;      // their Σ e^((y - ref)/T)·(y - ref)/T
@@ -154,16 +158,25 @@ const T_MRAW: u32 = 15u;
 const T_SRAW: u32 = 16u;
 const T_SK: u32 = 17u;    // kept mass of this tile relative to the row max (finalize)
 const T_QA: u32 = 18u;    // COMPACT: 64-bit fixed-point mass of the keys above the window (2 words)
+const T_MLO: u32 = 8u;    // statistics pass: lo of the tile's max (the max is (T_M1, T_MLO))
+const T_REFLO: u32 = 20u;
 
 // Per-row result record in `outb` (RES words per batch row).
 const RES: u32 = 32u;
 const R_STATUS: u32 = 0u;   // 1 ok, 2 error
 const R_TOKEN: u32 = 1u;
-// The token's processed and raw logits (f32): the host turns them into
-// logprobs in f64, (y − m)/T − ln S and x − m_raw − ln S_raw, which keeps
-// them exact where T is tiny and |logprob| is far beyond f32's resolution.
-const R_TOKY: u32 = 2u;
+// Raw logits (f32) of the token and of the row's argmax: the host computes
+// every logprob from them in f64 — the processed logit y of an id with a bias
+// or penalty the way the reference does, then (y − m)/T − ln S and
+// x − m_raw − ln S_raw — which keeps logprobs exact even where T is tiny and
+// |logprob| is far beyond f32's resolution.
 const R_TOKX: u32 = 3u;
+const R_ARGX: u32 = 23u;
+const R_MLO: u32 = 24u;     // the low half of the row max (processed logits are two-floats)
+const R_ARG: u32 = 25u;
+// Per-row top-n lists in `outb` (TOPW words per batch row): raw then
+// processed, (id, raw x) × 20 each.
+const TOPW: u32 = 80u;
 const R_H: u32 = 4u;
 const R_VAR: u32 = 5u;
 const R_GUIDE: u32 = 6u;
@@ -205,9 +218,10 @@ fn val_of(k: u32) -> f32 {
 }
 
 fn grow(r: u32) -> u32 { return ch.row0 + r; }
-// Keys of row r's candidates from its last COMPACT round: one block per tile
-// (T_COFF, T_CCNT), blocks placed by atomics, keys in thread order within one.
-fn cand_at(r: u32) -> u32 { return ch.cd_base + r * CAP; }
+// Row r's candidates from its last COMPACT round, as (key, lo of y) pairs:
+// one block per tile (T_COFF, T_CCNT), blocks placed by atomics, pairs in
+// thread order within a block.
+fn cand_at(r: u32) -> u32 { return ch.cd_base + r * CAP * 2u; }
 fn mrec(r: u32, field: u32) -> u32 { return prm[grow(r) * MR + field]; }
 fn st_at(r: u32) -> u32 { return ch.st_base + r * ST; }
 fn tl_at(r: u32, t: u32) -> u32 { return ch.tl_base + (r * ch.tiles + t) * TR; }
@@ -334,17 +348,23 @@ fn tile_setup(lid: u32, r: u32, t: u32) -> TileCtx {
     return c;
 }
 
-// The processed logit y of tile-local id li, given its raw value x.
-fn y_of(c: TileCtx, li: u32, x: f32) -> f32 {
+// The processed logit y of tile-local id li, given its raw value x, as
+// (hi, lo): ids with a bias or penalty carry the rounding of their f32 value
+// in lo (patch.wgsl); every other id is exactly (x, 0).
+fn y_of(c: TileCtx, li: u32, x: f32) -> vec2<f32> {
     let bit = 1u << (li & 31u);
     if (c.allow != 0u && (atomicLoad(&sh_abits[li >> 5u]) & bit) == 0u) {
-        return NEG_INF;
+        return vec2<f32>(NEG_INF, 0.0);
     }
     if (c.p_hi > c.p_lo && (atomicLoad(&sh_pbits[li >> 5u]) & bit) != 0u) {
-        let e = lower_patch(c.p_lo, c.p_hi, c.t0 + li);
-        return bitcast<f32>(ws[ch.pv_base + e]);
+        return patch_value(lower_patch(c.p_lo, c.p_hi, c.t0 + li));
     }
-    return x;
+    return vec2<f32>(x, 0.0);
+}
+
+// The processed logit of patch entry e (hi, lo).
+fn patch_value(e: u32) -> vec2<f32> {
+    return vec2<f32>(bitcast<f32>(ws[ch.pv_base + 2u * e]), bitcast<f32>(ws[ch.pv_base + 2u * e + 1u]));
 }
 
 // ---- workgroup reductions (fixed tree order) --------------------------------
@@ -517,9 +537,12 @@ fn wg_min4u(lid: u32, v: vec4<u32>) -> vec4<u32> {
 
 const MASS_SCALE: f32 = 274877906944.0;
 
-// Every shader computes a survivor's weight through this one expression, so
-// the scan and the solver agree on it bit for bit.
-fn weight(y: f32, m: f32, inv_t: f32) -> f32 { return exp((y - m) * inv_t); }
+// (y − m)/T for a two-float y and a two-float max m (exact for y near m, so
+// the max's own weight is exactly 1 however small T is). Every shader
+// computes a survivor's weight e^d through these expressions, so the scan and
+// the solver agree on it bit for bit.
+fn scaled(y: vec2<f32>, m: vec2<f32>, inv_t: f32) -> f32 { return ((y.x - m.x) + (y.y - m.y)) * inv_t; }
+fn weight(y: vec2<f32>, m: vec2<f32>, inv_t: f32) -> f32 { return exp(scaled(y, m, inv_t)); }
 
 // A non-negative f32 below 2^64 as a 64-bit integer (fraction truncated).
 fn to64(x: f32) -> vec2<u32> {

@@ -33,30 +33,34 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let r = prm[base + 3u] - ch.row0;
     let count = cf >> 2u;
     let x = load_x(r, id);
-    var y = x;
+    // Two-float, as the reference's f64: x + bias exactly, then the penalties
+    // with the f64 values of their parameters (the f32 rounding of such an id
+    // would be magnified by a small T).
+    var y = vec2<f32>(x, 0.0);
     if (!row_allowed(r, id) || is_bad(x)) {
-        y = NEG_INF;
+        y = vec2<f32>(NEG_INF, 0.0);
     }
-    if (y != NEG_INF) {
+    if (y.x != NEG_INF) {
         var err = NONE;
         if ((cf & 1u) != 0u) {
-            y = y + bias;
-            if (abs(y) > 3.40282347e38) { err = (id << 1u); }
+            y = two_sum(y.x, bias);
+            if (abs(y.x) > 3.40282347e38) { err = (id << 1u); }
         }
         if (err == NONE && (cf & 2u) != 0u) {
-            let rp = bitcast<f32>(mrec(r, M_REP));
-            y = select(y * rp, y / rp, y > 0.0);
-            if (abs(y) > 3.40282347e38) { err = 0x80000000u | (id << 1u); }
+            let rp = vec2<f32>(bitcast<f32>(mrec(r, M_REP)), bitcast<f32>(mrec(r, M_REP_LO)));
+            y = select(dd_mul(y, rp), dd_div(y, rp), y.x > 0.0);
+            if (abs(y.x) > 3.40282347e38) { err = 0x80000000u | (id << 1u); }
             if (err == NONE && count > 0u) {
-                y = y - (bitcast<f32>(mrec(r, M_FREQ)) * f32(count) + bitcast<f32>(mrec(r, M_PRES)));
-                if (abs(y) > 3.40282347e38) { err = 0x80000000u | (id << 1u) | 1u; }
+                let freq = vec2<f32>(bitcast<f32>(mrec(r, M_FREQ)), bitcast<f32>(mrec(r, M_FREQ_LO)));
+                let pres = vec2<f32>(bitcast<f32>(mrec(r, M_PRES)), bitcast<f32>(mrec(r, M_PRES_LO)));
+                y = dd_sub(y, dd_add(dd_mul(freq, dd(f32(count))), pres));
+                if (abs(y.x) > 3.40282347e38) { err = 0x80000000u | (id << 1u) | 1u; }
             }
         }
         if (err != NONE) {
             atomicMin(&wsa[ra_at(r) + RA_PERR], err);
-            ws[ch.pv_base + e] = bitcast<u32>(y);
-            return;
         }
     }
-    ws[ch.pv_base + e] = bitcast<u32>(y);
+    ws[ch.pv_base + 2u * e] = bitcast<u32>(y.x);
+    ws[ch.pv_base + 2u * e + 1u] = bitcast<u32>(y.y);
 }

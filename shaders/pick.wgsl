@@ -24,8 +24,9 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let status = workgroupUniformLoad(&sh_u);
     if (status != 1u) { return; }
     let greedy = outb[res + R_GREEDY] != 0u;
-    let m = bitcast<f32>(outb[res + R_M]);
+    let m = vec2<f32>(bitcast<f32>(outb[res + R_M]), bitcast<f32>(outb[res + R_MLO]));
     let t_ = bitcast<f32>(outb[res + R_T]);
+    let inv_t = 1.0 / t_;
     let tau = outb[res + R_TAU];
     let seed = vec2<u32>(mrec(r, M_SEED), mrec(r, M_SEED + 1u));
     let step = vec2<u32>(mrec(r, M_STEP), mrec(r, M_STEP + 1u));
@@ -34,7 +35,6 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         let tok = outb[res + R_TOKEN];
         for (var d = wid.x * WG + lid; d < ch.draws; d += nwg.x * WG) { outb[draws_at + d] = tok; }
         if (wid.x == 0u && lid == 0u) {
-            outb[res + R_TOKY] = outb[res + R_M];
             outb[res + R_TOKX] = bitcast<u32>(load_x(r, tok));
         }
         return;
@@ -76,7 +76,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                 var w = 0.0;
                 if (li < c.n) {
                     let y = y_of(c, li, load_x(r, c.t0 + li));
-                    if (y != NEG_INF && key_of(y) >= tau) { w = exp((y - m) / t_); }
+                    if (y.x != NEG_INF && key_of(y.x) >= tau) { w = weight(y, m, inv_t); }
                 }
                 ws_[j] = w;
                 acc += w;
@@ -105,11 +105,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             let tok = c.t0 + li;
             outb[draws_at + d] = tok;
             if (d == 0u) {
-                let x = load_x(r, tok);
-                let y = y_of(c, li, x);
                 outb[res + R_TOKEN] = tok;
-                outb[res + R_TOKY] = bitcast<u32>(y);
-                outb[res + R_TOKX] = bitcast<u32>(x);
+                outb[res + R_TOKX] = bitcast<u32>(load_x(r, tok));
             }
         }
         workgroupBarrier();

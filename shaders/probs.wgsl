@@ -12,8 +12,9 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     if (outb[res + R_STATUS] != 1u) { return; }
     let greedy = outb[res + R_GREEDY] != 0u;
     let tok = outb[res + R_TOKEN];
-    let m = bitcast<f32>(outb[res + R_M]);
+    let m = vec2<f32>(bitcast<f32>(outb[res + R_M]), bitcast<f32>(outb[res + R_MLO]));
     let t_ = bitcast<f32>(outb[res + R_T]);
+    let inv_t = 1.0 / t_;
     let lns = bitcast<f32>(outb[res + R_LNS]);
     let tau = outb[res + R_TAU];
     for (var j = 0u; j < EPT; j++) {
@@ -25,7 +26,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             p = select(0.0, 1.0, i == tok);
         } else {
             let y = y_of(c, li, load_x(r, i));
-            if (y != NEG_INF && key_of(y) >= tau) { p = exp((y - m) / t_ - lns); }
+            if (y.x != NEG_INF && key_of(y.x) >= tau) { p = exp(scaled(y, m, inv_t) - lns); }
         }
         aux[ch.aux_off + r * ch.aux_stride + i] = bitcast<u32>(p);
     }

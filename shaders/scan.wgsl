@@ -38,6 +38,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let floor_k = ws[st + S_PFLOOR];
     let inv_t = 1.0 / bitcast<f32>(ws[st + S_PT]);
     let m = bitcast<f32>(ws[st + S_M]);
+    let mm = vec2<f32>(m, bitcast<f32>(ws[st + S_MLO]));
     for (var b = lid; b < NB; b += WG) {
         atomicStore(&sh_cnt[b], 0u);
         atomicStore(&sh_mass[b], 0u);
@@ -52,17 +53,18 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     var qa = vec2<u32>(0u);    // above: 64-bit mass
     var ncand = 0u;
     var ckeys: array<u32, EPT>;
+    var clo: array<f32, EPT>;
     for (var j = 0u; j < EPT; j++) {
         let li = lid * EPT + j;
         ckeys[j] = NONE;
         if (li >= c.n) { continue; }
         let y = y_of(c, li, load_x(r, c.t0 + li));
-        let k = key_of(y);
-        if (y == NEG_INF || k < floor_k) { continue; }
-        let w = weight(y, m, inv_t);
+        let k = key_of(y.x);
+        if (y.x == NEG_INF || k < floor_k) { continue; }
+        let w = weight(y, mm, inv_t);
         if (mode == 1u) {
             // Estimate the bin from d, then settle it on the thresholds.
-            var b = u32(min((m - y) * inv_t * 8.0, f32(NB - 1u)));
+            var b = u32(min((m - y.x) * inv_t * 8.0, f32(NB - 1u)));
             for (var g = 0u; g < NB; g++) {
                 if (k < sh_th[b + 1u]) { b += 1u; } else if (k >= sh_th[b]) { b -= 1u; } else { break; }
             }
@@ -71,10 +73,11 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             if (k >= lo && k <= hi) { add_bin((hi - k) >> shift, mass_of(w)); }
         } else {
             if (k > hi) {
-                ab += vec4<f32>(1.0, w, (y - m) * inv_t * w, 0.0);
+                ab += vec4<f32>(1.0, w, scaled(y, mm, inv_t) * w, 0.0);
                 qa = add64(qa, mass_of(w));
             } else if (k >= lo) {
                 ckeys[j] = k;
+                clo[j] = y.y;
                 ncand += 1u;
             } else {
                 ab.w += w;
@@ -107,13 +110,17 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     var pos = base + incl - ncand;
     for (var j = 0u; j < EPT; j++) {
         if (ckeys[j] != NONE) {
-            if (pos < CAP) { ws[cand_at(r) + pos] = ckeys[j]; }
+            if (pos < CAP) {
+                ws[cand_at(r) + 2u * pos] = ckeys[j];
+                ws[cand_at(r) + 2u * pos + 1u] = bitcast<u32>(clo[j]);
+            }
             pos += 1u;
         }
     }
     let rec = tl_at(r, t);
     if (lid == 0u) {
         ws[rec + T_REF] = bitcast<u32>(m);
+        ws[rec + T_REFLO] = bitcast<u32>(mm.y);
         ws[rec + T_CNT] = u32(sums.x);
         ws[rec + T_S] = bitcast<u32>(sums.y);
         ws[rec + T_A] = bitcast<u32>(sums.z);

@@ -75,14 +75,14 @@ fn request_sums(tau: u32, t: f32, back: u32) {
 // Tile t's (count, Σe, Σde, Σe below) relative to the row max at temperature t_.
 fn tile_sums(t: u32, t_: f32) -> vec4<f32> {
     let rec = tl_at(row, t);
-    let refv = bitcast<f32>(ws[rec + T_REF]);
-    let m = sf(S_M);
+    let refv = vec2<f32>(bitcast<f32>(ws[rec + T_REF]), bitcast<f32>(ws[rec + T_REFLO]));
+    let m = row_max();
     let cnt = f32(ws[rec + T_CNT]);
     let ss = bitcast<f32>(ws[rec + T_S]);
     let aa = bitcast<f32>(ws[rec + T_A]);
     let bs = bitcast<f32>(ws[rec + T_BS]);
     if (ss == 0.0 && bs == 0.0) { return vec4<f32>(cnt, 0.0, 0.0, 0.0); }
-    let d = (refv - m) / t_;
+    let d = scaled(refv, m, 1.0 / t_);
     let w = exp(d);
     return vec4<f32>(cnt, w * ss, w * (aa + d * ss), w * bs);
 }
@@ -93,22 +93,29 @@ fn all_tile_sums(t_: f32) -> vec4<f32> {
     return wg_sum4(lid, acc);
 }
 
-fn cand_key(c: u32) -> u32 { return ws[cand_at(row) + c]; }
+// The row max as a two-float (processed logits are; see y_of).
+fn row_max() -> vec2<f32> { return vec2<f32>(sf(S_M), sf(S_MLO)); }
+
+fn cand_key(c: u32) -> u32 { return ws[cand_at(row) + 2u * c]; }
+// The candidate's processed logit as a two-float (y_of's (hi, lo)).
+fn cand_y(c: u32) -> vec2<f32> {
+    return vec2<f32>(val_of(cand_key(c)), bitcast<f32>(ws[cand_at(row) + 2u * c + 1u]));
+}
 
 // (count, Σw, Σ w·d) over candidates with key ≥ tau; w = e^((y − m)/t_).
 // Each thread adds the blocks of its tiles: a fixed order, whatever order the
 // atomics placed the blocks in, so the f32 sums are reproducible.
 fn cand_sums(tau: u32, t_: f32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
-    let m = sf(S_M);
+    let m = row_max();
+    let inv_t = 1.0 / t_;
     if (s[S_CANDN] > 0u) {
         for (var t = lid; t < ch.tiles; t += WG) {
             let rec = tl_at(row, t);
             let c0 = ws[rec + T_COFF];
             for (var c = c0; c < c0 + ws[rec + T_CCNT]; c++) {
-                let k = cand_key(c);
-                if (k >= tau) {
-                    let d = (val_of(k) - m) / t_;
+                if (cand_key(c) >= tau) {
+                    let d = scaled(cand_y(c), m, inv_t);
                     let w = exp(d);
                     acc += vec4<f32>(1.0, w, w * d, 0.0);
                 }
@@ -125,13 +132,13 @@ var<workgroup> sh_cq: array<vec2<u32>, CAP>;
 
 // Loads them; returns the largest candidate key (0 when there are none).
 fn load_cands(t_: f32) -> u32 {
-    let m = sf(S_M);
+    let m = row_max();
     let inv_t = 1.0 / t_;
     var kmax = 0u;
     for (var c = lid; c < s[S_CANDN]; c += WG) {
         let k = cand_key(c);
         sh_ck[c] = k;
-        sh_cq[c] = mass_of(weight(val_of(k), m, inv_t));
+        sh_cq[c] = mass_of(weight(cand_y(c), m, inv_t));
         kmax = max(kmax, k);
     }
     return wg_max_u(lid, kmax);
@@ -692,14 +699,22 @@ fn init_row() {
     let mm = wg_max4(lid, vec4<f32>(mloc, mrl, 0.0, 0.0));
     let m = mm.x;
     let mraw = mm.y;
+    // The two-float max: the largest lo among the tiles whose max is m.
+    var mlo_loc = NEG_INF;
+    for (var t = lid; t < ch.tiles; t += WG) {
+        let rec = tl_at(row, t);
+        if (bitcast<f32>(ws[rec + T_M1]) == m) { mlo_loc = max(mlo_loc, bitcast<f32>(ws[rec + T_MLO])); }
+    }
+    let m_lo = wg_max4(lid, vec4<f32>(mlo_loc, 0.0, 0.0, 0.0)).x;
     var acc = vec4<f32>(0.0);
     var accr = vec4<f32>(0.0);
     var best_t = NONE;
     for (var t = lid; t < ch.tiles; t += WG) {
         let rec = tl_at(row, t);
         let mt = bitcast<f32>(ws[rec + T_M1]);
+        let mt_lo = bitcast<f32>(ws[rec + T_MLO]);
         if (mt != NEG_INF) {
-            let d = mt - m;
+            let d = scaled(vec2<f32>(mt, mt_lo), vec2<f32>(m, m_lo), 1.0);
             let w = exp(d);
             let st = bitcast<f32>(ws[rec + T_S1]);
             let at = bitcast<f32>(ws[rec + T_A1]);
@@ -709,13 +724,14 @@ fn init_row() {
         accr.x += f32(ws[rec + T_N]);
         let mr = bitcast<f32>(ws[rec + T_MRAW]);
         if (mr != NEG_INF) { accr.y += exp(mr - mraw) * bitcast<f32>(ws[rec + T_SRAW]); }
-        if (mt == m && best_t == NONE) { best_t = t; }
+        if (mt == m && mt_lo == m_lo && best_t == NONE) { best_t = t; }
     }
     let tot = wg_sum4(lid, acc);
     let totr = wg_sum4(lid, accr);
     let bt = wg_min_u(lid, best_t);
     let n = u32(totr.x);
     set_f(S_M, m);
+    set_f(S_MLO, select(0.0, m_lo, m != NEG_INF));
     set_f(S_S1, tot.x);
     set_f(S_MRAW, mraw);
     set_f(S_SRAW, totr.y);
@@ -746,7 +762,7 @@ fn init_row() {
                 outb[res + R_ERRI] = id;
                 let pe = mrec(row, M_PATCH_E);
                 let e = lower_patch(pe, pe + mrec(row, M_PATCH_N), id);
-                outb[res + R_ERRV] = ws[ch.pv_base + e];
+                outb[res + R_ERRV] = ws[ch.pv_base + 2u * e];
             } else {
                 outb[res + R_ERRC] = E_MASKED;
             }
@@ -836,7 +852,7 @@ fn finalize() {
         request_sums(tau, t, PH_FINAL);
         return;
     }
-    let m = sf(S_M);
+    let m = row_max();
     // Kept mass per tile (relative to the row max), then its prefix.
     var run = 0.0;
     var tot = vec4<f32>(0.0);
@@ -850,9 +866,8 @@ fn finalize() {
                 let c0 = ws[rec + T_COFF];
                 let cn = select(0u, ws[rec + T_CCNT], s[S_SUMS] != 0u);
                 for (var c = c0; c < c0 + cn; c++) {
-                    let k = cand_key(c);
-                    if (k >= tau) {
-                        let d = (val_of(k) - m) / t;
+                    if (cand_key(c) >= tau) {
+                        let d = scaled(cand_y(c), m, 1.0 / t);
                         let w = exp(d);
                         v += vec4<f32>(1.0, w, w * d, 0.0);
                     }
@@ -878,7 +893,7 @@ fn finalize() {
 
 // Merges the tiles' top-n lists (descending, ties by lowest id).
 fn merge_topn(which: u32, n: u32, greedy: bool) -> u32 {
-    let dst = ch.to_base + grow(row) * 4u * 20u + which * 40u;
+    let dst = ch.to_base + grow(row) * TOPW + which * 40u;
     var last_v = POS_INF;
     var last_i = 0u;
     var taken = 0u;
@@ -904,9 +919,9 @@ fn merge_topn(which: u32, n: u32, greedy: bool) -> u32 {
         let mi = wg_min_u(lid, select(NONE, bi, bv == mv && bi != NONE));
         if (mi == NONE) { break; }
         if (lid == 0u) {
-            // The logit itself: the host computes the logprob in f64 (R_TOKY).
+            // The raw logit: the host computes the logprob in f64 (R_TOKX).
             outb[dst + 2u * k] = mi;
-            outb[dst + 2u * k + 1u] = bitcast<u32>(mv);
+            outb[dst + 2u * k + 1u] = bitcast<u32>(load_x(row, mi));
         }
         last_v = mv;
         last_i = mi;
@@ -928,6 +943,9 @@ fn write_results() {
         outb[res + R_T] = s[S_T];
         outb[res + R_TOPP] = s[S_TOPP];
         outb[res + R_M] = s[S_M];
+        outb[res + R_MLO] = s[S_MLO];
+        outb[res + R_ARG] = s[S_ARG];
+        outb[res + R_ARGX] = bitcast<u32>(load_x(row, s[S_ARG]));
         outb[res + R_TAU] = s[S_TAU];
         outb[res + R_GREEDY] = s[S_GREEDY];
         outb[res + R_MRAW] = s[S_MRAW];

@@ -58,6 +58,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
 
     var xs: array<f32, EPT>;
     var ys: array<f32, EPT>;
+    var ylo: array<f32, EPT>;
     var ids: array<u32, EPT>;
     var bad = NONE;
     var my = NEG_INF;
@@ -66,6 +67,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         let li = j * WG + lid;
         xs[j] = NEG_INF;
         ys[j] = NEG_INF;
+        ylo[j] = 0.0;
         ids[j] = NONE;
         if (li < c.n) {
             let x = load_x(r, c.t0 + li);
@@ -74,7 +76,9 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                 bad = min(bad, c.t0 + li);
             } else {
                 xs[j] = x;
-                ys[j] = y_of(c, li, x);
+                let y = y_of(c, li, x);
+                ys[j] = y.x;
+                ylo[j] = y.y;
                 my = max(my, ys[j]);
                 mr = max(mr, x);
                 if (hist && ys[j] != NEG_INF) {
@@ -86,9 +90,17 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let mx = wg_max4(lid, vec4<f32>(my, mr, 0.0, 0.0));
     let m = mx.x;
     let m_raw = mx.y;
+    // The max as a two-float: the largest lo among the ids at m, then the
+    // lowest id there (the reference's argmax of its f64 logits).
+    var my_lo = NEG_INF;
+    for (var j = 0u; j < EPT; j++) {
+        if (ids[j] != NONE && ys[j] == m && m != NEG_INF) { my_lo = max(my_lo, ylo[j]); }
+    }
+    let m_lo = wg_max4(lid, vec4<f32>(my_lo, 0.0, 0.0, 0.0)).x;
+    let mm = vec2<f32>(m, m_lo);
     var arg = NONE;
     for (var j = 0u; j < EPT; j++) {
-        if (ids[j] != NONE && ys[j] == m && m != NEG_INF) { arg = min(arg, ids[j]); }
+        if (ids[j] != NONE && ys[j] == m && ylo[j] == m_lo && m != NEG_INF) { arg = min(arg, ids[j]); }
     }
     let mins = wg_min4u(lid, vec4<u32>(bad, arg, 0u, 0u));
     let ta = bitcast<f32>(mrec(r, M_TA));
@@ -97,10 +109,11 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     var s2 = vec4<f32>(0.0);   // at T_A: Σe, Σ((y−m)/T)e ; raw Σe
     for (var j = 0u; j < EPT; j++) {
         if (ys[j] != NEG_INF) {
-            let d = ys[j] - m;
+            let y = vec2<f32>(ys[j], ylo[j]);
+            let d = scaled(y, mm, 1.0);
             let e = exp(d);
             s1 += vec4<f32>(e, d * e, d * d * e, 1.0);
-            let dt = d * inv_t;
+            let dt = scaled(y, mm, inv_t);
             let et = exp(dt);
             s2.x += et;
             s2.y += dt * et;
@@ -115,6 +128,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     if (lid == 0u) {
         if (mins.x != NONE) { atomicMin(&wsa[ra_at(r) + RA_BAD], mins.x); }
         ws[rec + T_M1] = bitcast<u32>(m);
+        ws[rec + T_MLO] = bitcast<u32>(m_lo);
+        ws[rec + T_REFLO] = bitcast<u32>(m_lo);
         ws[rec + T_S1] = bitcast<u32>(a.x);
         ws[rec + T_A1] = bitcast<u32>(a.y);
         ws[rec + T_B1] = bitcast<u32>(a.z);

@@ -20,10 +20,12 @@ use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 
 const MR: usize = 48;
 const ST: u64 = 64;
-const TR: u64 = 20;
+const TR: u64 = 24;
 const RES: usize = 32;
 const RA: u64 = 4;
 const NTOP_MAX: usize = 20;
+/// Words of a row's top-n lists: raw and processed, (id, raw x) each.
+const TOPW: usize = 4 * NTOP_MAX;
 const UNIFORM_WORDS: usize = 32;
 const READBACK: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 /// Rows of 2^26 ids would overflow the 64-bit top-p masses (common.wgsl).
@@ -94,6 +96,31 @@ struct RowSummary {
     temperature: f64,
     top_p: f64,
     logprobs: Option<u32>,
+    /// The ids a bias or penalty names: (bias, count in history, seen in
+    /// history or prompt), and the penalties as the reference widens them.
+    patches: BTreeMap<u32, (Option<f32>, u32, bool)>,
+    penalties: [f64; 3],
+}
+
+impl RowSummary {
+    /// Id's processed logit in f64 from its raw one, as the reference computes
+    /// it (`reference::bias_mask_penalties`): the bias, then the penalties.
+    fn processed(&self, id: u32, x: f32) -> f64 {
+        let mut y = x as f64;
+        if let Some(&(bias, count, seen)) = self.patches.get(&id) {
+            if let Some(b) = bias {
+                y += b as f64;
+            }
+            if seen {
+                let [rep, freq, pres] = self.penalties;
+                y = if y > 0.0 { y / rep } else { y * rep };
+                if count > 0 {
+                    y -= freq * count as f64 + pres;
+                }
+            }
+        }
+        y
+    }
 }
 
 /// The wgpu backend.
@@ -260,9 +287,12 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         rec[4] = f32w(p.min_p);
         rec[5] = f32w(if p.min_p > 0.0 { widen(p.min_p).ln() as f32 } else { 0.0 });
         rec[6] = p.min_tokens_to_keep;
-        rec[7] = f32w(p.repetition_penalty);
-        rec[8] = f32w(p.frequency_penalty);
-        rec[9] = f32w(p.presence_penalty);
+        // The penalties as two-floats of the f64 values the reference uses.
+        for (slot, lo, v) in [(7, 33, p.repetition_penalty), (8, 34, p.frequency_penalty), (9, 35, p.presence_penalty)] {
+            let [hi, low] = two_float(widen(v));
+            rec[slot] = hi;
+            rec[lo] = low;
+        }
         rec[10] = seeds[r] as u32;
         rec[11] = (seeds[r] >> 32) as u32;
         rec[12] = p.step as u32;
@@ -307,6 +337,8 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
             temperature: widen(p.temperature),
             top_p: widen(p.top_p),
             logprobs: p.logprobs,
+            patches: entries,
+            penalties: [widen(p.repetition_penalty), widen(p.frequency_penalty), widen(p.presence_penalty)],
         });
     }
     let patch_base = rows.len();
@@ -338,10 +370,10 @@ struct Layout {
 
 fn layout(rows: u64, tiles: u64, c: &ShaderConsts, ntop: u64, entries: u64, nrounds: u64) -> Layout {
     let mut l = Layout { pv: 0, ..Default::default() };
-    l.st = entries;
+    l.st = 2 * entries;
     l.tl = l.st + rows * ST;
     l.cd = l.tl + rows * tiles * TR;
-    l.tn = l.cd + rows * c.cap as u64;
+    l.tn = l.cd + rows * c.cap as u64 * 2;
     l.ws_words = l.tn + rows * tiles * 4 * ntop;
     l.bn = 0;
     l.ra = rows * ((1u64 << c.ha_bits) + 2 * c.nb as u64);
@@ -429,7 +461,7 @@ impl GpuSampler {
             + l.wsa_words
             + l.args_words
             + 2 * chunks * (nrounds + 1) * 8
-            + rows as u64 * (MR as u64 + RES as u64 + 1 + 4 * NTOP_MAX as u64);
+            + rows as u64 * (MR as u64 + RES as u64 + 1 + TOPW as u64);
         Ok(words * 4 + rows as u64 * vocab as u64 * 4)
     }
 
@@ -441,7 +473,7 @@ impl GpuSampler {
             )));
         }
         let c = &self.pipes.consts;
-        let ws_row = (ST + tiles * TR + c.cap as u64 + tiles * 4 * ntop) * 4;
+        let ws_row = (ST + tiles * TR + 2 * c.cap as u64 + tiles * 4 * ntop) * 4;
         let by_logits = (lim - 256) / row_bytes;
         let by_ws = (lim / 2) / ws_row;
         Ok(by_logits.min(by_ws).clamp(1, 65535) as usize)
@@ -494,7 +526,7 @@ impl GpuSampler {
         let res_words = rows as u64 * RES as u64;
         let dr = res_words;
         let to = dr + rows as u64 * n;
-        let out_words = to + rows as u64 * 4 * NTOP_MAX as u64;
+        let out_words = to + rows as u64 * TOPW as u64;
         let lim = self.binding_limit();
         if out_words * 4 > lim {
             return Err(SamplerError::Unsupported(format!(
@@ -972,25 +1004,28 @@ fn parse(words: &[u32], p: &PendingResults) -> Result<(Vec<RowResult>, Vec<u32>)
         let greedy = w[19] != 0;
         let draws = words[dr + r * n..dr + (r + 1) * n].to_vec();
         let token = w[1];
-        // Logprobs from the f32 logits in f64 (see R_TOKY in common.wgsl).
-        let (m, t, ln_s) = (fw(w[16]), fw(w[8]), fw(w[17]));
+        // Logprobs in f64 from raw logits (see R_TOKX in common.wgsl): the
+        // reference's processed logits, relative to the max, over T, minus
+        // the device's ln S.
+        let (t, ln_s) = (fw(w[8]), fw(w[17]));
         let (m_raw, ln_s_raw) = (fw(w[20]), fw(w[21]));
-        let processed = |y: f64| if greedy { 0.0 } else { (y - m) / t - ln_s };
-        let raw = |x: f64| x - m_raw - ln_s_raw;
+        let m = sm.processed(w[25], f32::from_bits(w[23]));
+        let processed = |id: u32, x: u32| if greedy { 0.0 } else { (sm.processed(id, f32::from_bits(x)) - m) / t - ln_s };
+        let raw = |x: u32| fw(x) - m_raw - ln_s_raw;
         let list = |which: usize, count: u32| -> Vec<TokenLogprob> {
-            let base = to + r * 4 * NTOP_MAX + which * 2 * NTOP_MAX;
+            let base = to + r * TOPW + which * 2 * NTOP_MAX;
             (0..count as usize)
                 .map(|k| {
-                    let v = fw(words[base + 2 * k + 1]);
-                    TokenLogprob { id: words[base + 2 * k], logprob: if which == 0 { raw(v) } else { processed(v) } }
+                    let (id, x) = (words[base + 2 * k], words[base + 2 * k + 1]);
+                    TokenLogprob { id, logprob: if which == 0 { raw(x) } else { processed(id, x) } }
                 })
                 .collect()
         };
         out.push(RowResult {
             token,
             draws,
-            logprob: processed(fw(w[2])),
-            raw_logprob: raw(fw(w[3])),
+            logprob: processed(token, w[3]),
+            raw_logprob: raw(w[3]),
             entropy: fw(w[4]),
             varentropy: fw(w[5]),
             guide_entropy: sm.dynamic.then(|| fw(w[6])),

@@ -47,6 +47,7 @@ impl ShaderConsts {
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 const MAPPING: &str = include_str!("../../shaders/mapping.wgsl");
+const TWOFLOAT: &str = include_str!("../../shaders/twofloat.wgsl");
 
 /// Which pieces a job is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,6 +121,9 @@ impl Job {
                 s.push_str(COMMON);
                 if matches!(self, Job::Pick) {
                     s.push_str(PHILOX);
+                }
+                if matches!(self, Job::Patch | Job::Solve) {
+                    s.push_str(TWOFLOAT);
                 }
                 if matches!(self, Job::Solve) {
                     s.push_str(MAPPING);
