@@ -21,32 +21,12 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use token_sampler::gpu::GpuSampler;
 use token_sampler::validate::normal_batch;
-use token_sampler::{Batch, DynamicTemperature, Mapping, Sampler, SamplingParams};
+use token_sampler::{Batch, Sampler};
 
-const SETS: [&str; 5] = ["temperature", "top_k_50+top_p_0.9", "top_p_0.95", "min_p_0.05", "entropy_guided"];
+#[path = "../benches/support/param_sets.rs"]
+mod param_sets;
 
-fn params_for(set: &str) -> SamplingParams {
-    let mut p = SamplingParams { seed: Some(1), temperature: 0.8, ..Default::default() };
-    match set {
-        "top_k_50+top_p_0.9" => {
-            p.top_k = 50;
-            p.top_p = 0.9;
-        }
-        "top_p_0.95" => p.top_p = 0.95,
-        "top_p_0.9" => p.top_p = 0.9,
-        "min_p_0.05" => p.min_p = 0.05,
-        "entropy_guided" => {
-            p.dynamic_temperature = Some(DynamicTemperature::new(Mapping::Linear {
-                h_low: 1.0,
-                h_high: 8.0,
-                t_min: 0.3,
-                t_max: 1.2,
-            }))
-        }
-        _ => {}
-    }
-    p
-}
+use param_sets::{params_for, SETS};
 
 /// Median and interquartile range.
 fn median_iqr(mut xs: Vec<f64>) -> (f64, f64) {

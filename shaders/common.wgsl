@@ -274,7 +274,7 @@ var<workgroup> sh_pbits: array<atomic<u32>, TILE / 32u>;
 var<workgroup> sh_abits: array<atomic<u32>, TILE / 32u>;
 
 struct TileCtx {
-    r: u32, t0: u32, n: u32,
+    r: u32, t: u32, t0: u32, n: u32,
     allow: u32,      // 0 none, 1 list / bitmask (bits in sh_abits)
     p_lo: u32, p_hi: u32,  // patch entries of this tile
 }
@@ -302,10 +302,18 @@ fn lower_allow(lo0: u32, hi0: u32, id: u32) -> u32 {
     return lo;
 }
 
+// The start of every one-tile-of-one-row workgroup (dispatch: tiles × rows):
+// the constants, then tile `wid.x` of chunk row `wid.y`.
+fn tile_entry(lid: u32, wid: vec3<u32>) -> TileCtx {
+    init_consts();
+    return tile_setup(lid, wid.y, wid.x);
+}
+
 // Must be called by the whole workgroup (it has barriers).
 fn tile_setup(lid: u32, r: u32, t: u32) -> TileCtx {
     var c: TileCtx;
     c.r = r;
+    c.t = t;
     c.t0 = t * TILE;
     c.n = min(TILE, ch.vocab - c.t0);
     let flags = mrec(r, M_FLAGS);
@@ -368,71 +376,61 @@ fn patch_value(e: u32) -> vec2<f32> {
 }
 
 // ---- workgroup reductions (fixed tree order) --------------------------------
+// One tree per element type; `op` (the same in every invocation) picks the
+// operation. Scalars ride in lane x of the vector trees.
+
+const OP_SUM: u32 = 0u;
+const OP_MIN: u32 = 1u;
+const OP_MAX: u32 = 2u;
 
 var<workgroup> red_f: array<f32, WG>;
 var<workgroup> red_u: array<u32, WG>;
-var<workgroup> red_bf: f32;
-var<workgroup> red_bu: u32;
+var<workgroup> red4: array<vec4<f32>, WG>;
+var<workgroup> red4b: vec4<f32>;
+var<workgroup> redu4: array<vec4<u32>, WG>;
+var<workgroup> redu4b: vec4<u32>;
 
-fn wg_sum_f(lid: u32, v: f32) -> f32 {
-    red_f[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red_f[lid] = red_f[lid] + red_f[lid + s]; }
-        workgroupBarrier();
-    }
-    if (lid == 0u) { red_bf = red_f[0]; }
-    let out = workgroupUniformLoad(&red_bf);
-    return out;
+fn op4(a: vec4<f32>, b: vec4<f32>, op: u32) -> vec4<f32> {
+    if (op == OP_MAX) { return max(a, b); }
+    if (op == OP_MIN) { return min(a, b); }
+    return a + b;
 }
 
-fn wg_max_f(lid: u32, v: f32) -> f32 {
-    red_f[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red_f[lid] = max(red_f[lid], red_f[lid + s]); }
-        workgroupBarrier();
-    }
-    if (lid == 0u) { red_bf = red_f[0]; }
-    let out = workgroupUniformLoad(&red_bf);
-    return out;
+fn op4u(a: vec4<u32>, b: vec4<u32>, op: u32) -> vec4<u32> {
+    if (op == OP_MAX) { return max(a, b); }
+    if (op == OP_MIN) { return min(a, b); }
+    return a + b;
 }
 
-fn wg_sum_u(lid: u32, v: u32) -> u32 {
-    red_u[lid] = v;
+fn wg_reduce4(lid: u32, v: vec4<f32>, op: u32) -> vec4<f32> {
+    red4[lid] = v;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red_u[lid] = red_u[lid] + red_u[lid + s]; }
+        if (lid < s) { red4[lid] = op4(red4[lid], red4[lid + s], op); }
         workgroupBarrier();
     }
-    if (lid == 0u) { red_bu = red_u[0]; }
-    let out = workgroupUniformLoad(&red_bu);
-    return out;
+    if (lid == 0u) { red4b = red4[0]; }
+    return workgroupUniformLoad(&red4b);
 }
 
-fn wg_min_u(lid: u32, v: u32) -> u32 {
-    red_u[lid] = v;
+fn wg_reduce4u(lid: u32, v: vec4<u32>, op: u32) -> vec4<u32> {
+    redu4[lid] = v;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red_u[lid] = min(red_u[lid], red_u[lid + s]); }
+        if (lid < s) { redu4[lid] = op4u(redu4[lid], redu4[lid + s], op); }
         workgroupBarrier();
     }
-    if (lid == 0u) { red_bu = red_u[0]; }
-    let out = workgroupUniformLoad(&red_bu);
-    return out;
+    if (lid == 0u) { redu4b = redu4[0]; }
+    return workgroupUniformLoad(&redu4b);
 }
 
-fn wg_max_u(lid: u32, v: u32) -> u32 {
-    red_u[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red_u[lid] = max(red_u[lid], red_u[lid + s]); }
-        workgroupBarrier();
-    }
-    if (lid == 0u) { red_bu = red_u[0]; }
-    let out = workgroupUniformLoad(&red_bu);
-    return out;
-}
+fn wg_sum4(lid: u32, v: vec4<f32>) -> vec4<f32> { return wg_reduce4(lid, v, OP_SUM); }
+fn wg_max4(lid: u32, v: vec4<f32>) -> vec4<f32> { return wg_reduce4(lid, v, OP_MAX); }
+fn wg_min4u(lid: u32, v: vec4<u32>) -> vec4<u32> { return wg_reduce4u(lid, v, OP_MIN); }
+fn wg_max_f(lid: u32, v: f32) -> f32 { return wg_max4(lid, vec4<f32>(v, 0.0, 0.0, 0.0)).x; }
+fn wg_sum_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_SUM).x; }
+fn wg_min_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_MIN).x; }
+fn wg_max_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_MAX).x; }
 
 // Inclusive scan of one f32 per thread (Hillis–Steele, fixed order).
 fn wg_scan_f(lid: u32, v: f32) -> f32 {
@@ -487,43 +485,6 @@ fn tup_merge(x: Tup, y: Tup) -> Tup {
     return o;
 }
 
-var<workgroup> red4: array<vec4<f32>, WG>;
-var<workgroup> red4b: vec4<f32>;
-var<workgroup> redu4: array<vec4<u32>, WG>;
-var<workgroup> redu4b: vec4<u32>;
-
-fn wg_sum4(lid: u32, v: vec4<f32>) -> vec4<f32> {
-    red4[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red4[lid] = red4[lid] + red4[lid + s]; }
-        workgroupBarrier();
-    }
-    if (lid == 0u) { red4b = red4[0]; }
-    return workgroupUniformLoad(&red4b);
-}
-
-fn wg_max4(lid: u32, v: vec4<f32>) -> vec4<f32> {
-    red4[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red4[lid] = max(red4[lid], red4[lid + s]); }
-        workgroupBarrier();
-    }
-    if (lid == 0u) { red4b = red4[0]; }
-    return workgroupUniformLoad(&red4b);
-}
-
-fn wg_min4u(lid: u32, v: vec4<u32>) -> vec4<u32> {
-    redu4[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { redu4[lid] = min(redu4[lid], redu4[lid + s]); }
-        workgroupBarrier();
-    }
-    if (lid == 0u) { redu4b = redu4[0]; }
-    return workgroupUniformLoad(&redu4b);
-}
 
 
 // ---- 64-bit fixed-point masses (top-p) --------------------------------------

@@ -3,12 +3,10 @@
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    init_consts();
     let lid = lid3.x;
-    let t = wid.x;
-    let r = wid.y;
+    let c = tile_entry(lid, wid);
+    let r = c.r;
     let res = res_at(r);
-    let c = tile_setup(lid, r, t);
     if (outb[res + R_STATUS] != 1u) { return; }
     let greedy = outb[res + R_GREEDY] != 0u;
     let tok = outb[res + R_TOKEN];

@@ -563,6 +563,16 @@ fn minp_key(lnmp: f32) -> u32 {
     return k;
 }
 
+// The number of survivors with key ≥ tau, if the workspace determines it;
+// otherwise asks for a count pass that resumes the stage at sub-step
+// `resume`, and returns NONE.
+fn count_or_request(tau: u32, tq: f32, resume: u32) -> u32 {
+    if (known_sums(tau, tq)) { return u32(survivor_sums(tau, tq).x); }
+    s[S_SUB] = resume;
+    request_sums(tau, tq, PH_STAGE);
+    return NONE;
+}
+
 fn next_stage() {
     s[S_STAGE] += 1u;
     s[S_SUB] = 0u;
@@ -580,14 +590,9 @@ fn run_stage() {
     let tq = sf(S_TQ);
     let sub = s[S_SUB];
     if (sub == 5u) {
-        // A count pass ran for the stage's input.
+        // A count pass ran for the stage's input (request_sums set the state).
         s[S_CNT] = u32(all_tile_sums(tq).x);
         s[S_CNTK] = 1u;
-        s[S_SUMS] = 1u;
-        s[S_SLO] = tau;
-        s[S_SHI] = tau - 1u;
-        set_f(S_STQ, tq);
-        s[S_CALL] = 0u;
         s[S_SUB] = 0u;
         return;
     }
@@ -600,14 +605,10 @@ fn run_stage() {
             return;
         }
         if (mk > 1u && s[S_CNTK] == 0u) {
-            if (known_sums(tau, tq)) {
-                s[S_CNT] = u32(survivor_sums(tau, tq).x);
-                s[S_CNTK] = 1u;
-            } else {
-                s[S_SUB] = 5u;
-                request_sums(tau, tq, PH_STAGE);
-                return;
-            }
+            let n = count_or_request(tau, tq, 5u);
+            if (n == NONE) { return; }
+            s[S_CNT] = n;
+            s[S_CNTK] = 1u;
         }
         s[S_TBEF] = tau;
         s[S_CBEF] = s[S_CNT];
@@ -631,14 +632,9 @@ fn run_stage() {
         return;
     }
     if (sub == 6u) {
-        // A count pass ran for the stage's output.
+        // A count pass ran for the stage's output (request_sums set the state).
         s[S_QRCNT] = u32(all_tile_sums(tq).x);
         s[S_QRCK] = 1u;
-        s[S_SUMS] = 1u;
-        s[S_SLO] = s[S_QRES];
-        s[S_SHI] = s[S_QRES] - 1u;
-        set_f(S_STQ, tq);
-        s[S_CALL] = 0u;
         s[S_SUB] = 1u;
         return;
     }
@@ -647,14 +643,10 @@ fn run_stage() {
         s[S_QRES] = t_new;
         if (mk > 1u && t_new != s[S_TBEF]) {
             if (s[S_QRCK] == 0u) {
-                if (known_sums(t_new, tq)) {
-                    s[S_QRCNT] = u32(survivor_sums(t_new, tq).x);
-                    s[S_QRCK] = 1u;
-                } else {
-                    s[S_SUB] = 6u;
-                    request_sums(t_new, tq, PH_STAGE);
-                    return;
-                }
+                let n = count_or_request(t_new, tq, 6u);
+                if (n == NONE) { return; }
+                s[S_QRCNT] = n;
+                s[S_QRCK] = 1u;
             }
             if (s[S_QRCNT] < mk && s[S_QRCNT] < s[S_CBEF]) {
                 // min_tokens_to_keep: the mk largest of the stage's input.

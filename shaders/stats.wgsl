@@ -44,11 +44,9 @@ fn tile_topn(lid: u32, n: u32, vals: array<f32, EPT>, ids: array<u32, EPT>, dst:
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    init_consts();
     let lid = lid3.x;
-    let t = wid.x;
-    let r = wid.y;
-    let c = tile_setup(lid, r, t);
+    let c = tile_entry(lid, wid);
+    let r = c.r;
     let flags = mrec(r, M_FLAGS);
     let hist = (flags & F_HIST_A) != 0u;
     if (hist) {
@@ -124,7 +122,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     }
     let a = wg_sum4(lid, s1);
     let b = wg_sum4(lid, s2);
-    let rec = tl_at(r, t);
+    let rec = tl_at(r, c.t);
     if (lid == 0u) {
         if (mins.x != NONE) { atomicMin(&wsa[ra_at(r) + RA_BAD], mins.x); }
         ws[rec + T_M1] = bitcast<u32>(m);
@@ -155,7 +153,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     }
     let n = min(mrec(r, M_LOGPROBS), ch.ntop);
     if (n > 0u) {
-        let base = ch.tn_base + (r * ch.tiles + t) * 4u * ch.ntop;
+        let base = ch.tn_base + (r * ch.tiles + c.t) * 4u * ch.ntop;
         tile_topn(lid, n, xs, ids, base);
         tile_topn(lid, n, ys, ids, base + 2u * ch.ntop);
     }

@@ -46,6 +46,13 @@ fn read_u32s(g: &GpuSampler, buf: &wgpu::Buffer, offset: u64, n: usize) -> Vec<u
     out
 }
 
+/// Seeded normal(0, 3) rows and the same values flattened row after row.
+fn logits(seed: u64, rows: usize, vocab: usize) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let data = normal_rows(&mut Rng(seed), rows, vocab, 3.0);
+    let flat = data.iter().flatten().copied().collect();
+    (data, flat)
+}
+
 fn params(rows: usize) -> Vec<SamplingParams> {
     (0..rows)
         .map(|r| SamplingParams {
@@ -58,6 +65,11 @@ fn params(rows: usize) -> Vec<SamplingParams> {
             ..Default::default()
         })
         .collect()
+}
+
+/// `rows` × `vocab` f32 logits packed at the start of `buffer`.
+fn dense(buffer: &wgpu::Buffer, rows: usize, vocab: usize) -> BufferLogits<'_> {
+    BufferLogits { buffer, offset: 0, rows, vocab, row_stride: vocab, dtype: LogitsDtype::F32, allowed_bitmask: None }
 }
 
 /// Runs `encode` into a fresh encoder and reads the results back.
@@ -88,7 +100,7 @@ fn f16_and_bf16_buffers_match_the_reference_on_the_upcast_values() {
             ),
         };
         let buf = storage_buffer(&g, bytemuck::cast_slice(&bits));
-        let input = BufferLogits { buffer: &buf, offset: 0, rows, vocab: v, row_stride: v, dtype, allowed_bitmask: None };
+        let input = BufferLogits { dtype, ..dense(&buf, rows, v) };
         let got = run(&mut g, &input, &p);
         for r in 0..rows {
             assert_row_matches_reference(&format!("{dtype:?} row {r}"), &upcast[r], &p[r], &got[r]);
@@ -140,9 +152,7 @@ fn row_stride_and_offset_skip_the_padding() {
 fn records_into_the_callers_encoder_and_writes_token_ids() {
     let Some(mut g) = open_gpu() else { return };
     let (rows, v) = (7, 8000);
-    let mut rng = Rng(23);
-    let data = normal_rows(&mut rng, rows, v, 3.0);
-    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    let (data, flat) = logits(23, rows, v);
     let device = g.context().device.clone();
     let queue = g.context().queue.clone();
     let source = storage_buffer(&g, bytemuck::cast_slice(&flat));
@@ -153,7 +163,7 @@ fn records_into_the_callers_encoder_and_writes_token_ids() {
     let p = params(rows);
     let mut enc = device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(&source, 0, &logits, 0, (flat.len() * 4) as u64);
-    let input = BufferLogits { buffer: &logits, offset: 0, rows, vocab: v, row_stride: v, dtype: LogitsDtype::F32, allowed_bitmask: None };
+    let input = dense(&logits, rows, v);
     let pending = g.encode(&mut enc, &input, &p, 1, Some((&tokens, 64))).unwrap();
     enc.copy_buffer_to_buffer(&tokens, 64, &next_input, 0, 4 * 7);
     queue.submit([enc.finish()]);
@@ -171,12 +181,10 @@ fn records_into_the_callers_encoder_and_writes_token_ids() {
 fn async_readback_matches_the_blocking_one() {
     let Some(mut g) = open_gpu() else { return };
     let (rows, v) = (4, 5000);
-    let mut rng = Rng(24);
-    let data = normal_rows(&mut rng, rows, v, 3.0);
-    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    let (data, flat) = logits(24, rows, v);
     let buf = storage_buffer(&g, bytemuck::cast_slice(&flat));
     let p = params(rows);
-    let input = BufferLogits { buffer: &buf, offset: 0, rows, vocab: v, row_stride: v, dtype: LogitsDtype::F32, allowed_bitmask: None };
+    let input = dense(&buf, rows, v);
     let blocking = run(&mut g, &input, &p);
     let device = g.context().device.clone();
     let mut enc = device.create_command_encoder(&Default::default());
@@ -198,9 +206,8 @@ fn packed_bitmask_equals_allowed_token_ids() {
     let Some(mut g) = open_gpu() else { return };
     let (rows, v): (usize, usize) = (6, 10_001); // V not a multiple of 32: the last word is partial
     let words = v.div_ceil(32);
-    let mut rng = Rng(25);
-    let data = normal_rows(&mut rng, rows, v, 3.0);
-    let flat: Vec<f32> = data.iter().flatten().copied().collect();
+    let (data, flat) = logits(25, rows, v);
+    let mut rng = Rng(26);
     let buf = storage_buffer(&g, bytemuck::cast_slice(&flat));
     let mut allowed: Vec<Vec<u32>> = vec![
         (0..v as u32).collect(),                               // every bit set
@@ -224,15 +231,7 @@ fn packed_bitmask_equals_allowed_token_ids() {
     let mut p = params(rows);
     // Row 5 also has an id list: the two intersect.
     p[5].allowed_token_ids = Some((5050..5300).collect());
-    let input = BufferLogits {
-        buffer: &buf,
-        offset: 0,
-        rows,
-        vocab: v,
-        row_stride: v,
-        dtype: LogitsDtype::F32,
-        allowed_bitmask: Some(&mask_buf),
-    };
+    let input = BufferLogits { allowed_bitmask: Some(&mask_buf), ..dense(&buf, rows, v) };
     let got = run(&mut g, &input, &p);
     for r in 0..rows {
         let mut want = p[r].clone();
@@ -264,7 +263,7 @@ fn shape_errors_are_typed() {
     let small = storage_buffer(&g, &[0u8; 4]);
     let device = g.context().device.clone();
     let p = params(2);
-    let base = BufferLogits { buffer: &buf, offset: 0, rows: 2, vocab: 500, row_stride: 500, dtype: LogitsDtype::F32, allowed_bitmask: None };
+    let base = dense(&buf, 2, 500);
     let mut try_encode = |input: BufferLogits<'_>, tokens: Option<(&wgpu::Buffer, u64)>| {
         let mut enc = device.create_command_encoder(&Default::default());
         g.encode(&mut enc, &input, &p, 1, tokens).err().map(|e| e.to_string())

@@ -19,17 +19,22 @@ use token_sampler::rng::uniform;
 use token_sampler::validate::{normal_batch, random_dynamic, run_suite, Report, Stream, SuiteConfig, LARGE_VOCABS};
 use token_sampler::{Batch, DynamicTemperature, Mapping, Order, ReferenceSampler, Sampler, SamplingParams};
 
-fn publish(name: &str, report: &Report) {
+/// Runs the suite, prints its table and writes it to Cargo's test scratch
+/// directory, and asserts SPEC §7 agreement.
+fn run_and_publish(name: &str, cfg: &SuiteConfig) -> Report {
+    let Some(mut g) = open_gpu() else { return Report::default() };
+    let report = run_suite(&mut g, cfg, &mut |_, _| {}).unwrap();
     let text = report.to_string();
     println!("{text}");
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gpu_differential_{name}.txt"));
     std::fs::write(&path, &text).unwrap();
     eprintln!("report written to {}", path.display());
+    assert!(report.ok(), "{report}");
+    report
 }
 
 #[test]
 fn differential_suite_large_vocabularies() {
-    let Some(mut g) = open_gpu() else { return };
     // 200 rows per vocabulary (SPEC §7's CI size), batches of 1–64 rows.
     let cfg = SuiteConfig {
         cases: 40,
@@ -38,17 +43,16 @@ fn differential_suite_large_vocabularies() {
         max_rows_per_vocab: 200,
         ..Default::default()
     };
-    let report = run_suite(&mut g, &cfg, &mut |_, _| {}).unwrap();
-    publish("large", &report);
-    assert!(report.ok(), "{report}");
-    assert_eq!(report.total.rows, 5 * 200);
-    // SPEC §7: the dynamic T is the mapping of the row's own guide within 1e-6.
-    assert!(report.total.max_rel_dtemperature <= 1e-6);
+    let report = run_and_publish("large", &cfg);
+    if report.total.rows > 0 {
+        assert_eq!(report.total.rows, 5 * 200);
+        // SPEC §7: the dynamic T is the mapping of the row's own guide within 1e-6.
+        assert!(report.total.max_rel_dtemperature <= 1e-6);
+    }
 }
 
 #[test]
 fn differential_suite_small_vocabularies() {
-    let Some(mut g) = open_gpu() else { return };
     // About 2·10^4 rows at V ≤ 4096 (SPEC §7), batches of 1–128 rows.
     let cfg = SuiteConfig {
         cases: 1000,
@@ -57,10 +61,8 @@ fn differential_suite_small_vocabularies() {
         max_rows_per_vocab: 3400,
         ..Default::default()
     };
-    let report = run_suite(&mut g, &cfg, &mut |_, _| {}).unwrap();
-    publish("small", &report);
-    assert!(report.ok(), "{report}");
-    assert_eq!(report.total.rows, 6 * 3400);
+    let report = run_and_publish("small", &cfg);
+    assert!(report.total.rows == 0 || report.total.rows == 6 * 3400);
 }
 
 /// Every mapping, unit, clip and order over rows whose entropies span the

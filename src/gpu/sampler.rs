@@ -583,14 +583,7 @@ impl GpuSampler {
             staging: self.ws.get(&self.ctx.device, "ts_staging", 16, READBACK),
         });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("sample"),
-                timestamp_writes: self.query.as_ref().map(|qs| wgpu::ComputePassTimestampWrites {
-                    query_set: qs,
-                    beginning_of_pass_write_index: Some(0),
-                    end_of_pass_write_index: Some(1),
-                }),
-            });
+            let mut pass = enc.begin_compute_pass(&timed_pass("sample", self.query.as_ref()));
             for (ci, (_, nrows, src)) in chunks.iter().enumerate() {
                 let aux_buf: wgpu::BindingResource = match &aux {
                     AuxOut::Probs(bufs) => bufs[ci].as_entire_binding(),
@@ -601,14 +594,7 @@ impl GpuSampler {
                     label: Some("chunk"),
                     layout: &self.pipes.layout,
                     entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &src.buffer,
-                                offset: src.offset,
-                                size: std::num::NonZeroU64::new(src.size),
-                            }),
-                        },
+                        bind_range(&src.buffer, 0, src.offset, src.size),
                         bind(&meta, 1),
                         bind(&ws, 2),
                         bind(&wsa, 3),
@@ -616,14 +602,7 @@ impl GpuSampler {
                         bind(&outb, 5),
                         bind(bitmask.unwrap_or(&dummy), 6),
                         wgpu::BindGroupEntry { binding: 7, resource: aux_buf.clone() },
-                        wgpu::BindGroupEntry {
-                            binding: 8,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &uni,
-                                offset: 0,
-                                size: std::num::NonZeroU64::new(UNIFORM_WORDS as u64 * 4),
-                            }),
-                        },
+                        bind_range(&uni, 8, 0, UNIFORM_WORDS as u64 * 4),
                         bind(write, 9),
                     ],
                 });
@@ -838,14 +817,7 @@ impl GpuSampler {
             label: None,
             layout: &self.pipes.philox_layout,
             entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &inp,
-                        offset: 0,
-                        size: std::num::NonZeroU64::new(words.len() as u64 * 4),
-                    }),
-                },
+                bind_range(&inp, 0, 0, words.len() as u64 * 4),
                 wgpu::BindGroupEntry { binding: 1, resource: out.as_entire_binding() },
             ],
         });
@@ -981,6 +953,26 @@ fn read_back(device: &wgpu::Device, p: PendingResults) -> Result<(Parsed, Option
 
 fn bind(b: &wgpu::Buffer, i: u32) -> wgpu::BindGroupEntry<'_> {
     wgpu::BindGroupEntry { binding: i, resource: b.as_entire_binding() }
+}
+
+/// A compute pass with timestamps at its start and end when there is a query set.
+fn timed_pass<'a>(label: &'a str, query: Option<&'a wgpu::QuerySet>) -> wgpu::ComputePassDescriptor<'a> {
+    wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: query.map(|qs| wgpu::ComputePassTimestampWrites {
+            query_set: qs,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        }),
+    }
+}
+
+/// `size` bytes of `b` from `offset` at binding `i`.
+fn bind_range(b: &wgpu::Buffer, i: u32, offset: u64, size: u64) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding: i,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b, offset, size: std::num::NonZeroU64::new(size) }),
+    }
 }
 
 fn fw(w: u32) -> f64 {
@@ -1163,28 +1155,14 @@ impl Sampler for GpuSampler {
         let out = self.buf("stream_out", 65536, wgpu::BufferUsages::STORAGE);
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("stream"),
-                timestamp_writes: self.query.as_ref().map(|qs| wgpu::ComputePassTimestampWrites {
-                    query_set: qs,
-                    beginning_of_pass_write_index: Some(0),
-                    end_of_pass_write_index: Some(1),
-                }),
-            });
+            let mut pass = enc.begin_compute_pass(&timed_pass("stream", self.query.as_ref()));
             pass.set_pipeline(self.pipes.get(Job::Stream));
             for (_, _, src) in &chunks {
                 let bg = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: None,
                     layout: &self.pipes.stream_layout,
                     entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &src.buffer,
-                                offset: 0,
-                                size: std::num::NonZeroU64::new(src.size / 16 * 16),
-                            }),
-                        },
+                        bind_range(&src.buffer, 0, 0, src.size / 16 * 16),
                         wgpu::BindGroupEntry { binding: 1, resource: out.as_entire_binding() },
                     ],
                 });
