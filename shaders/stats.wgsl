@@ -94,7 +94,9 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     for (var j = 0u; j < EPT; j++) {
         if (ids[j] != NONE && ys[j] == m && m != NEG_INF) { my_lo = max(my_lo, ylo[j]); }
     }
-    let m_lo = wg_max4(lid, vec4<f32>(my_lo, 0.0, 0.0, 0.0)).x;
+    // Only ids a bias or penalty names carry a lo; a tile without any skips the reduction.
+    var m_lo = 0.0;
+    if (c.p_hi > c.p_lo) { m_lo = wg_max4(lid, vec4<f32>(my_lo, 0.0, 0.0, 0.0)).x; }
     let mm = vec2<f32>(m, m_lo);
     var arg = NONE;
     for (var j = 0u; j < EPT; j++) {
