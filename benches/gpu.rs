@@ -33,7 +33,11 @@ fn bench(c: &mut Criterion) {
         .iter()
         .flat_map(|&b| [32_000, 128_256, 200_064].map(move |v| (b, v)))
         .collect();
-    let grid = if std::env::var("TS_BENCH_FULL").is_ok() { full } else { vec![(1, 32_000), (32, 32_000)] };
+    let grid = if std::env::var("TS_BENCH_FULL").is_ok() {
+        full
+    } else {
+        vec![(1, 32_000), (32, 32_000)]
+    };
     let mut group = c.benchmark_group("gpu_end_to_end");
     group.sample_size(10);
     for &(b, v) in &grid {
@@ -41,17 +45,24 @@ fn bench(c: &mut Criterion) {
         for set in SETS {
             let params = vec![params_for(set); b];
             group.throughput(Throughput::Elements((b * v) as u64));
-            group.bench_with_input(BenchmarkId::new(set, format!("B{b}_V{v}")), &(), |bch, _| {
-                bch.iter_custom(|iters| {
-                    let t = Instant::now();
-                    for _ in 0..iters {
-                        g.sample(batch.view(), &params, 1).unwrap();
-                    }
-                    t.elapsed()
-                })
-            });
+            group.bench_with_input(
+                BenchmarkId::new(set, format!("B{b}_V{v}")),
+                &(),
+                |bch, _| {
+                    bch.iter_custom(|iters| {
+                        let t = Instant::now();
+                        for _ in 0..iters {
+                            g.sample(batch.view(), &params, 1).unwrap();
+                        }
+                        t.elapsed()
+                    })
+                },
+            );
             if let Some(ms) = g.last_kernel_ms() {
-                eprintln!("kernel time {set} B{b} V{v}: {ms:.3} ms (reads per row {:?})", g.last_reads().iter().max());
+                eprintln!(
+                    "kernel time {set} B{b} V{v}: {ms:.3} ms (reads per row {:?})",
+                    g.last_reads().iter().max()
+                );
             }
         }
     }

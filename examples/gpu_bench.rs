@@ -48,7 +48,16 @@ struct Bench {
 
 impl Bench {
     #[allow(clippy::too_many_arguments)]
-    fn row(&mut self, mode: &str, b: usize, v: usize, params: &str, times: Vec<f64>, stream_ms: Option<f64>, reads: Option<u32>) -> f64 {
+    fn row(
+        &mut self,
+        mode: &str,
+        b: usize,
+        v: usize,
+        params: &str,
+        times: Vec<f64>,
+        stream_ms: Option<f64>,
+        reads: Option<u32>,
+    ) -> f64 {
         let runs = times.len();
         let (median, spread) = median_iqr(times);
         let bytes = (b * v * 4) as f64;
@@ -67,7 +76,9 @@ impl Bench {
             "bw_fraction": stream_ms.map(|s| s / median),
             "reads_per_row": reads,
         }));
-        eprintln!("{mode:>10} B {b:>3} V {v:>6} {params:<20} median {median:9.4} ms  IQR {spread:.4}");
+        eprintln!(
+            "{mode:>10} B {b:>3} V {v:>6} {params:<20} median {median:9.4} ms  IQR {spread:.4}"
+        );
         median
     }
 
@@ -116,8 +127,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quick = args.iter().any(|a| a == "--quick");
     let gpu = GpuSampler::new_blocking(true)?;
     let device = gpu.device();
-    eprintln!("gpu_bench on {device}; timestamp queries: {}", gpu.context().features.contains(wgpu::Features::TIMESTAMP_QUERY));
-    let mut bench = Bench { gpu, device, runs, results: Vec::new() };
+    eprintln!(
+        "gpu_bench on {device}; timestamp queries: {}",
+        gpu.context()
+            .features
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    );
+    let mut bench = Bench {
+        gpu,
+        device,
+        runs,
+        results: Vec::new(),
+    };
     let (batches, vocabs): (Vec<usize>, Vec<usize>) = if quick {
         (vec![1, 32], vec![32_000])
     } else {
@@ -146,6 +167,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             bench.point(&batch, set, stream_ms);
         }
     }
-    println!("{}", serde_json::to_string(&json!({ "schema": 1, "results": bench.results }))?);
+    println!(
+        "{}",
+        serde_json::to_string(&json!({ "schema": 1, "results": bench.results }))?
+    );
     Ok(())
 }

@@ -57,7 +57,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (r, res) in results.iter().enumerate() {
             history[r].push(res.token);
         }
-        println!("step {step}: tokens {:?}", results.iter().map(|r| r.token).collect::<Vec<_>>());
+        println!(
+            "step {step}: tokens {:?}",
+            results.iter().map(|r| r.token).collect::<Vec<_>>()
+        );
     }
     Ok(())
 }

@@ -18,7 +18,9 @@ fn storage_buffer(g: &GpuSampler, bytes: &[u8]) -> wgpu::Buffer {
     let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("caller logits"),
         size: (bytes.len() as u64).next_multiple_of(4),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });
     let mut padded = bytes.to_vec();
@@ -39,9 +41,14 @@ fn read_u32s(g: &GpuSampler, buf: &wgpu::Buffer, offset: u64, n: usize) -> Vec<u
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(buf, offset, &staging, 0, n as u64 * 4);
     ctx.queue.submit([enc.finish()]);
-    staging.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    ctx.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let out = bytemuck::cast_slice::<u8, u32>(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .unwrap();
+    let out =
+        bytemuck::cast_slice::<u8, u32>(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
     staging.unmap();
     out
 }
@@ -69,7 +76,15 @@ fn params(rows: usize) -> Vec<SamplingParams> {
 
 /// `rows` × `vocab` f32 logits packed at the start of `buffer`.
 fn dense(buffer: &wgpu::Buffer, rows: usize, vocab: usize) -> BufferLogits<'_> {
-    BufferLogits { buffer, offset: 0, rows, vocab, row_stride: vocab, dtype: LogitsDtype::F32, allowed_bitmask: None }
+    BufferLogits {
+        buffer,
+        offset: 0,
+        rows,
+        vocab,
+        row_stride: vocab,
+        dtype: LogitsDtype::F32,
+        allowed_bitmask: None,
+    }
 }
 
 /// Runs `encode` into a fresh encoder and reads the results back.
@@ -91,16 +106,29 @@ fn f16_and_bf16_buffers_match_the_reference_on_the_upcast_values() {
     for dtype in [LogitsDtype::F16, LogitsDtype::Bf16] {
         let (bits, upcast): (Vec<u16>, Vec<Vec<f32>>) = match dtype {
             LogitsDtype::F16 => (
-                data.iter().flatten().map(|&x| f16::from_f32(x).to_bits()).collect(),
-                data.iter().map(|r| r.iter().map(|&x| f16::from_f32(x).to_f32()).collect()).collect(),
+                data.iter()
+                    .flatten()
+                    .map(|&x| f16::from_f32(x).to_bits())
+                    .collect(),
+                data.iter()
+                    .map(|r| r.iter().map(|&x| f16::from_f32(x).to_f32()).collect())
+                    .collect(),
             ),
             _ => (
-                data.iter().flatten().map(|&x| bf16::from_f32(x).to_bits()).collect(),
-                data.iter().map(|r| r.iter().map(|&x| bf16::from_f32(x).to_f32()).collect()).collect(),
+                data.iter()
+                    .flatten()
+                    .map(|&x| bf16::from_f32(x).to_bits())
+                    .collect(),
+                data.iter()
+                    .map(|r| r.iter().map(|&x| bf16::from_f32(x).to_f32()).collect())
+                    .collect(),
             ),
         };
         let buf = storage_buffer(&g, bytemuck::cast_slice(&bits));
-        let input = BufferLogits { dtype, ..dense(&buf, rows, v) };
+        let input = BufferLogits {
+            dtype,
+            ..dense(&buf, rows, v)
+        };
         let got = run(&mut g, &input, &p);
         for r in 0..rows {
             assert_row_matches_reference(&format!("{dtype:?} row {r}"), &upcast[r], &p[r], &got[r]);
@@ -137,7 +165,12 @@ fn row_stride_and_offset_skip_the_padding() {
     // The same bytes with f16 and a stride: offsets are in bytes, element-aligned.
     let bits: Vec<u16> = flat.iter().map(|&x| f16::from_f32(x).to_bits()).collect();
     let buf16 = storage_buffer(&g, bytemuck::cast_slice(&bits));
-    let input16 = BufferLogits { buffer: &buf16, offset: (skip * 2) as u64, dtype: LogitsDtype::F16, ..input };
+    let input16 = BufferLogits {
+        buffer: &buf16,
+        offset: (skip * 2) as u64,
+        dtype: LogitsDtype::F16,
+        ..input
+    };
     let got16 = run(&mut g, &input16, &p);
     for r in 0..rows {
         let up: Vec<f32> = data[r].iter().map(|&x| f16::from_f32(x).to_f32()).collect();
@@ -164,7 +197,9 @@ fn records_into_the_callers_encoder_and_writes_token_ids() {
     let mut enc = device.create_command_encoder(&Default::default());
     enc.copy_buffer_to_buffer(&source, 0, &logits, 0, (flat.len() * 4) as u64);
     let input = dense(&logits, rows, v);
-    let pending = g.encode(&mut enc, &input, &p, 1, Some((&tokens, 64))).unwrap();
+    let pending = g
+        .encode(&mut enc, &input, &p, 1, Some((&tokens, 64)))
+        .unwrap();
     enc.copy_buffer_to_buffer(&tokens, 64, &next_input, 0, 4 * 7);
     queue.submit([enc.finish()]);
     let got = pending.read(&device).unwrap();
@@ -174,7 +209,11 @@ fn records_into_the_callers_encoder_and_writes_token_ids() {
     let want: Vec<u32> = got.iter().map(|r| r.token).collect();
     assert_eq!(read_u32s(&g, &tokens, 64, rows), want);
     assert_eq!(read_u32s(&g, &next_input, 0, rows), want);
-    assert_eq!(read_u32s(&g, &tokens, 0, 16), vec![0; 16], "bytes before the offset untouched");
+    assert_eq!(
+        read_u32s(&g, &tokens, 0, 16),
+        vec![0; 16],
+        "bytes before the offset untouched"
+    );
 }
 
 #[test]
@@ -193,7 +232,11 @@ fn async_readback_matches_the_blocking_one() {
     let got = pollster::block_on(pending.read_async(&device)).unwrap();
     for r in 0..rows {
         assert_eq!(got[r].token, blocking[r].token, "row {r}");
-        assert_eq!(got[r].logprob.to_bits(), blocking[r].logprob.to_bits(), "row {r}");
+        assert_eq!(
+            got[r].logprob.to_bits(),
+            blocking[r].logprob.to_bits(),
+            "row {r}"
+        );
         assert_row_matches_reference(&format!("row {r}"), &data[r], &p[r], &got[r]);
     }
 }
@@ -210,8 +253,8 @@ fn packed_bitmask_equals_allowed_token_ids() {
     let mut rng = Rng(26);
     let buf = storage_buffer(&g, bytemuck::cast_slice(&flat));
     let mut allowed: Vec<Vec<u32>> = vec![
-        (0..v as u32).collect(),                               // every bit set
-        vec![v as u32 - 1],                                    // one token, in the partial word
+        (0..v as u32).collect(), // every bit set
+        vec![v as u32 - 1],      // one token, in the partial word
         (0..v as u32).filter(|i| i % 3 == 0).collect(),
         (0..v as u32).filter(|_| rng.below(10) == 0).collect(),
         (0..200).map(|_| rng.below(v as u64) as u32).collect(),
@@ -231,12 +274,19 @@ fn packed_bitmask_equals_allowed_token_ids() {
     let mut p = params(rows);
     // Row 5 also has an id list: the two intersect.
     p[5].allowed_token_ids = Some((5050..5300).collect());
-    let input = BufferLogits { allowed_bitmask: Some(&mask_buf), ..dense(&buf, rows, v) };
+    let input = BufferLogits {
+        allowed_bitmask: Some(&mask_buf),
+        ..dense(&buf, rows, v)
+    };
     let got = run(&mut g, &input, &p);
     for r in 0..rows {
         let mut want = p[r].clone();
         want.allowed_token_ids = Some(match &p[r].allowed_token_ids {
-            Some(list) => allowed[r].iter().copied().filter(|i| list.contains(i)).collect(),
+            Some(list) => allowed[r]
+                .iter()
+                .copied()
+                .filter(|i| list.contains(i))
+                .collect(),
             None => allowed[r].clone(),
         });
         assert_row_matches_reference(&format!("row {r}"), &data[r], &want, &got[r]);
@@ -249,7 +299,10 @@ fn packed_bitmask_equals_allowed_token_ids() {
     let none_buf = storage_buffer(&g, bytemuck::cast_slice(&none));
     let device = g.context().device.clone();
     let mut enc = device.create_command_encoder(&Default::default());
-    let input = BufferLogits { allowed_bitmask: Some(&none_buf), ..input };
+    let input = BufferLogits {
+        allowed_bitmask: Some(&none_buf),
+        ..input
+    };
     let pending = g.encode(&mut enc, &input, &p, 1, None).unwrap();
     g.context().queue.submit([enc.finish()]);
     let e = pending.read(&device).unwrap_err().to_string();
@@ -266,16 +319,39 @@ fn shape_errors_are_typed() {
     let base = dense(&buf, 2, 500);
     let mut try_encode = |input: BufferLogits<'_>, tokens: Option<(&wgpu::Buffer, u64)>| {
         let mut enc = device.create_command_encoder(&Default::default());
-        g.encode(&mut enc, &input, &p, 1, tokens).err().map(|e| e.to_string())
+        g.encode(&mut enc, &input, &p, 1, tokens)
+            .err()
+            .map(|e| e.to_string())
     };
     assert!(try_encode(base, None).is_none());
-    let e = try_encode(BufferLogits { row_stride: 600, ..base }, None).unwrap();
+    let e = try_encode(
+        BufferLogits {
+            row_stride: 600,
+            ..base
+        },
+        None,
+    )
+    .unwrap();
     assert!(e.contains("bytes"), "{e}");
-    let e = try_encode(BufferLogits { row_stride: 400, ..base }, None).unwrap();
+    let e = try_encode(
+        BufferLogits {
+            row_stride: 400,
+            ..base
+        },
+        None,
+    )
+    .unwrap();
     assert!(e.contains("stride"), "{e}");
     let e = try_encode(BufferLogits { offset: 2, ..base }, None).unwrap();
     assert!(e.contains("offset"), "{e}");
-    let e = try_encode(BufferLogits { allowed_bitmask: Some(&small), ..base }, None).unwrap();
+    let e = try_encode(
+        BufferLogits {
+            allowed_bitmask: Some(&small),
+            ..base
+        },
+        None,
+    )
+    .unwrap();
     assert!(e.contains("bitmask"), "{e}");
     let e = try_encode(base, Some((&small, 0))).unwrap();
     assert!(e.contains("token buffer"), "{e}");

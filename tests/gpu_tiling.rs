@@ -27,7 +27,12 @@ fn batch_past_the_binding_limit_agrees_with_the_reference() {
     let b = normal_batch(rows, v, 3.0, 77);
     // Cheap parameters (the point is the chunking): temperature + min-p.
     let p: Vec<SamplingParams> = (0..rows)
-        .map(|r| SamplingParams { seed: Some(r as u64), temperature: 0.8, min_p: 0.05, ..Default::default() })
+        .map(|r| SamplingParams {
+            seed: Some(r as u64),
+            temperature: 0.8,
+            min_p: 0.05,
+            ..Default::default()
+        })
         .collect();
     let got = g.sample(b.view(), &p, 1).unwrap();
     assert_eq!(got.len(), rows);
@@ -37,7 +42,9 @@ fn batch_past_the_binding_limit_agrees_with_the_reference() {
     if bytes > limit {
         check.extend([per_chunk - 1, per_chunk, per_chunk + 1]);
     } else {
-        eprintln!("note: {bytes} bytes fit this adapter's binding limit of {limit}; no chunking here");
+        eprintln!(
+            "note: {bytes} bytes fit this adapter's binding limit of {limit}; no chunking here"
+        );
     }
     check.push(rows - 1);
     for r in check {
@@ -49,7 +56,8 @@ fn batch_past_the_binding_limit_agrees_with_the_reference() {
 fn small_binding_sampler() -> Option<GpuSampler> {
     let g = open_gpu()?;
     let info = g.context().info.clone();
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
         .into_iter()
         .find(|a| {
@@ -70,8 +78,13 @@ fn small_binding_sampler() -> Option<GpuSampler> {
 #[test]
 fn chunked_calls_equal_single_chunk_calls() {
     let Some(mut whole) = open_gpu() else { return };
-    let Some(mut small) = small_binding_sampler() else { return };
-    assert_eq!(small.context().limits.max_storage_buffer_binding_size, 8 << 20);
+    let Some(mut small) = small_binding_sampler() else {
+        return;
+    };
+    assert_eq!(
+        small.context().limits.max_storage_buffer_binding_size,
+        8 << 20
+    );
     // 20 rows × 200 000 f32 = 16 MB: three chunks under 8 MiB.
     let (rows, v) = (20, 200_000);
     let mut rng = Rng(31);
@@ -98,11 +111,29 @@ fn chunked_calls_equal_single_chunk_calls() {
         assert_eq!(a[r].draws, b[r].draws, "row {r}");
         assert_eq!(a[r].kept, b[r].kept, "row {r}");
         assert!((a[r].logprob - b[r].logprob).abs() < 1e-6, "row {r}");
-        let (ta, tb) = (a[r].top_logprobs.as_ref().unwrap(), b[r].top_logprobs.as_ref().unwrap());
-        for (x, y) in ta.raw.iter().chain(&ta.processed).zip(tb.raw.iter().chain(&tb.processed)) {
-            assert!(x.id == y.id && (x.logprob - y.logprob).abs() < 1e-6, "row {r}: {ta:?} vs {tb:?}");
+        let (ta, tb) = (
+            a[r].top_logprobs.as_ref().unwrap(),
+            b[r].top_logprobs.as_ref().unwrap(),
+        );
+        for (x, y) in ta
+            .raw
+            .iter()
+            .chain(&ta.processed)
+            .zip(tb.raw.iter().chain(&tb.processed))
+        {
+            assert!(
+                x.id == y.id && (x.logprob - y.logprob).abs() < 1e-6,
+                "row {r}: {ta:?} vs {tb:?}"
+            );
         }
-        assert!(pa[r].probs.iter().zip(&pb[r].probs).all(|(x, y)| (x - y).abs() < 1e-7), "row {r} π");
+        assert!(
+            pa[r]
+                .probs
+                .iter()
+                .zip(&pb[r].probs)
+                .all(|(x, y)| (x - y).abs() < 1e-7),
+            "row {r} π"
+        );
         assert_row_matches_reference(&format!("row {r}"), &data[r], &p[r], &b[r]);
     }
 
@@ -127,9 +158,19 @@ fn chunked_calls_equal_single_chunk_calls() {
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });
-    let input = BufferLogits { buffer: &logits, offset: 0, rows, vocab: v, row_stride: stride, dtype: LogitsDtype::F32, allowed_bitmask: None };
+    let input = BufferLogits {
+        buffer: &logits,
+        offset: 0,
+        rows,
+        vocab: v,
+        row_stride: stride,
+        dtype: LogitsDtype::F32,
+        allowed_bitmask: None,
+    };
     let mut enc = device.create_command_encoder(&Default::default());
-    let pending = small.encode(&mut enc, &input, &p, 3, Some((&tokens, 0))).unwrap();
+    let pending = small
+        .encode(&mut enc, &input, &p, 3, Some((&tokens, 0)))
+        .unwrap();
     let staging = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: (rows * 4) as u64,
@@ -139,9 +180,12 @@ fn chunked_calls_equal_single_chunk_calls() {
     enc.copy_buffer_to_buffer(&tokens, 0, &staging, 0, (rows * 4) as u64);
     queue.submit([enc.finish()]);
     let c = pending.read(&device).unwrap();
-    staging.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
     device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let ids = bytemuck::cast_slice::<u8, u32>(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
+    let ids =
+        bytemuck::cast_slice::<u8, u32>(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
     for r in 0..rows {
         assert_eq!(c[r].draws, a[r].draws, "buffer API row {r}");
         assert_eq!(ids[r], a[r].token, "token buffer row {r}");

@@ -16,17 +16,24 @@ use gpu_support::{normal_rows, open_gpu, Rng};
 use token_sampler::params::widen;
 use token_sampler::reference::{process_row, Overrides};
 use token_sampler::rng::uniform;
-use token_sampler::validate::{normal_batch, random_dynamic, run_suite, Report, Stream, SuiteConfig, LARGE_VOCABS};
-use token_sampler::{Batch, DynamicTemperature, Mapping, Order, ReferenceSampler, Sampler, SamplingParams};
+use token_sampler::validate::{
+    normal_batch, random_dynamic, run_suite, Report, Stream, SuiteConfig, LARGE_VOCABS,
+};
+use token_sampler::{
+    Batch, DynamicTemperature, Mapping, Order, ReferenceSampler, Sampler, SamplingParams,
+};
 
 /// Runs the suite, prints its table and writes it to Cargo's test scratch
 /// directory, and asserts SPEC §7 agreement.
 fn run_and_publish(name: &str, cfg: &SuiteConfig) -> Report {
-    let Some(mut g) = open_gpu() else { return Report::default() };
+    let Some(mut g) = open_gpu() else {
+        return Report::default();
+    };
     let report = run_suite(&mut g, cfg, &mut |_, _| {}).unwrap();
     let text = report.to_string();
     println!("{text}");
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gpu_differential_{name}.txt"));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("gpu_differential_{name}.txt"));
     std::fs::write(&path, &text).unwrap();
     eprintln!("report written to {}", path.display());
     assert!(report.ok(), "{report}");
@@ -82,7 +89,13 @@ fn dynamic_temperature_is_the_mapping_of_its_own_guide() {
         for _ in 0..rows {
             let sigma = s.pick(&[0.05, 0.3, 1.0, 2.0, 4.0, 8.0, 20.0]);
             let finite = 1 + s.below(v);
-            data.extend((0..v).map(|i| if i < finite { (sigma * s.normal()) as f32 } else { f32::NEG_INFINITY }));
+            data.extend((0..v).map(|i| {
+                if i < finite {
+                    (sigma * s.normal()) as f32
+                } else {
+                    f32::NEG_INFINITY
+                }
+            }));
             let order = s.pick(&Order::ALL);
             params.push(SamplingParams {
                 seed: Some(1),
@@ -108,10 +121,22 @@ fn dynamic_temperature_is_the_mapping_of_its_own_guide() {
             } else {
                 (got.temperature - want).abs() / want.abs().max(1e-6)
             };
-            let kind = format!("{:?}", d.mapping).split_whitespace().next().unwrap().to_string();
-            assert!(rel <= 1e-6, "{kind}: T {} vs mapping {want} of guide {guide} (n {n}): {d:?}", got.temperature);
+            let kind = format!("{:?}", d.mapping)
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+            assert!(
+                rel <= 1e-6,
+                "{kind}: T {} vs mapping {want} of guide {guide} (n {n}): {d:?}",
+                got.temperature
+            );
             if let Some(tp) = d.top_p(guide) {
-                assert!((got.top_p - tp).abs() <= 1e-6 * tp, "dynamic top_p {} vs {tp}: {d:?}", got.top_p);
+                assert!(
+                    (got.top_p - tp).abs() <= 1e-6 * tp,
+                    "dynamic top_p {} vs {tp}: {d:?}",
+                    got.top_p
+                );
             }
             match worst.iter_mut().find(|w| w.0 == kind) {
                 Some(w) => w.1 = w.1.max(rel),
@@ -126,20 +151,34 @@ fn dynamic_temperature_is_the_mapping_of_its_own_guide() {
 #[test]
 fn philox_known_answers_on_the_device() {
     let Some(mut g) = open_gpu() else { return };
-    let kat: Vec<_> = token_sampler::rng::PHILOX_KNOWN_ANSWERS.iter().map(|(c, k, _)| (*c, *k)).collect();
+    let kat: Vec<_> = token_sampler::rng::PHILOX_KNOWN_ANSWERS
+        .iter()
+        .map(|(c, k, _)| (*c, *k))
+        .collect();
     let out = g.philox_on_device(&kat).unwrap();
     for (i, (_, _, want)) in token_sampler::rng::PHILOX_KNOWN_ANSWERS.iter().enumerate() {
         assert_eq!(out[i].0, *want, "vector {i}");
     }
     let mut rng = Rng(7);
-    let triples: Vec<(u64, u64, u32)> = (0..2000).map(|_| (rng.next(), rng.next(), rng.below(5000) as u32)).collect();
+    let triples: Vec<(u64, u64, u32)> = (0..2000)
+        .map(|_| (rng.next(), rng.next(), rng.below(5000) as u32))
+        .collect();
     let inputs: Vec<_> = triples
         .iter()
-        .map(|&(seed, step, d)| ([step as u32, (step >> 32) as u32, d, 0], [seed as u32, (seed >> 32) as u32]))
+        .map(|&(seed, step, d)| {
+            (
+                [step as u32, (step >> 32) as u32, d, 0],
+                [seed as u32, (seed >> 32) as u32],
+            )
+        })
         .collect();
     let out = g.philox_on_device(&inputs).unwrap();
     for (i, &(seed, step, d)) in triples.iter().enumerate() {
-        assert_eq!(out[i].1 as f64, uniform(seed, step, d), "u({seed}, {step}, {d})");
+        assert_eq!(
+            out[i].1 as f64,
+            uniform(seed, step, d),
+            "u({seed}, {step}, {d})"
+        );
     }
 }
 
@@ -164,14 +203,24 @@ fn batch_invariance_and_reference_tokens() {
         .collect();
     let batch = Batch::from_rows(&data).unwrap();
     let all = g.sample(batch.view(), &params, 4).unwrap();
-    let reference = ReferenceSampler::new().sample(batch.view(), &params, 4).unwrap();
+    let reference = ReferenceSampler::new()
+        .sample(batch.view(), &params, 4)
+        .unwrap();
     let mut explained = 0;
     for r in 0..12 {
         let alone = Batch::from_rows(&data[r..r + 1]).unwrap();
         let one = g.sample(alone.view(), &params[r..r + 1], 4).unwrap();
         assert_eq!(one[0].draws, all[r].draws, "row {r}: alone vs in a batch");
-        assert_eq!(one[0].logprob.to_bits(), all[r].logprob.to_bits(), "row {r}");
-        assert_eq!(one[0].entropy.to_bits(), all[r].entropy.to_bits(), "row {r}");
+        assert_eq!(
+            one[0].logprob.to_bits(),
+            all[r].logprob.to_bits(),
+            "row {r}"
+        );
+        assert_eq!(
+            one[0].entropy.to_bits(),
+            all[r].entropy.to_bits(),
+            "row {r}"
+        );
         // Equal to the reference's draws (SPEC §7): unless the kept sets differ
         // at a top-p cut whose mass is within 1e-5 of p (then π is
         // renormalised over another set), or u falls within 1e-6 of the
@@ -179,9 +228,14 @@ fn batch_invariance_and_reference_tokens() {
         let pr = process_row(r, &data[r], &params[r], Overrides::default()).unwrap();
         if all[r].kept as usize != pr.kept_count {
             let target = params[r].top_p as f64 - 1e-6;
-            let cut = pr.trace.iter().find_map(|t| t.top_p_cut).expect("only top-p has such boundaries here");
+            let cut = pr
+                .trace
+                .iter()
+                .find_map(|t| t.top_p_cut)
+                .expect("only top-p has such boundaries here");
             assert!(
-                (cut.mass_above - target).abs() <= 1e-5 || (cut.mass_at_or_above - target).abs() <= 1e-5,
+                (cut.mass_above - target).abs() <= 1e-5
+                    || (cut.mass_at_or_above - target).abs() <= 1e-5,
                 "row {r}: kept {} vs reference {} away from a boundary ({cut:?})",
                 all[r].kept,
                 pr.kept_count
@@ -193,15 +247,23 @@ fn batch_invariance_and_reference_tokens() {
             if a != b {
                 let u = uniform(params[r].seed.unwrap(), params[r].step, d as u32);
                 let cdf: f64 = pr.pi[..=a.min(b) as usize].iter().sum();
-                assert!((cdf - u).abs() <= 1e-6, "row {r} draw {d}: {a} vs reference {b} (u {u}, CDF {cdf})");
+                assert!(
+                    (cdf - u).abs() <= 1e-6,
+                    "row {r} draw {d}: {a} vs reference {b} (u {u}, CDF {cdf})"
+                );
                 explained += 1;
             }
         }
     }
-    assert!(explained <= 2, "{explained} rows or draws at a boundary out of 12 rows");
+    assert!(
+        explained <= 2,
+        "{explained} rows or draws at a boundary out of 12 rows"
+    );
     let rev: Vec<Vec<f32>> = data.iter().rev().cloned().collect();
     let rev_p: Vec<SamplingParams> = params.iter().rev().cloned().collect();
-    let got = g.sample(Batch::from_rows(&rev).unwrap().view(), &rev_p, 4).unwrap();
+    let got = g
+        .sample(Batch::from_rows(&rev).unwrap().view(), &rev_p, 4)
+        .unwrap();
     for r in 0..12 {
         assert_eq!(got[11 - r].draws, all[r].draws, "row {r} reversed");
     }
@@ -214,25 +276,85 @@ fn batch_invariance_and_reference_tokens() {
 fn reads_per_row_stay_within_spec() {
     let Some(mut g) = open_gpu() else { return };
     let b = normal_batch(4, 128_256, 3.0, 5);
-    let base = SamplingParams { seed: Some(1), temperature: 0.8, ..Default::default() };
+    let base = SamplingParams {
+        seed: Some(1),
+        temperature: 0.8,
+        ..Default::default()
+    };
     let dynamic = |m: Mapping, order: Order| SamplingParams {
         order,
         dynamic_temperature: Some(DynamicTemperature::new(m)),
         ..base.clone()
     };
-    let linear = Mapping::Linear { h_low: 1.0, h_high: 8.0, t_min: 0.3, t_max: 1.2 };
-    let llama = Mapping::LlamaCpp { range: 0.5, exponent: 1.0 };
+    let linear = Mapping::Linear {
+        h_low: 1.0,
+        h_high: 8.0,
+        t_min: 0.3,
+        t_max: 1.2,
+    };
+    let llama = Mapping::LlamaCpp {
+        range: 0.5,
+        exponent: 1.0,
+    };
     let cases: Vec<(&str, SamplingParams, u32, u32)> = vec![
         ("temperature", base.clone(), 1, 2),
-        ("min-p 0.05", SamplingParams { min_p: 0.05, ..base.clone() }, 2, 2),
-        ("top-k 50", SamplingParams { top_k: 50, ..base.clone() }, 2, 2),
-        ("top-k 50 + top-p 0.9", SamplingParams { top_k: 50, top_p: 0.9, ..base.clone() }, 2, 2),
-        ("top-p 0.95", SamplingParams { top_p: 0.95, ..base.clone() }, 3, 4),
-        ("entropy-guided (standard)", dynamic(linear, Order::Standard), 2, 2),
-        ("llama_cpp dynamic T", dynamic(llama.clone(), Order::LlamaCpp), 2, 4),
+        (
+            "min-p 0.05",
+            SamplingParams {
+                min_p: 0.05,
+                ..base.clone()
+            },
+            2,
+            2,
+        ),
+        (
+            "top-k 50",
+            SamplingParams {
+                top_k: 50,
+                ..base.clone()
+            },
+            2,
+            2,
+        ),
+        (
+            "top-k 50 + top-p 0.9",
+            SamplingParams {
+                top_k: 50,
+                top_p: 0.9,
+                ..base.clone()
+            },
+            2,
+            2,
+        ),
+        (
+            "top-p 0.95",
+            SamplingParams {
+                top_p: 0.95,
+                ..base.clone()
+            },
+            3,
+            4,
+        ),
+        (
+            "entropy-guided (standard)",
+            dynamic(linear, Order::Standard),
+            2,
+            2,
+        ),
+        (
+            "llama_cpp dynamic T",
+            dynamic(llama.clone(), Order::LlamaCpp),
+            2,
+            4,
+        ),
         (
             "llama_cpp dynamic T + top-k 40, top-p 0.95, min-p 0.05",
-            SamplingParams { top_k: 40, top_p: 0.95, min_p: 0.05, ..dynamic(llama, Order::LlamaCpp) },
+            SamplingParams {
+                top_k: 40,
+                top_p: 0.95,
+                min_p: 0.05,
+                ..dynamic(llama, Order::LlamaCpp)
+            },
             2,
             4,
         ),
@@ -240,8 +362,14 @@ fn reads_per_row_stay_within_spec() {
     for (name, p, expected, spec) in cases {
         g.sample(b.view(), &vec![p; 4], 1).unwrap();
         let reads = g.last_reads().to_vec();
-        assert!(reads.iter().all(|&n| n <= spec), "{name}: {reads:?} reads, SPEC §9 allows {spec}");
-        assert!(reads.iter().all(|&n| n == expected), "{name}: {reads:?} reads, the design gives {expected}");
+        assert!(
+            reads.iter().all(|&n| n <= spec),
+            "{name}: {reads:?} reads, SPEC §9 allows {spec}"
+        );
+        assert!(
+            reads.iter().all(|&n| n == expected),
+            "{name}: {reads:?} reads, the design gives {expected}"
+        );
     }
 }
 
@@ -252,7 +380,13 @@ fn errors_name_row_and_index() {
     x[1234] = f32::NAN;
     let ok = vec![0.1f32; 3000];
     let batch = Batch::from_rows(&[ok.clone(), x]).unwrap();
-    let p = vec![SamplingParams { seed: Some(1), ..Default::default() }; 2];
+    let p = vec![
+        SamplingParams {
+            seed: Some(1),
+            ..Default::default()
+        };
+        2
+    ];
     let e = g.sample(batch.view(), &p, 1).unwrap_err().to_string();
     assert!(e.contains("row 1") && e.contains("1234"), "{e}");
     let masked = vec![f32::NEG_INFINITY; 3000];
@@ -268,7 +402,14 @@ fn sampler_recovers_after_an_error_and_reuses_its_workspace() {
     let Some(mut g) = open_gpu() else { return };
     let mut rng = Rng(11);
     let big = Batch::from_rows(&normal_rows(&mut rng, 8, 40_000, 2.0)).unwrap();
-    let p8 = vec![SamplingParams { seed: Some(3), top_p: 0.9, ..Default::default() }; 8];
+    let p8 = vec![
+        SamplingParams {
+            seed: Some(3),
+            top_p: 0.9,
+            ..Default::default()
+        };
+        8
+    ];
     let first = g.sample(big.view(), &p8, 1).unwrap();
     let grown = g.workspace_bytes();
     let bad = Batch::from_rows(&[vec![f32::INFINITY; 100]]).unwrap();

@@ -74,13 +74,17 @@ impl GpuContext {
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
         let mut adapters = inst.enumerate_adapters(backends).await;
         if adapters.is_empty() {
-            return Err(unavailable("no GPU adapter found (is a Vulkan, Metal or DX12 driver installed?)"));
+            return Err(unavailable(
+                "no GPU adapter found (is a Vulkan, Metal or DX12 driver installed?)",
+            ));
         }
         if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
             let want = name.to_lowercase();
             adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
             if adapters.is_empty() {
-                return Err(unavailable(format!("no adapter name contains WGPU_ADAPTER_NAME=`{name}`")));
+                return Err(unavailable(format!(
+                    "no adapter name contains WGPU_ADAPTER_NAME=`{name}`"
+                )));
             }
         }
         adapters.sort_by_key(|a| rank(&a.get_info()));
@@ -105,7 +109,14 @@ impl GpuContext {
             })
             .await
             .map_err(|e| unavailable(format!("{}: {e}", info.name)))?;
-        Ok(GpuContext { device, queue, info, limits, features, adapter_features })
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            adapter_features,
+        })
     }
 
     /// Wraps a device a server already owns (its adapter is not known here).
@@ -113,11 +124,21 @@ impl GpuContext {
         let limits = device.limits();
         let features = device.features();
         let info = caller_device_info();
-        GpuContext { device, queue, info, limits, features, adapter_features: features }
+        GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            adapter_features: features,
+        }
     }
 
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
     }
 }
 

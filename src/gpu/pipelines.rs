@@ -22,7 +22,9 @@ pub struct Pipelines {
 /// of the switches.
 pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
     let mut c = ShaderConsts::default();
-    let inv = limits.max_compute_invocations_per_workgroup.min(limits.max_compute_workgroup_size_x);
+    let inv = limits
+        .max_compute_invocations_per_workgroup
+        .min(limits.max_compute_workgroup_size_x);
     if inv < 256 {
         c.wg = 64;
         c.tile = 256;
@@ -114,7 +116,13 @@ impl Pipelines {
             });
             map.insert(job, p);
         }
-        Pipelines { consts, layout, stream_layout, philox_layout, map }
+        Pipelines {
+            consts,
+            layout,
+            stream_layout,
+            philox_layout,
+            map,
+        }
     }
 
     pub fn get(&self, job: Job) -> &wgpu::ComputePipeline {

@@ -15,7 +15,9 @@ use super::workspace::Workspace;
 use crate::backend::{check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
-use crate::params::{resolve_seeds, validate_all, widen, EntropyUnit, Mapping, Order, SamplingParams};
+use crate::params::{
+    resolve_seeds, validate_all, widen, EntropyUnit, Mapping, Order, SamplingParams,
+};
 use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 
 const MR: usize = 48;
@@ -27,7 +29,8 @@ const NTOP_MAX: usize = 20;
 /// Words of a row's top-n lists: raw and processed, (id, raw x) each.
 const TOPW: usize = 4 * NTOP_MAX;
 const UNIFORM_WORDS: usize = 32;
-const READBACK: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+const READBACK: wgpu::BufferUsages =
+    wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 /// Rows of 2^26 ids would overflow the 64-bit top-p masses (common.wgsl).
 const MAX_VOCAB: usize = 1 << 26;
 
@@ -178,8 +181,15 @@ fn rounds_for(p: &SamplingParams) -> u32 {
         return 0;
     }
     let mk = if p.min_tokens_to_keep > 1 { 6 } else { 0 };
-    let dyn_top_p = p.dynamic_temperature.as_ref().is_some_and(|d| d.top_p.is_some());
-    let stages = [(p.top_k > 0, 4), (p.top_p < 1.0 || dyn_top_p, 5), (p.min_p > 0.0, 0)];
+    let dyn_top_p = p
+        .dynamic_temperature
+        .as_ref()
+        .is_some_and(|d| d.top_p.is_some());
+    let stages = [
+        (p.top_k > 0, 4),
+        (p.top_p < 1.0 || dyn_top_p, 5),
+        (p.min_p > 0.0, 0),
+    ];
     let mut n: u32 = stages.iter().filter(|s| s.0).map(|s| s.1 + mk).sum();
     if llama_dyn {
         n += 1;
@@ -247,19 +257,32 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
                 put(31, widen(tp.high) - widen(tp.low));
             }
             match &d.mapping {
-                Mapping::Linear { h_low, h_high, t_min, t_max } => {
+                Mapping::Linear {
+                    h_low,
+                    h_high,
+                    t_min,
+                    t_max,
+                } => {
                     put(21, widen(*h_low));
                     put(23, widen(*h_high) - widen(*h_low));
                     put(25, widen(*t_min));
                     put(27, widen(*t_max) - widen(*t_min));
                 }
-                Mapping::Sigmoid { h_mid, steepness, t_min, t_max } => {
+                Mapping::Sigmoid {
+                    h_mid,
+                    steepness,
+                    t_min,
+                    t_max,
+                } => {
                     put(21, widen(*h_mid));
                     put(23, widen(*steepness));
                     put(25, widen(*t_min));
                     put(27, widen(*t_max) - widen(*t_min));
                 }
-                Mapping::Lut { entropies, temperatures } => {
+                Mapping::Lut {
+                    entropies,
+                    temperatures,
+                } => {
                     tail_refs.push((r * MR + 21, tail.len()));
                     for (e, t) in entropies.iter().zip(temperatures) {
                         tail.extend_from_slice(&two_float(widen(*e)));
@@ -285,10 +308,18 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         rec[2] = top_k;
         rec[3] = f32w(p.top_p);
         rec[4] = f32w(p.min_p);
-        rec[5] = f32w(if p.min_p > 0.0 { widen(p.min_p).ln() as f32 } else { 0.0 });
+        rec[5] = f32w(if p.min_p > 0.0 {
+            widen(p.min_p).ln() as f32
+        } else {
+            0.0
+        });
         rec[6] = p.min_tokens_to_keep;
         // The penalties as two-floats of the f64 values the reference uses.
-        for (slot, lo, v) in [(7, 33, p.repetition_penalty), (8, 34, p.frequency_penalty), (9, 35, p.presence_penalty)] {
+        for (slot, lo, v) in [
+            (7, 33, p.repetition_penalty),
+            (8, 34, p.frequency_penalty),
+            (9, 35, p.presence_penalty),
+        ] {
             let [hi, low] = two_float(widen(v));
             rec[slot] = hi;
             rec[lo] = low;
@@ -298,7 +329,11 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         rec[12] = p.step as u32;
         rec[13] = (p.step >> 32) as u32;
         rec[18] = p.logprobs.unwrap_or(0);
-        let t_a = if dynamic.is_none() && p.temperature > 0.0 { p.temperature } else { 1.0 };
+        let t_a = if dynamic.is_none() && p.temperature > 0.0 {
+            p.temperature
+        } else {
+            1.0
+        };
         rec[19] = f32w(t_a);
         if let Some(allowed) = &p.allowed_token_ids {
             let mut ids = allowed.clone();
@@ -338,7 +373,11 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
             top_p: widen(p.top_p),
             logprobs: p.logprobs,
             patches: entries,
-            penalties: [widen(p.repetition_penalty), widen(p.frequency_penalty), widen(p.presence_penalty)],
+            penalties: [
+                widen(p.repetition_penalty),
+                widen(p.frequency_penalty),
+                widen(p.presence_penalty),
+            ],
         });
     }
     let patch_base = rows.len();
@@ -349,7 +388,13 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
     let mut meta = rows;
     meta.extend_from_slice(&patch_words);
     meta.extend_from_slice(&tail);
-    Encoded { meta, patches, ntop, nrounds, summary }
+    Encoded {
+        meta,
+        patches,
+        ntop,
+        nrounds,
+        summary,
+    }
 }
 
 /// Per-chunk workspace layout (u32 words).
@@ -368,8 +413,18 @@ struct Layout {
     args_words: u64,
 }
 
-fn layout(rows: u64, tiles: u64, c: &ShaderConsts, ntop: u64, entries: u64, nrounds: u64) -> Layout {
-    let mut l = Layout { pv: 0, ..Default::default() };
+fn layout(
+    rows: u64,
+    tiles: u64,
+    c: &ShaderConsts,
+    ntop: u64,
+    entries: u64,
+    nrounds: u64,
+) -> Layout {
+    let mut l = Layout {
+        pv: 0,
+        ..Default::default()
+    };
     l.st = 2 * entries;
     l.tl = l.st + rows * ST;
     l.cd = l.tl + rows * tiles * TR;
@@ -405,15 +460,29 @@ impl GpuSampler {
     }
 
     fn with_context(ctx: GpuContext) -> Self {
-        let pipes = Pipelines::new(&ctx.device, &ctx.limits, super::context::is_software(&ctx.info));
-        let query = ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
-            ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("kernel time"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            })
-        });
-        GpuSampler { ctx, pipes, ws: Workspace::default(), query, last_kernel_ms: None, last_reads: Vec::new() }
+        let pipes = Pipelines::new(
+            &ctx.device,
+            &ctx.limits,
+            super::context::is_software(&ctx.info),
+        );
+        let query = ctx
+            .features
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| {
+                ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("kernel time"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                })
+            });
+        GpuSampler {
+            ctx,
+            pipes,
+            ws: Workspace::default(),
+            query,
+            last_kernel_ms: None,
+            last_reads: Vec::new(),
+        }
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -442,7 +511,10 @@ impl GpuSampler {
 
     /// Rows per chunk: no binding may exceed the device's limit.
     fn binding_limit(&self) -> u64 {
-        self.ctx.limits.max_storage_buffer_binding_size.min(self.ctx.limits.max_buffer_size)
+        self.ctx
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.ctx.limits.max_buffer_size)
     }
 
     /// Device memory a `sample` call of `rows` × `vocab` host logits (top-k +
@@ -506,7 +578,14 @@ impl GpuSampler {
         let tiles = vocab.div_ceil(c.tile as usize) as u64;
         let max_rows = chunks.iter().map(|c| c.1).max().unwrap_or(1) as u64;
         let entries = e.patches.iter().map(|p| p.1 as u64).sum::<u64>();
-        let l = layout(max_rows, tiles, &c, e.ntop as u64, entries, e.nrounds as u64);
+        let l = layout(
+            max_rows,
+            tiles,
+            &c,
+            e.ntop as u64,
+            entries,
+            e.nrounds as u64,
+        );
         let s = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
         let meta = self.buf("meta", e.meta.len() as u64, s);
         let ws = self.buf("ws", l.ws_words, s);
@@ -564,14 +643,38 @@ impl GpuSampler {
                     AuxOut::None => (0, 0),
                 };
                 let w: [u32; UNIFORM_WORDS] = [
-                    *row0 as u32, *nrows as u32, vocab as u32, stride as u32,
-                    src.elem_off, dtype.code(), tiles as u32, samples,
-                    round as u32, e.nrounds, e.ntop, bm_words,
-                    0, e0, e1, (params.len() * MR) as u32,
-                    l.st as u32, l.tl as u32, l.cd as u32, 0,
-                    l.tn as u32, l.pv as u32, l.bn as u32, l.ra as u32,
-                    l.al as u32, 0, dr as u32, to as u32,
-                    aux_off, aux_stride, f32::INFINITY.to_bits(), (ci as u64 * per_chunk_slots) as u32,
+                    *row0 as u32,
+                    *nrows as u32,
+                    vocab as u32,
+                    stride as u32,
+                    src.elem_off,
+                    dtype.code(),
+                    tiles as u32,
+                    samples,
+                    round as u32,
+                    e.nrounds,
+                    e.ntop,
+                    bm_words,
+                    0,
+                    e0,
+                    e1,
+                    (params.len() * MR) as u32,
+                    l.st as u32,
+                    l.tl as u32,
+                    l.cd as u32,
+                    0,
+                    l.tn as u32,
+                    l.pv as u32,
+                    l.bn as u32,
+                    l.ra as u32,
+                    l.al as u32,
+                    0,
+                    dr as u32,
+                    to as u32,
+                    aux_off,
+                    aux_stride,
+                    f32::INFINITY.to_bits(),
+                    (ci as u64 * per_chunk_slots) as u32,
                 ];
                 let at = ((ci as u64 * per_chunk + round) * align) as usize;
                 uni_bytes[at..at + UNIFORM_WORDS * 4].copy_from_slice(bytemuck::cast_slice(&w));
@@ -579,7 +682,12 @@ impl GpuSampler {
         }
         q.write_buffer(&uni, 0, &uni_bytes);
         let timer = self.query.as_ref().map(|_| Timer {
-            resolve: self.ws.get(&self.ctx.device, "ts_resolve", 16, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+            resolve: self.ws.get(
+                &self.ctx.device,
+                "ts_resolve",
+                16,
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
             staging: self.ws.get(&self.ctx.device, "ts_staging", 16, READBACK),
         });
         {
@@ -590,22 +698,29 @@ impl GpuSampler {
                     AuxOut::Tokens(b, _) => b.as_entire_binding(),
                     AuxOut::None => dummy_aux.as_entire_binding(),
                 };
-                let make_bg = |write: &wgpu::Buffer| self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("chunk"),
-                    layout: &self.pipes.layout,
-                    entries: &[
-                        bind_range(&src.buffer, 0, src.offset, src.size),
-                        bind(&meta, 1),
-                        bind(&ws, 2),
-                        bind(&wsa, 3),
-                        bind(&args, 4),
-                        bind(&outb, 5),
-                        bind(bitmask.unwrap_or(&dummy), 6),
-                        wgpu::BindGroupEntry { binding: 7, resource: aux_buf.clone() },
-                        bind_range(&uni, 8, 0, UNIFORM_WORDS as u64 * 4),
-                        bind(write, 9),
-                    ],
-                });
+                let make_bg = |write: &wgpu::Buffer| {
+                    self.ctx
+                        .device
+                        .create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some("chunk"),
+                            layout: &self.pipes.layout,
+                            entries: &[
+                                bind_range(&src.buffer, 0, src.offset, src.size),
+                                bind(&meta, 1),
+                                bind(&ws, 2),
+                                bind(&wsa, 3),
+                                bind(&args, 4),
+                                bind(&outb, 5),
+                                bind(bitmask.unwrap_or(&dummy), 6),
+                                wgpu::BindGroupEntry {
+                                    binding: 7,
+                                    resource: aux_buf.clone(),
+                                },
+                                bind_range(&uni, 8, 0, UNIFORM_WORDS as u64 * 4),
+                                bind(write, 9),
+                            ],
+                        })
+                };
                 // Round k's solver writes round k+1's arguments into the
                 // buffer the round-k dispatches do not read indirectly.
                 let bgs = [make_bg(&cnt[1]), make_bg(&cnt[0])];
@@ -656,14 +771,28 @@ impl GpuSampler {
             enc.resolve_query_set(qs, 0..2, &t.resolve, 0);
             enc.copy_buffer_to_buffer(&t.resolve, 0, &t.staging, 0, 16);
         }
-        let staging = self.ws.get(&self.ctx.device, "results", out_words * 4, READBACK);
+        let staging = self
+            .ws
+            .get(&self.ctx.device, "results", out_words * 4, READBACK);
         enc.copy_buffer_to_buffer(&outb, 0, &staging, 0, out_words * 4);
-        Ok(PendingResults { staging, bytes: out_words * 4, rows, samples, seeds, summary: e.summary, timer })
+        Ok(PendingResults {
+            staging,
+            bytes: out_words * 4,
+            rows,
+            samples,
+            seeds,
+            summary: e.summary,
+            timer,
+        })
     }
 
     /// Uploads host logits chunk by chunk (each chunk its own buffer, so no
     /// binding exceeds the device's limit).
-    fn upload(&mut self, logits: LogitsView<'_>, ntop: u64) -> Result<Vec<(usize, usize, ChunkSrc)>> {
+    fn upload(
+        &mut self,
+        logits: LogitsView<'_>,
+        ntop: u64,
+    ) -> Result<Vec<(usize, usize, ChunkSrc)>> {
         let v = logits.vocab();
         let tiles = v.div_ceil(self.pipes.consts.tile as usize) as u64;
         let per = self.rows_per_chunk(v as u64 * 4, tiles, ntop)?;
@@ -679,9 +808,20 @@ impl GpuSampler {
                 (data.len() * 4) as u64,
                 wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             );
-            self.ctx.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
+            self.ctx
+                .queue
+                .write_buffer(&buf, 0, bytemuck::cast_slice(data));
             let size = (data.len() * 4) as u64;
-            chunks.push((row0, n, ChunkSrc { buffer: buf, offset: 0, size, elem_off: 0 }));
+            chunks.push((
+                row0,
+                n,
+                ChunkSrc {
+                    buffer: buf,
+                    offset: 0,
+                    size,
+                    elem_off: 0,
+                },
+            ));
             row0 += n;
         }
         Ok(chunks)
@@ -689,7 +829,8 @@ impl GpuSampler {
 
     fn finish(&mut self, pending: PendingResults) -> Result<Vec<RowResult>> {
         let (parsed, kernel) = read_back(&self.ctx.device, pending)?;
-        self.last_kernel_ms = kernel.map(|ns| ns * self.ctx.queue.get_timestamp_period() as f64 / 1e6);
+        self.last_kernel_ms =
+            kernel.map(|ns| ns * self.ctx.queue.get_timestamp_period() as f64 / 1e6);
         let (rows, reads) = parsed?;
         self.last_reads = reads;
         Ok(rows)
@@ -760,7 +901,9 @@ impl GpuSampler {
             let start = input.offset + (row0 * input.row_stride) as u64 * esz;
             let aligned = start / 256 * 256;
             let end = input.offset + ((row0 + n - 1) * input.row_stride + input.vocab) as u64 * esz;
-            let size = (end - aligned).next_multiple_of(4).min(input.buffer.size() - aligned);
+            let size = (end - aligned)
+                .next_multiple_of(4)
+                .min(input.buffer.size() - aligned);
             chunks.push((
                 row0,
                 n,
@@ -807,20 +950,42 @@ impl GpuSampler {
 
     /// Runs philox.wgsl on the device: for each (counter, key) the four
     /// output words and U(seed = key, step = counter.xy, d = counter.z)'s bits.
-    pub fn philox_on_device(&mut self, inputs: &[([u32; 4], [u32; 2])]) -> Result<Vec<([u32; 4], f32)>> {
-        let words: Vec<u32> = inputs.iter().flat_map(|(c, k)| c.iter().chain(k.iter()).copied()).collect();
-        let inp = self.buf("philox_in", words.len() as u64, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST);
+    pub fn philox_on_device(
+        &mut self,
+        inputs: &[([u32; 4], [u32; 2])],
+    ) -> Result<Vec<([u32; 4], f32)>> {
+        let words: Vec<u32> = inputs
+            .iter()
+            .flat_map(|(c, k)| c.iter().chain(k.iter()).copied())
+            .collect();
+        let inp = self.buf(
+            "philox_in",
+            words.len() as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        );
         let n_out = inputs.len() as u64 * 5;
-        let out = self.buf("philox_out", n_out, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
-        self.ctx.queue.write_buffer(&inp, 0, bytemuck::cast_slice(&words));
-        let bg = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &self.pipes.philox_layout,
-            entries: &[
-                bind_range(&inp, 0, 0, words.len() as u64 * 4),
-                wgpu::BindGroupEntry { binding: 1, resource: out.as_entire_binding() },
-            ],
-        });
+        let out = self.buf(
+            "philox_out",
+            n_out,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        self.ctx
+            .queue
+            .write_buffer(&inp, 0, bytemuck::cast_slice(&words));
+        let bg = self
+            .ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &self.pipes.philox_layout,
+                entries: &[
+                    bind_range(&inp, 0, 0, words.len() as u64 * 4),
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: out.as_entire_binding(),
+                    },
+                ],
+            });
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -843,7 +1008,12 @@ enum AuxOut<'a> {
 }
 
 /// Submits `enc` after copying `src` to a staging buffer, and reads it.
-fn read_words(ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, words: u64) -> Result<Vec<u32>> {
+fn read_words(
+    ctx: &GpuContext,
+    enc: &mut wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    words: u64,
+) -> Result<Vec<u32>> {
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
         size: words * 4,
@@ -863,9 +1033,11 @@ type MapState = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>
 fn start_map(staging: &wgpu::Buffer, bytes: u64) -> MapState {
     let state: MapState = Arc::default();
     let done = state.clone();
-    staging.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
-        *done.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-    });
+    staging
+        .slice(..bytes)
+        .map_async(wgpu::MapMode::Read, move |r| {
+            *done.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        });
     state
 }
 
@@ -873,7 +1045,11 @@ fn start_map(staging: &wgpu::Buffer, bytes: u64) -> MapState {
 fn take_mapped(staging: &wgpu::Buffer, bytes: u64, state: &MapState) -> Result<Vec<u32>> {
     match state.lock().unwrap_or_else(|p| p.into_inner()).take() {
         Some(Ok(())) => {}
-        Some(Err(e)) => return Err(SamplerError::Gpu(format!("mapping the results failed: {e}"))),
+        Some(Err(e)) => {
+            return Err(SamplerError::Gpu(format!(
+                "mapping the results failed: {e}"
+            )))
+        }
         None => return Err(SamplerError::Gpu("the results were not mapped".into())),
     }
     let words = {
@@ -907,11 +1083,21 @@ struct MapFuture {
 impl std::future::Future for MapFuture {
     type Output = Result<()>;
 
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
         if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
-            return std::task::Poll::Ready(Err(SamplerError::Gpu(format!("device poll failed: {e}"))));
+            return std::task::Poll::Ready(Err(SamplerError::Gpu(format!(
+                "device poll failed: {e}"
+            ))));
         }
-        if self.state.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        if self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
             return std::task::Poll::Ready(Ok(()));
         }
         cx.waker().wake_by_ref();
@@ -929,7 +1115,11 @@ impl PendingResults {
     /// submission has completed.
     pub async fn read_async(self, device: &wgpu::Device) -> Result<Vec<RowResult>> {
         let state = start_map(&self.staging, self.bytes);
-        MapFuture { device: device.clone(), state: state.clone() }.await?;
+        MapFuture {
+            device: device.clone(),
+            state: state.clone(),
+        }
+        .await?;
         let words = take_mapped(&self.staging, self.bytes, &state)?;
         Ok(parse(&words, &self)?.0)
     }
@@ -952,11 +1142,17 @@ fn read_back(device: &wgpu::Device, p: PendingResults) -> Result<(Parsed, Option
 }
 
 fn bind(b: &wgpu::Buffer, i: u32) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry { binding: i, resource: b.as_entire_binding() }
+    wgpu::BindGroupEntry {
+        binding: i,
+        resource: b.as_entire_binding(),
+    }
 }
 
 /// A compute pass with timestamps at its start and end when there is a query set.
-fn timed_pass<'a>(label: &'a str, query: Option<&'a wgpu::QuerySet>) -> wgpu::ComputePassDescriptor<'a> {
+fn timed_pass<'a>(
+    label: &'a str,
+    query: Option<&'a wgpu::QuerySet>,
+) -> wgpu::ComputePassDescriptor<'a> {
     wgpu::ComputePassDescriptor {
         label: Some(label),
         timestamp_writes: query.map(|qs| wgpu::ComputePassTimestampWrites {
@@ -971,7 +1167,11 @@ fn timed_pass<'a>(label: &'a str, query: Option<&'a wgpu::QuerySet>) -> wgpu::Co
 fn bind_range(b: &wgpu::Buffer, i: u32, offset: u64, size: u64) -> wgpu::BindGroupEntry<'_> {
     wgpu::BindGroupEntry {
         binding: i,
-        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b, offset, size: std::num::NonZeroU64::new(size) }),
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: b,
+            offset,
+            size: std::num::NonZeroU64::new(size),
+        }),
     }
 }
 
@@ -1002,14 +1202,23 @@ fn parse(words: &[u32], p: &PendingResults) -> Result<(Vec<RowResult>, Vec<u32>)
         let (t, ln_s) = (fw(w[8]), fw(w[17]));
         let (m_raw, ln_s_raw) = (fw(w[20]), fw(w[21]));
         let m = sm.processed(w[25], f32::from_bits(w[23]));
-        let processed = |id: u32, x: u32| if greedy { 0.0 } else { (sm.processed(id, f32::from_bits(x)) - m) / t - ln_s };
+        let processed = |id: u32, x: u32| {
+            if greedy {
+                0.0
+            } else {
+                (sm.processed(id, f32::from_bits(x)) - m) / t - ln_s
+            }
+        };
         let raw = |x: u32| fw(x) - m_raw - ln_s_raw;
         let list = |which: usize, count: u32| -> Vec<TokenLogprob> {
             let base = to + r * TOPW + which * 2 * NTOP_MAX;
             (0..count as usize)
                 .map(|k| {
                     let (id, x) = (words[base + 2 * k], words[base + 2 * k + 1]);
-                    TokenLogprob { id, logprob: if which == 0 { raw(x) } else { processed(id, x) } }
+                    TokenLogprob {
+                        id,
+                        logprob: if which == 0 { raw(x) } else { processed(id, x) },
+                    }
                 })
                 .collect()
         };
@@ -1022,11 +1231,20 @@ fn parse(words: &[u32], p: &PendingResults) -> Result<(Vec<RowResult>, Vec<u32>)
             varentropy: fw(w[5]),
             guide_entropy: sm.dynamic.then(|| fw(w[6])),
             final_entropy: fw(w[7]),
-            temperature: if greedy { 0.0 } else if sm.dynamic { fw(w[8]) } else { sm.temperature },
+            temperature: if greedy {
+                0.0
+            } else if sm.dynamic {
+                fw(w[8])
+            } else {
+                sm.temperature
+            },
             top_p: if sm.dyn_top_p { fw(w[9]) } else { sm.top_p },
             kept: w[10],
             seed: p.seeds[r],
-            top_logprobs: sm.logprobs.map(|_| TopLogprobs { raw: list(0, w[14]), processed: list(1, w[15]) }),
+            top_logprobs: sm.logprobs.map(|_| TopLogprobs {
+                raw: list(0, w[14]),
+                processed: list(1, w[15]),
+            }),
         });
         reads.push(1 + w[22]);
     }
@@ -1049,7 +1267,10 @@ fn row_error(row: usize, w: &[u32]) -> SamplerError {
         4 => non_finite("frequency_penalty/presence_penalty"),
         5 => SamplerError::AllMasked { row },
         6 => SamplerError::Gpu(format!("row {row}: the pipeline ran out of scan rounds")),
-        code => SamplerError::Gpu(format!("row {row}: no result (status {}, code {code})", w[0])),
+        code => SamplerError::Gpu(format!(
+            "row {row}: no result (status {}, code {code})",
+            w[0]
+        )),
     }
 }
 
@@ -1062,7 +1283,12 @@ impl Sampler for GpuSampler {
         self.ctx.describe()
     }
 
-    fn sample(&mut self, logits: LogitsView<'_>, params: &[SamplingParams], samples: u32) -> Result<Vec<RowResult>> {
+    fn sample(
+        &mut self,
+        logits: LogitsView<'_>,
+        params: &[SamplingParams],
+        samples: u32,
+    ) -> Result<Vec<RowResult>> {
         check_samples(samples)?;
         validate_all(params, logits.rows(), logits.vocab())?;
         let ntop = params.iter().filter_map(|p| p.logprobs).max().unwrap_or(0) as u64;
@@ -1084,7 +1310,11 @@ impl Sampler for GpuSampler {
         self.finish(pending)
     }
 
-    fn probs(&mut self, logits: LogitsView<'_>, params: &[SamplingParams]) -> Result<Vec<RowProbs>> {
+    fn probs(
+        &mut self,
+        logits: LogitsView<'_>,
+        params: &[SamplingParams],
+    ) -> Result<Vec<RowProbs>> {
         validate_all(params, logits.rows(), logits.vocab())?;
         let v = logits.vocab();
         let chunks = self.upload(logits, 0)?;
@@ -1119,7 +1349,12 @@ impl Sampler for GpuSampler {
             .enumerate()
             .map(|(i, ((_, n, _), b))| {
                 let size = (*n * v * 4) as u64;
-                let st = self.ws.get(&self.ctx.device, &format!("probs_staging{i}"), size, READBACK);
+                let st = self.ws.get(
+                    &self.ctx.device,
+                    &format!("probs_staging{i}"),
+                    size,
+                    READBACK,
+                );
                 enc.copy_buffer_to_buffer(b, 0, &st, 0, size);
                 (st, size)
             })
@@ -1158,14 +1393,20 @@ impl Sampler for GpuSampler {
             let mut pass = enc.begin_compute_pass(&timed_pass("stream", self.query.as_ref()));
             pass.set_pipeline(self.pipes.get(Job::Stream));
             for (_, _, src) in &chunks {
-                let bg = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &self.pipes.stream_layout,
-                    entries: &[
-                        bind_range(&src.buffer, 0, 0, src.size / 16 * 16),
-                        wgpu::BindGroupEntry { binding: 1, resource: out.as_entire_binding() },
-                    ],
-                });
+                let bg = self
+                    .ctx
+                    .device
+                    .create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &self.pipes.stream_layout,
+                        entries: &[
+                            bind_range(&src.buffer, 0, 0, src.size / 16 * 16),
+                            wgpu::BindGroupEntry {
+                                binding: 1,
+                                resource: out.as_entire_binding(),
+                            },
+                        ],
+                    });
                 pass.set_bind_group(0, &bg, &[]);
                 pass.dispatch_workgroups(256, 64, 1);
             }
@@ -1179,11 +1420,18 @@ impl Sampler for GpuSampler {
                 .map_err(|e| SamplerError::Gpu(e.to_string()))?;
             return Ok(Some(t.elapsed().as_secs_f64() * 1e3));
         };
-        let resolve = self.ws.get(&self.ctx.device, "ts_resolve", 16, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+        let resolve = self.ws.get(
+            &self.ctx.device,
+            "ts_resolve",
+            16,
+            wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        );
         enc.resolve_query_set(qs, 0..2, &resolve, 0);
         let ts = read_words(&self.ctx, &mut enc, &resolve, 4)?;
         let t0 = ts[0] as u64 | (ts[1] as u64) << 32;
         let t1 = ts[2] as u64 | (ts[3] as u64) << 32;
-        Ok(Some(t1.saturating_sub(t0) as f64 * self.ctx.queue.get_timestamp_period() as f64 / 1e6))
+        Ok(Some(
+            t1.saturating_sub(t0) as f64 * self.ctx.queue.get_timestamp_period() as f64 / 1e6,
+        ))
     }
 }

@@ -24,7 +24,14 @@ pub struct ShaderConsts {
 
 impl Default for ShaderConsts {
     fn default() -> Self {
-        ShaderConsts { wg: 256, tile: 1024, cap: 2048, ha_bits: 12, nb: 256, solve_wg: 64 }
+        ShaderConsts {
+            wg: 256,
+            tile: 1024,
+            cap: 2048,
+            ha_bits: 12,
+            nb: 256,
+            solve_wg: 64,
+        }
     }
 }
 
@@ -111,7 +118,11 @@ impl Job {
     /// The complete WGSL source of this job for the given sizes.
     pub fn source(self, consts: &ShaderConsts) -> String {
         let mut s = match self {
-            Job::Solve => ShaderConsts { wg: consts.solve_wg, ..*consts }.header(),
+            Job::Solve => ShaderConsts {
+                wg: consts.solve_wg,
+                ..*consts
+            }
+            .header(),
             _ => consts.header(),
         };
         match self {

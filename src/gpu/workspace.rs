@@ -9,7 +9,13 @@ pub struct Workspace {
 
 impl Workspace {
     /// A buffer of at least `size` bytes with `usage`, reused when big enough.
-    pub fn get(&mut self, device: &wgpu::Device, name: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    pub fn get(
+        &mut self,
+        device: &wgpu::Device,
+        name: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
         let size = size.max(16).next_multiple_of(16);
         if let Some(b) = self.bufs.get(name) {
             if b.size() >= size && b.usage().contains(usage) {

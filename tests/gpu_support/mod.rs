@@ -49,7 +49,9 @@ impl Rng {
 
 /// `rows` rows of normal(0, σ) logits.
 pub fn normal_rows(rng: &mut Rng, rows: usize, vocab: usize, sigma: f32) -> Vec<Vec<f32>> {
-    (0..rows).map(|_| (0..vocab).map(|_| rng.normal() * sigma).collect()).collect()
+    (0..rows)
+        .map(|_| (0..vocab).map(|_| rng.normal() * sigma).collect())
+        .collect()
 }
 
 /// SPEC §7 for a sampled row against the reference on logits `x`: kept count,
@@ -65,7 +67,12 @@ pub fn assert_row_matches_reference(what: &str, x: &[f32], p: &SamplingParams, g
     };
     let pr = process_row(0, x, p, over).unwrap();
     assert_eq!(got.kept as usize, pr.kept_count, "{what}: kept");
-    assert!((got.entropy - pr.entropy).abs() <= 1e-4, "{what}: entropy {} vs {}", got.entropy, pr.entropy);
+    assert!(
+        (got.entropy - pr.entropy).abs() <= 1e-4,
+        "{what}: entropy {} vs {}",
+        got.entropy,
+        pr.entropy
+    );
     let u = uniform(got.seed, p.step, 0);
     let want = pr.draw(u);
     if got.token != want {
@@ -74,9 +81,17 @@ pub fn assert_row_matches_reference(what: &str, x: &[f32], p: &SamplingParams, g
             cum += q;
             (cum - u).abs() < 1e-6
         });
-        assert!(near, "{what}: token {} vs reference {want} (u = {u})", got.token);
+        assert!(
+            near,
+            "{what}: token {} vs reference {want} (u = {u})",
+            got.token
+        );
     } else {
         let lp = pr.log_pi[want as usize];
-        assert!((got.logprob - lp).abs() <= 1e-4, "{what}: logprob {} vs {lp}", got.logprob);
+        assert!(
+            (got.logprob - lp).abs() <= 1e-4,
+            "{what}: logprob {} vs {lp}",
+            got.logprob
+        );
     }
 }
