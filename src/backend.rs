@@ -104,6 +104,10 @@ pub fn open(kind: BackendKind, allow_software: bool) -> Result<Box<dyn Sampler>>
     match kind {
         BackendKind::Reference => Ok(Box::new(crate::reference::ReferenceSampler::new())),
         BackendKind::Cpu => Ok(Box::new(crate::cpu::CpuSampler::new())),
+        #[cfg(feature = "gpu")]
+        BackendKind::Gpu => Ok(Box::new(crate::gpu::GpuSampler::new_blocking(allow_software)?)),
+        // Reached only by `gpu` in a build without the `gpu` feature.
+        #[allow(unreachable_patterns)]
         other => Err(SamplerError::BackendUnavailable {
             backend: other.name().into(),
             reason: "not built into this binary yet".into(),

@@ -49,3 +49,5 @@ pub use params::{DynamicTemperature, EntropyUnit, Mapping, Order, SamplingParams
 pub use presets::{preset, Preset, PRESETS};
 pub use reference::ReferenceSampler;
 pub use result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
+#[cfg(feature = "gpu")]
+pub mod gpu;

@@ -88,13 +88,20 @@ pub fn run_info(a: InfoArgs) -> anyhow::Result<Outcome> {
     let default = backend::open_default()
         .map(|(s, _)| s.kind().name().to_string())
         .unwrap_or_else(|_| "none".into());
-    let out = json!({
+    #[allow(unused_mut)]
+    let mut out = json!({
         "schema": 1,
         "version": env!("CARGO_PKG_VERSION"),
         "rng": token_sampler::rng::RNG_SCHEME,
         "default_backend": default,
         "backends": backends,
     });
+    #[cfg(feature = "gpu")]
+    let gpu = token_sampler::gpu::gpu_report();
+    #[cfg(feature = "gpu")]
+    {
+        out["gpu"] = serde_json::to_value(&gpu)?;
+    }
     if a.json {
         print_json(&out)?;
     } else {
@@ -109,10 +116,69 @@ pub fn run_info(a: InfoArgs) -> anyhow::Result<Outcome> {
                 _ => println!("  {:<10} unavailable {}", s(&b["backend"]), s(&b["reason"])),
             }
         }
+        #[cfg(feature = "gpu")]
+        print_gpu(&gpu);
     }
     Ok(Outcome::Ok)
 }
 
 fn s(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
+}
+
+#[cfg(feature = "gpu")]
+fn print_gpu(g: &token_sampler::gpu::GpuReport) {
+    println!("gpu adapters ({}):", g.adapters.len());
+    for a in &g.adapters {
+        println!(
+            "  {} {} [{}, {}] driver: {} {}",
+            if a.chosen { "*" } else { " " },
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver,
+            a.driver_info
+        );
+    }
+    match (&g.chosen, &g.error) {
+        (Some(c), _) => println!(
+            "--backend gpu uses: {c}{}",
+            if g.default_uses_it { " (also the default)" } else { " (software: only when asked for)" }
+        ),
+        (None, Some(e)) => println!("--backend gpu: {e}"),
+        _ => {}
+    }
+    if let Some(l) = &g.limits {
+        println!("limits:");
+        println!("  max_storage_buffer_binding_size    {}", l.max_storage_buffer_binding_size);
+        println!("  max_buffer_size                    {}", l.max_buffer_size);
+        println!("  max_compute_workgroup_storage_size {}", l.max_compute_workgroup_storage_size);
+        println!("  max_compute_invocations_per_workgroup {}", l.max_compute_invocations_per_workgroup);
+        println!("  max_compute_workgroup_size_x       {}", l.max_compute_workgroup_size_x);
+        println!("  max_compute_workgroups_per_dimension {}", l.max_compute_workgroups_per_dimension);
+        println!("  subgroup sizes                     {}..{}", l.subgroup_min_size, l.subgroup_max_size);
+    }
+    if let Some(f) = &g.features {
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        println!(
+            "features: SHADER_F16 {}, TIMESTAMP_QUERY {}, SUBGROUP {}",
+            yn(f.shader_f16),
+            yn(f.timestamp_query),
+            yn(f.subgroup)
+        );
+    }
+    if let Some(c) = &g.shader_sizes {
+        println!(
+            "shader sizes: {} invocations per workgroup ({} in the row solver), {}-id tiles, {} candidates, {}-bit first digit",
+            c.wg, c.solve_wg, c.tile, c.cap, c.ha_bits
+        );
+    }
+    for w in &g.workspace {
+        println!(
+            "workspace for {} × {}: {:.1} MiB",
+            w.rows,
+            w.vocab,
+            w.bytes as f64 / (1024.0 * 1024.0)
+        );
+    }
 }

@@ -1,0 +1,175 @@
+//! The GPU benchmark grid as one self-contained binary (it runs where there is
+//! no Rust toolchain, e.g. from `scripts/device_check.sh`): B ∈ {1, 32, 256} ×
+//! V ∈ {32 000, 128 256, 200 064} × five parameter sets on seeded normal(0, 3)
+//! logits, plus two anchors for published kernels — top-p at B = 128,
+//! V = 131 072 (FlashInfer's sampling benchmark shape) and one streaming read
+//! of 256 × 128 256 f32.
+//!
+//! Prints `{"results": [...]}` in the shape of SPEC §8's `bench --json`: per
+//! grid point a `kernel` row (GPU timestamp queries around the one compute
+//! pass: every dispatch, no upload or readback) and an `end_to_end` row
+//! (upload + sample + readback, wall clock), each with the median over
+//! `--runs`, the interquartile spread, µs per row, GB/s of logits and the
+//! fraction of the same run's streaming-read bandwidth, and the reads of the
+//! logits per row the sampler took.
+//!
+//! `cargo run --release --example gpu_bench -- [--runs N] [--quick]`
+//! (`--quick`: a small grid for software adapters such as lavapipe).
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use token_sampler::gpu::GpuSampler;
+use token_sampler::validate::normal_batch;
+use token_sampler::{Batch, Sampler};
+
+#[path = "../benches/support/param_sets.rs"]
+mod param_sets;
+
+use param_sets::{params_for, SETS};
+
+/// Median and interquartile range.
+fn median_iqr(mut xs: Vec<f64>) -> (f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let pos = q * (xs.len() - 1) as f64;
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        xs[lo] + (xs[hi] - xs[lo]) * (pos - lo as f64)
+    };
+    (at(0.5), at(0.75) - at(0.25))
+}
+
+struct Bench {
+    gpu: GpuSampler,
+    device: String,
+    runs: usize,
+    results: Vec<Value>,
+}
+
+impl Bench {
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &mut self,
+        mode: &str,
+        b: usize,
+        v: usize,
+        params: &str,
+        times: Vec<f64>,
+        stream_ms: Option<f64>,
+        reads: Option<u32>,
+    ) -> f64 {
+        let runs = times.len();
+        let (median, spread) = median_iqr(times);
+        let bytes = (b * v * 4) as f64;
+        self.results.push(json!({
+            "backend": "gpu",
+            "device": self.device,
+            "mode": mode,
+            "batch": b,
+            "vocab": v,
+            "params": params,
+            "runs": runs,
+            "median_ms": median,
+            "spread_ms": spread,
+            "us_per_row": median * 1e3 / b as f64,
+            "gb_per_s": bytes / (median * 1e-3) / 1e9,
+            "bw_fraction": stream_ms.map(|s| s / median),
+            "reads_per_row": reads,
+        }));
+        eprintln!(
+            "{mode:>10} B {b:>3} V {v:>6} {params:<20} median {median:9.4} ms  IQR {spread:.4}"
+        );
+        median
+    }
+
+    /// One streaming read of the batch (kernel time), median over the runs.
+    fn stream(&mut self, batch: &Batch) -> Option<f64> {
+        let mut times = Vec::with_capacity(self.runs);
+        for _ in 0..self.runs + 2 {
+            times.push(self.gpu.stream_read_ms(batch.view()).ok()??);
+        }
+        times.drain(..2);
+        let (b, v) = (batch.rows(), batch.vocab());
+        Some(self.row("kernel", b, v, "stream_read", times, None, Some(1)))
+    }
+
+    fn point(&mut self, batch: &Batch, set: &str, stream_ms: Option<f64>) {
+        let (b, v) = (batch.rows(), batch.vocab());
+        let params = vec![params_for(set); b];
+        let (mut kernel, mut e2e) = (Vec::new(), Vec::new());
+        for run in 0..self.runs + 2 {
+            let t = Instant::now();
+            self.gpu.sample(batch.view(), &params, 1).expect("sample");
+            let wall = t.elapsed().as_secs_f64() * 1e3;
+            if run >= 2 {
+                e2e.push(wall);
+                kernel.extend(self.gpu.last_kernel_ms());
+            }
+        }
+        let reads = self.gpu.last_reads().iter().copied().max();
+        if !kernel.is_empty() {
+            self.row("kernel", b, v, set, kernel, stream_ms, reads);
+        }
+        self.row("end_to_end", b, v, set, e2e, stream_ms, reads);
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(10usize)
+        .max(1);
+    let quick = args.iter().any(|a| a == "--quick");
+    let gpu = GpuSampler::new_blocking(true)?;
+    let device = gpu.device();
+    eprintln!(
+        "gpu_bench on {device}; timestamp queries: {}",
+        gpu.context()
+            .features
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    );
+    let mut bench = Bench {
+        gpu,
+        device,
+        runs,
+        results: Vec::new(),
+    };
+    let (batches, vocabs): (Vec<usize>, Vec<usize>) = if quick {
+        (vec![1, 32], vec![32_000])
+    } else {
+        (vec![1, 32, 256], vec![32_000, 128_256, 200_064])
+    };
+    for &v in &vocabs {
+        for &b in &batches {
+            let batch = normal_batch(b, v, 3.0, 42);
+            let stream_ms = bench.stream(&batch);
+            for set in SETS {
+                bench.point(&batch, set, stream_ms);
+            }
+        }
+    }
+    // Anchors: FlashInfer top-p sampling at B = 128, V = 131 072; one read of
+    // 256 × 128 256 f32 (the bandwidth floor).
+    let anchors: [(usize, usize, Option<&str>); 2] = if quick {
+        [(8, 131_072, Some("top_p_0.9")), (8, 128_256, None)]
+    } else {
+        [(128, 131_072, Some("top_p_0.9")), (256, 128_256, None)]
+    };
+    for (b, v, set) in anchors {
+        let batch = normal_batch(b, v, 3.0, 43);
+        let stream_ms = bench.stream(&batch);
+        if let Some(set) = set {
+            bench.point(&batch, set, stream_ms);
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&json!({ "schema": 1, "results": bench.results }))?
+    );
+    Ok(())
+}

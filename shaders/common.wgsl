@@ -1,0 +1,533 @@
+// Shared by every sampling shader: bindings, layouts, the order-preserving
+// key, the logit loader (f32 / f16 / bf16, bias + mask + penalties applied
+// from compact per-row lists) and workgroup reductions.
+//
+// The host prepends the constants (WG, TILE, EPT, CAP, HA_BITS, HA_BINS, NB,
+// NTOP) chosen from the adapter's limits; see src/gpu/pipelines.rs.
+//
+// Determinism: every reduction below runs in a fixed tree order and every
+// per-row quantity is built from per-tile partials (a tile is TILE ids of one
+// row, whatever the batch), so a row's result never depends on its batch.
+
+struct Chunk {
+    row0: u32, rows: u32, vocab: u32, stride: u32,
+    elem_off: u32, dtype: u32, tiles: u32, draws: u32,
+    round: u32, nrounds: u32, ntop: u32, bm_words: u32,
+    bm_off: u32, patch_e0: u32, patch_e1: u32, meta_patch: u32,
+    st_base: u32, tl_base: u32, cd_base: u32, spare: u32,
+    tn_base: u32, pv_base: u32, bn_base: u32, ra_base: u32,
+    al_base: u32, res_base: u32, dr_base: u32, to_base: u32,
+    aux_off: u32, aux_stride: u32, inf_bits: u32, cnt_base: u32,
+}
+
+@group(0) @binding(0) var<storage, read> logits: array<u32>;
+@group(0) @binding(1) var<storage, read> prm: array<u32>;
+@group(0) @binding(2) var<storage, read_write> ws: array<u32>;
+@group(0) @binding(3) var<storage, read_write> wsa: array<atomic<u32>>;
+@group(0) @binding(4) var<storage, read_write> args: array<atomic<u32>>;
+@group(0) @binding(5) var<storage, read_write> outb: array<u32>;
+@group(0) @binding(6) var<storage, read> bitmask: array<u32>;
+@group(0) @binding(7) var<storage, read_write> aux: array<u32>;
+@group(0) @binding(8) var<uniform> ch: Chunk;
+// Indirect dispatch arguments of the next round (the host alternates two
+// buffers by round parity: one cannot be both an indirect source and a
+// writable binding of the same dispatch).
+@group(0) @binding(9) var<storage, read_write> cnt: array<atomic<u32>>;
+
+// WGSL has no infinite constants: the host passes the bits in the uniform
+// (`inf_bits`) and every entry point starts with init_consts().
+var<private> NEG_INF: f32;
+var<private> POS_INF: f32;
+// 0 at run time, unknown to the compiler (see mapping.wgsl's `opq`).
+var<private> OPQ_ZERO: u32;
+fn init_consts() {
+    POS_INF = bitcast<f32>(ch.inf_bits);
+    NEG_INF = -POS_INF;
+    OPQ_ZERO = ch.inf_bits ^ 0x7f800000u;
+}
+const KEY_NEG_INF: u32 = 0x007fffffu;
+const KEY_MIN: u32 = 0x00800000u;   // key of -f32::MAX: the smallest finite key
+const KEY_MAX: u32 = 0xff7fffffu;   // key of +f32::MAX
+const NONE: u32 = 0xffffffffu;
+
+// Per-row parameter record (host-written; MR words per row, global row index).
+const MR: u32 = 48u;
+const M_FLAGS: u32 = 0u;
+const M_TEMP: u32 = 1u;
+const M_TOPK: u32 = 2u;
+const M_TOPP: u32 = 3u;
+const M_MINP: u32 = 4u;
+const M_LNMINP: u32 = 5u;
+const M_MINKEEP: u32 = 6u;
+const M_REP: u32 = 7u;
+const M_FREQ: u32 = 8u;
+const M_PRES: u32 = 9u;
+const M_SEED: u32 = 10u;
+const M_STEP: u32 = 12u;
+const M_PATCH_E: u32 = 14u;
+const M_PATCH_N: u32 = 15u;
+const M_ALLOW_OFF: u32 = 16u;
+const M_ALLOW_N: u32 = 17u;
+const M_LOGPROBS: u32 = 18u;
+const M_TA: u32 = 19u;
+const M_DYN: u32 = 20u;   // 20..32: see mapping.wgsl
+const M_REP_LO: u32 = 33u; // low halves of the two-float penalties (patch.wgsl)
+const M_FREQ_LO: u32 = 34u;
+const M_PRES_LO: u32 = 35u;
+
+const F_ALLOW: u32 = 1u;
+const F_BITMASK: u32 = 2u;
+const F_DYN: u32 = 16u;
+const F_HAS_MAXENT: u32 = 1024u;
+const F_DYN_TOPP: u32 = 2048u;
+const F_HIST_A: u32 = 4096u;
+
+// Per-row state (ST words per chunk row).
+const ST: u32 = 64u;
+const S_STATUS: u32 = 0u;   // 0 running, 1 done, 2 error
+const S_PHASE: u32 = 1u;
+const S_STAGE: u32 = 2u;
+const S_TAU: u32 = 3u;      // survivors are the finite ids with key >= tau
+const S_CNT: u32 = 4u;      // their count, when S_CNTK says it is known
+const S_CNTK: u32 = 5u;
+const S_TQ: u32 = 6u;       // temperature the truncation stages see
+const S_T: u32 = 7u;        // temperature of π
+const S_TOPP: u32 = 8u;
+const S_GUIDE: u32 = 9u;
+const S_H: u32 = 10u;
+const S_VAR: u32 = 11u;
+const S_N: u32 = 12u;
+const S_M: u32 = 13u;
+const S_S1: u32 = 14u;
+const S_ARG: u32 = 15u;
+const S_MRAW: u32 = 16u;
+const S_SRAW: u32 = 17u;
+const S_GREEDY: u32 = 18u;
+const S_CALL: u32 = 19u;    // every survivor is a candidate
+const S_SUMS: u32 = 20u;    // tile sums hold keys > S_SHI (and candidates [S_SLO, S_SHI]) at S_STQ
+const S_SLO: u32 = 21u;
+const S_SHI: u32 = 22u;
+const S_STQ: u32 = 23u;
+const S_CANDN: u32 = 24u;
+const S_QK: u32 = 25u;      // query: 1 count, 2 mass
+const S_QTGT: u32 = 26u;
+const S_QFLOOR: u32 = 27u;
+const S_QLO: u32 = 28u;
+const S_QHI: u32 = 29u;
+const S_QBC: u32 = 30u;
+const S_QBM: u32 = 31u;     // mass above the window (64-bit: lo, hi)
+const S_QBM_HI: u32 = 32u;
+const S_QGOAL: u32 = 33u;   // a mass query's goal (64-bit: lo, hi)
+const S_QRES: u32 = 34u;
+const S_QRCNT: u32 = 35u;
+const S_QRCK: u32 = 36u;
+const S_PMODE: u32 = 37u;
+const S_PLO: u32 = 38u;
+const S_PHI: u32 = 39u;
+const S_PSHIFT: u32 = 40u;
+const S_PFLOOR: u32 = 41u;
+const S_PT: u32 = 42u;
+const S_QBIN: u32 = 43u;    // which bins the query reads next: 0 HIST_A, 1 HIST_D, 2 HIST_K
+const S_SUB: u32 = 44u;
+const S_TBEF: u32 = 45u;
+const S_CBEF: u32 = 46u;
+const S_CBEFK: u32 = 47u;
+const S_PASSES: u32 = 48u;
+const S_QRET: u32 = 49u;
+const S_HAOK: u32 = 50u;   // the statistics pass's digit histogram is intact
+const S_QGOAL_HI: u32 = 51u;
+const S_MLO: u32 = 52u;     // lo of the row max (processed logits are two-floats)
+
+// Per-tile record (TR words per tile).
+const TR: u32 = 24u;
+const T_REF: u32 = 0u;    // the value sums below are relative to (hi; lo at T_REFLO)
+const T_CNT: u32 = 1u;    // survivors above the window (or of the final set)
+const T_S: u32 = 2u;      // their Σ e^((y - ref)/T)
+const T_A: u32 = 3u;      // their Σ e^((y - ref)/T)·(y - ref)/T
+const T_BS: u32 = 4u;     // Σ e^((y - ref)/T) of survivors below the window
+const T_COFF: u32 = 5u;   // this tile's candidate block (in thread order): offset, count
+const T_CCNT: u32 = 6u;
+const T_PRE: u32 = 7u;    // inclusive prefix of the kept mass over tiles
+const T_M1: u32 = 9u;     // statistics pass: max y, Σe, Σ(y-m)e, Σ(y-m)²e, finite count, argmax
+const T_S1: u32 = 10u;
+const T_A1: u32 = 11u;
+const T_B1: u32 = 12u;
+const T_N: u32 = 13u;
+const T_ARG: u32 = 14u;
+const T_MRAW: u32 = 15u;
+const T_SRAW: u32 = 16u;
+const T_SK: u32 = 17u;    // kept mass of this tile relative to the row max (finalize)
+const T_QA: u32 = 18u;    // COMPACT: 64-bit fixed-point mass of the keys above the window (2 words)
+const T_MLO: u32 = 8u;    // statistics pass: lo of the tile's max (the max is (T_M1, T_MLO))
+const T_REFLO: u32 = 20u;
+
+// Per-row result record in `outb` (RES words per batch row).
+const RES: u32 = 32u;
+const R_STATUS: u32 = 0u;   // 1 ok, 2 error
+const R_TOKEN: u32 = 1u;
+// Raw logits (f32) of the token and of the row's argmax: the host computes
+// every logprob from them in f64 — the processed logit y of an id with a bias
+// or penalty the way the reference does, then (y − m)/T − ln S and
+// x − m_raw − ln S_raw — which keeps logprobs exact even where T is tiny and
+// |logprob| is far beyond f32's resolution.
+const R_TOKX: u32 = 3u;
+const R_ARGX: u32 = 23u;
+const R_MLO: u32 = 24u;     // the low half of the row max (processed logits are two-floats)
+const R_ARG: u32 = 25u;
+// Per-row top-n lists in `outb` (TOPW words per batch row): raw then
+// processed, (id, raw x) × 20 each.
+const TOPW: u32 = 80u;
+const R_H: u32 = 4u;
+const R_VAR: u32 = 5u;
+const R_GUIDE: u32 = 6u;
+const R_HF: u32 = 7u;
+const R_T: u32 = 8u;
+const R_TOPP: u32 = 9u;
+const R_KEPT: u32 = 10u;
+const R_ERRC: u32 = 11u;
+const R_ERRI: u32 = 12u;
+const R_ERRV: u32 = 13u;
+const R_NRAW: u32 = 14u;
+const R_NPROC: u32 = 15u;
+const R_M: u32 = 16u;
+const R_LNS: u32 = 17u;
+const R_TAU: u32 = 18u;
+const R_GREEDY: u32 = 19u;
+const R_MRAW: u32 = 20u;
+const R_LNSRAW: u32 = 21u;
+const R_PASSES: u32 = 22u;
+
+// Per-row atomics in `wsa` (RA words per chunk row).
+const RA: u32 = 4u;
+const RA_BAD: u32 = 0u;
+const RA_PERR: u32 = 1u;
+const RA_CAND: u32 = 2u;
+
+fn f(u: u32) -> f32 { return bitcast<f32>(u); }
+fn u(x: f32) -> u32 { return bitcast<u32>(x); }
+
+// Order-preserving key: compares as u32 like the f32 compares (test the sign
+// bit; -inf is the lowest non-NaN key). -0.0 takes +0.0's key: the two are
+// equal logits, so a threshold at 0 keeps both (ties all kept, SPEC §3.4).
+fn key_of(y: f32) -> u32 {
+    let b = select(bitcast<u32>(y), 0u, y == 0.0);
+    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+fn val_of(k: u32) -> f32 {
+    return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
+}
+
+fn grow(r: u32) -> u32 { return ch.row0 + r; }
+// Row r's candidates from its last COMPACT round, as (key, lo of y) pairs:
+// one block per tile (T_COFF, T_CCNT), blocks placed by atomics, pairs in
+// thread order within a block.
+fn cand_at(r: u32) -> u32 { return ch.cd_base + r * CAP * 2u; }
+fn mrec(r: u32, field: u32) -> u32 { return prm[grow(r) * MR + field]; }
+fn st_at(r: u32) -> u32 { return ch.st_base + r * ST; }
+fn tl_at(r: u32, t: u32) -> u32 { return ch.tl_base + (r * ch.tiles + t) * TR; }
+fn bins_at(r: u32) -> u32 { return ch.bn_base + r * (HA_BINS + 2u * NB); }
+// A mass query's NB + 1 d-bin thresholds, in the part of the first-digit
+// histogram that the later rounds' NB bins leave free (the solver marks that
+// histogram spent before writing them).
+fn th_at(r: u32) -> u32 { return bins_at(r) + NB; }
+fn ra_at(r: u32) -> u32 { return ch.ra_base + r * RA; }
+fn res_at(r: u32) -> u32 { return ch.res_base + grow(r) * RES; }
+
+// Raw logit i of chunk row r, whatever the storage type.
+fn load_x(r: u32, i: u32) -> f32 {
+    let idx = ch.elem_off + r * ch.stride + i;
+    if (ch.dtype == 0u) {
+        return bitcast<f32>(logits[idx]);
+    }
+    let w = logits[idx >> 1u];
+    let h = (w >> ((idx & 1u) * 16u)) & 0xffffu;
+    if (ch.dtype == 1u) {
+        return f16_bits_to_f32(h);
+    }
+    return bitcast<f32>(h << 16u);
+}
+
+// IEEE binary16 → f32 by bits (exact; no f16 shader capability needed).
+fn f16_bits_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let mant = h & 0x3ffu;
+    if (e == 0u) {
+        let v = f32(mant) * 5.9604644775390625e-8;
+        return select(v, -v, sign != 0u);
+    }
+    if (e == 31u) {
+        return bitcast<f32>(sign | 0x7f800000u | (mant << 13u));
+    }
+    return bitcast<f32>(sign | ((e + 112u) << 23u) | (mant << 13u));
+}
+
+fn is_bad(x: f32) -> bool {
+    // NaN or +inf (only -inf is a legal masked logit).
+    let b = bitcast<u32>(x);
+    return (b & 0x7f800000u) == 0x7f800000u && b != 0xff800000u;
+}
+
+// ---- per-tile view of bias / mask / penalties -------------------------------
+
+var<workgroup> sh_pbits: array<atomic<u32>, TILE / 32u>;
+var<workgroup> sh_abits: array<atomic<u32>, TILE / 32u>;
+
+struct TileCtx {
+    r: u32, t: u32, t0: u32, n: u32,
+    allow: u32,      // 0 none, 1 list / bitmask (bits in sh_abits)
+    p_lo: u32, p_hi: u32,  // patch entries of this tile
+}
+
+fn patch_id(e: u32) -> u32 { return prm[ch.meta_patch + e * 4u]; }
+
+// First entry in [lo, hi) whose id is >= id.
+fn lower_patch(lo0: u32, hi0: u32, id: u32) -> u32 {
+    var lo = lo0;
+    var hi = hi0;
+    while (lo < hi) {
+        let mid = (lo + hi) >> 1u;
+        if (patch_id(mid) < id) { lo = mid + 1u; } else { hi = mid; }
+    }
+    return lo;
+}
+
+fn lower_allow(lo0: u32, hi0: u32, id: u32) -> u32 {
+    var lo = lo0;
+    var hi = hi0;
+    while (lo < hi) {
+        let mid = (lo + hi) >> 1u;
+        if (prm[mid] < id) { lo = mid + 1u; } else { hi = mid; }
+    }
+    return lo;
+}
+
+// The start of every one-tile-of-one-row workgroup (dispatch: tiles × rows):
+// the constants, then tile `wid.x` of chunk row `wid.y`.
+fn tile_entry(lid: u32, wid: vec3<u32>) -> TileCtx {
+    init_consts();
+    return tile_setup(lid, wid.y, wid.x);
+}
+
+// Must be called by the whole workgroup (it has barriers).
+fn tile_setup(lid: u32, r: u32, t: u32) -> TileCtx {
+    var c: TileCtx;
+    c.r = r;
+    c.t = t;
+    c.t0 = t * TILE;
+    c.n = min(TILE, ch.vocab - c.t0);
+    let flags = mrec(r, M_FLAGS);
+    let pe = mrec(r, M_PATCH_E);
+    let pn = mrec(r, M_PATCH_N);
+    c.p_lo = lower_patch(pe, pe + pn, c.t0);
+    c.p_hi = lower_patch(c.p_lo, pe + pn, c.t0 + c.n);
+    c.allow = select(0u, 1u, (flags & (F_ALLOW | F_BITMASK)) != 0u);
+    for (var w = lid; w < TILE / 32u; w += WG) {
+        atomicStore(&sh_pbits[w], 0u);
+        atomicStore(&sh_abits[w], 0u);
+    }
+    workgroupBarrier();
+    for (var e = c.p_lo + lid; e < c.p_hi; e += WG) {
+        let li = patch_id(e) - c.t0;
+        atomicOr(&sh_pbits[li >> 5u], 1u << (li & 31u));
+    }
+    if ((flags & F_ALLOW) != 0u) {
+        let ao = mrec(r, M_ALLOW_OFF);
+        let an = mrec(r, M_ALLOW_N);
+        let a_lo = lower_allow(ao, ao + an, c.t0);
+        let a_hi = lower_allow(a_lo, ao + an, c.t0 + c.n);
+        for (var e = a_lo + lid; e < a_hi; e += WG) {
+            let li = prm[e] - c.t0;
+            atomicOr(&sh_abits[li >> 5u], 1u << (li & 31u));
+        }
+    }
+    if ((flags & F_BITMASK) != 0u) {
+        // A packed mask and an id list together: a token needs both.
+        workgroupBarrier();
+        for (var w = lid; w < TILE / 32u; w += WG) {
+            let gw = (c.t0 >> 5u) + w;
+            var a = 0u;
+            if (gw < ch.bm_words) { a = bitmask[ch.bm_off + grow(r) * ch.bm_words + gw]; }
+            if ((flags & F_ALLOW) != 0u) { a &= atomicLoad(&sh_abits[w]); }
+            atomicStore(&sh_abits[w], a);
+        }
+    }
+    workgroupBarrier();
+    return c;
+}
+
+// The processed logit y of tile-local id li, given its raw value x, as
+// (hi, lo): ids with a bias or penalty carry the rounding of their f32 value
+// in lo (patch.wgsl); every other id is exactly (x, 0).
+fn y_of(c: TileCtx, li: u32, x: f32) -> vec2<f32> {
+    let bit = 1u << (li & 31u);
+    if (c.allow != 0u && (atomicLoad(&sh_abits[li >> 5u]) & bit) == 0u) {
+        return vec2<f32>(NEG_INF, 0.0);
+    }
+    if (c.p_hi > c.p_lo && (atomicLoad(&sh_pbits[li >> 5u]) & bit) != 0u) {
+        return patch_value(lower_patch(c.p_lo, c.p_hi, c.t0 + li));
+    }
+    return vec2<f32>(x, 0.0);
+}
+
+// The processed logit of patch entry e (hi, lo).
+fn patch_value(e: u32) -> vec2<f32> {
+    return vec2<f32>(bitcast<f32>(ws[ch.pv_base + 2u * e]), bitcast<f32>(ws[ch.pv_base + 2u * e + 1u]));
+}
+
+// ---- workgroup reductions (fixed tree order) --------------------------------
+// One tree per element type; `op` (the same in every invocation) picks the
+// operation. Scalars ride in lane x of the vector trees.
+
+const OP_SUM: u32 = 0u;
+const OP_MIN: u32 = 1u;
+const OP_MAX: u32 = 2u;
+
+var<workgroup> red_f: array<f32, WG>;
+var<workgroup> red_u: array<u32, WG>;
+var<workgroup> red4: array<vec4<f32>, WG>;
+var<workgroup> red4b: vec4<f32>;
+var<workgroup> redu4: array<vec4<u32>, WG>;
+var<workgroup> redu4b: vec4<u32>;
+
+fn op4(a: vec4<f32>, b: vec4<f32>, op: u32) -> vec4<f32> {
+    if (op == OP_MAX) { return max(a, b); }
+    if (op == OP_MIN) { return min(a, b); }
+    return a + b;
+}
+
+fn op4u(a: vec4<u32>, b: vec4<u32>, op: u32) -> vec4<u32> {
+    if (op == OP_MAX) { return max(a, b); }
+    if (op == OP_MIN) { return min(a, b); }
+    return a + b;
+}
+
+fn wg_reduce4(lid: u32, v: vec4<f32>, op: u32) -> vec4<f32> {
+    red4[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red4[lid] = op4(red4[lid], red4[lid + s], op); }
+        workgroupBarrier();
+    }
+    if (lid == 0u) { red4b = red4[0]; }
+    return workgroupUniformLoad(&red4b);
+}
+
+fn wg_reduce4u(lid: u32, v: vec4<u32>, op: u32) -> vec4<u32> {
+    redu4[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { redu4[lid] = op4u(redu4[lid], redu4[lid + s], op); }
+        workgroupBarrier();
+    }
+    if (lid == 0u) { redu4b = redu4[0]; }
+    return workgroupUniformLoad(&redu4b);
+}
+
+fn wg_sum4(lid: u32, v: vec4<f32>) -> vec4<f32> { return wg_reduce4(lid, v, OP_SUM); }
+fn wg_max4(lid: u32, v: vec4<f32>) -> vec4<f32> { return wg_reduce4(lid, v, OP_MAX); }
+fn wg_min4u(lid: u32, v: vec4<u32>) -> vec4<u32> { return wg_reduce4u(lid, v, OP_MIN); }
+fn wg_max_f(lid: u32, v: f32) -> f32 { return wg_max4(lid, vec4<f32>(v, 0.0, 0.0, 0.0)).x; }
+fn wg_sum_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_SUM).x; }
+fn wg_min_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_MIN).x; }
+fn wg_max_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_MAX).x; }
+
+// Inclusive scan of one f32 per thread (Hillis–Steele, fixed order).
+fn wg_scan_f(lid: u32, v: f32) -> f32 {
+    red_f[lid] = v;
+    workgroupBarrier();
+    for (var s = 1u; s < WG; s <<= 1u) {
+        var add = 0.0;
+        if (lid >= s) { add = red_f[lid - s]; }
+        workgroupBarrier();
+        red_f[lid] = red_f[lid] + add;
+        workgroupBarrier();
+    }
+    let out = red_f[lid];
+    workgroupBarrier();
+    return out;
+}
+
+fn wg_scan_u(lid: u32, v: u32) -> u32 {
+    red_u[lid] = v;
+    workgroupBarrier();
+    for (var s = 1u; s < WG; s <<= 1u) {
+        var add = 0u;
+        if (lid >= s) { add = red_u[lid - s]; }
+        workgroupBarrier();
+        red_u[lid] = red_u[lid] + add;
+        workgroupBarrier();
+    }
+    let out = red_u[lid];
+    workgroupBarrier();
+    return out;
+}
+
+// Merge of two (max, Σe, Σ(y-m)e) partials at temperature 1/inv_t (GPU_NOTES).
+struct Tup { m: f32, s: f32, a: f32 }
+
+fn tup_merge(x: Tup, y: Tup) -> Tup {
+    let m = max(x.m, y.m);
+    if (m == NEG_INF) { return Tup(NEG_INF, 0.0, 0.0); }
+    var o = Tup(m, 0.0, 0.0);
+    if (x.m != NEG_INF) {
+        let d = x.m - m;
+        let w = exp(d);
+        o.s += w * x.s;
+        o.a += w * (x.a + d * x.s);
+    }
+    if (y.m != NEG_INF) {
+        let d = y.m - m;
+        let w = exp(d);
+        o.s += w * y.s;
+        o.a += w * (y.a + d * y.s);
+    }
+    return o;
+}
+
+
+
+// ---- 64-bit fixed-point masses (top-p) --------------------------------------
+// Top-p decides on Σ q with q = e^((y − m)/T) · 2^38 truncated to an integer,
+// held as two u32 words (lo, hi). Integer sums are exact and independent of
+// order, so the histogram rounds, the compaction's sums and the final
+// bisection all see the same numbers: every window found contains the cut and
+// no error margin is needed. Per id the truncation loses < 2^-38 of the row
+// max's weight (< 1e-6 of the mass for 2^18 ids); sums stay below 2^64 for
+// rows of fewer than 2^26 ids (the host refuses larger rows).
+
+const MASS_SCALE: f32 = 274877906944.0;
+
+// (y − m)/T for a two-float y and a two-float max m (exact for y near m, so
+// the max's own weight is exactly 1 however small T is). Every shader
+// computes a survivor's weight e^d through these expressions, so the scan and
+// the solver agree on it bit for bit.
+fn scaled(y: vec2<f32>, m: vec2<f32>, inv_t: f32) -> f32 { return ((y.x - m.x) + (y.y - m.y)) * inv_t; }
+fn weight(y: vec2<f32>, m: vec2<f32>, inv_t: f32) -> f32 { return exp(scaled(y, m, inv_t)); }
+
+// A non-negative f32 below 2^64 as a 64-bit integer (fraction truncated).
+fn to64(x: f32) -> vec2<u32> {
+    let hi = u32(x * 2.3283064365386963e-10);
+    return vec2<u32>(u32(x - f32(hi) * 4294967296.0), hi);
+}
+fn mass_of(w: f32) -> vec2<u32> { return to64(w * MASS_SCALE); }
+fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let lo = a.x + b.x;
+    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+}
+fn ge64(a: vec2<u32>, b: vec2<u32>) -> bool { return a.y > b.y || (a.y == b.y && a.x >= b.x); }
+fn f32_of64(a: vec2<u32>) -> f32 { return f32(a.y) * 4294967296.0 + f32(a.x); }
+
+var<workgroup> red64: array<vec2<u32>, WG>;
+var<workgroup> red64b: vec2<u32>;
+
+fn wg_sum64(lid: u32, v: vec2<u32>) -> vec2<u32> {
+    red64[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red64[lid] = add64(red64[lid], red64[lid + s]); }
+        workgroupBarrier();
+    }
+    if (lid == 0u) { red64b = red64[0]; }
+    return workgroupUniformLoad(&red64b);
+}

@@ -1,0 +1,20 @@
+// Resets a chunk's per-row state, atomics and histogram bins, so one
+// workspace serves chunk after chunk inside a single submission. One
+// workgroup per row.
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    init_consts();
+    let lid = lid3.x;
+    let r = wid.x;
+    if (r >= ch.rows) { return; }
+    for (var i = lid; i < ST; i += WG) { ws[st_at(r) + i] = 0u; }
+    let b = bins_at(r);
+    for (var i = lid; i < HA_BINS + 2u * NB; i += WG) { atomicStore(&wsa[b + i], 0u); }
+    if (lid == 0u) {
+        atomicStore(&wsa[ra_at(r) + RA_BAD], NONE);
+        atomicStore(&wsa[ra_at(r) + RA_PERR], NONE);
+        atomicStore(&wsa[ra_at(r) + RA_CAND], 0u);
+        atomicStore(&wsa[ra_at(r) + 3u], 0u);
+    }
+}

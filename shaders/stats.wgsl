@@ -1,0 +1,162 @@
+// Pass A: one read of every tile of every row. Per tile it records, after
+// bias / mask / penalties: the max, Σe^(y−m), Σ(y−m)e^(y−m), Σ(y−m)²e^(y−m)
+// (entropy and varentropy in one read, GPU_NOTES), the finite count and the
+// argmax (lowest id); for the raw logits the max and Σe (raw_logprob); the
+// smallest index holding NaN/+inf; and, at the row's pass temperature T_A,
+// the kept-mass sums that a row without truncation samples from directly.
+// Rows with top-k (or min_tokens_to_keep > 1) also histogram the top HA_BITS
+// bits of their keys: the first radix digit of the k-th-largest search.
+// Rows asking for logprobs keep their tile's top-n raw and processed logits.
+
+var<workgroup> sh_hist: array<atomic<u32>, HA_BINS>;
+// Lexicographic "better" for top-n: larger value, then lower id.
+fn better(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
+    return va > vb || (va == vb && ia < ib);
+}
+
+// Appends this tile's top `n` of `vals` (per-thread EPT values with ids) to
+// the top-n area `dst` (value, id pairs, descending, ties by lowest id).
+fn tile_topn(lid: u32, n: u32, vals: array<f32, EPT>, ids: array<u32, EPT>, dst: u32) {
+    // Each round takes the best element strictly after the previous winner.
+    var last_v = POS_INF;
+    var last_i = 0u;
+    for (var k = 0u; k < n; k++) {
+        var bv = NEG_INF;
+        var bi = NONE;
+        for (var j = 0u; j < EPT; j++) {
+            let v = vals[j];
+            let i = ids[j];
+            if (i != NONE && v != NEG_INF && better(last_v, last_i, v, i) && (bi == NONE || better(v, i, bv, bi))) {
+                bv = v;
+                bi = i;
+            }
+        }
+        let mv = wg_max4(lid, vec4<f32>(bv, 0.0, 0.0, 0.0)).x;
+        let mi = wg_min4u(lid, vec4<u32>(select(NONE, bi, bv == mv && bi != NONE), 0u, 0u, 0u)).x;
+        if (lid == 0u) {
+            ws[dst + 2u * k] = bitcast<u32>(mv);
+            ws[dst + 2u * k + 1u] = mi;
+        }
+        last_v = mv;
+        last_i = mi;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let lid = lid3.x;
+    let c = tile_entry(lid, wid);
+    let r = c.r;
+    let flags = mrec(r, M_FLAGS);
+    let hist = (flags & F_HIST_A) != 0u;
+    if (hist) {
+        for (var b = lid; b < HA_BINS; b += WG) { atomicStore(&sh_hist[b], 0u); }
+    }
+    workgroupBarrier();
+
+    var xs: array<f32, EPT>;
+    var ys: array<f32, EPT>;
+    var ylo: array<f32, EPT>;
+    var ids: array<u32, EPT>;
+    var bad = NONE;
+    var my = NEG_INF;
+    var mr = NEG_INF;
+    for (var j = 0u; j < EPT; j++) {
+        let li = j * WG + lid;
+        xs[j] = NEG_INF;
+        ys[j] = NEG_INF;
+        ylo[j] = 0.0;
+        ids[j] = NONE;
+        if (li < c.n) {
+            let x = load_x(r, c.t0 + li);
+            ids[j] = c.t0 + li;
+            if (is_bad(x)) {
+                bad = min(bad, c.t0 + li);
+            } else {
+                xs[j] = x;
+                let y = y_of(c, li, x);
+                ys[j] = y.x;
+                ylo[j] = y.y;
+                my = max(my, ys[j]);
+                mr = max(mr, x);
+                if (hist && ys[j] != NEG_INF) {
+                    atomicAdd(&sh_hist[key_of(ys[j]) >> (32u - HA_BITS)], 1u);
+                }
+            }
+        }
+    }
+    let mx = wg_max4(lid, vec4<f32>(my, mr, 0.0, 0.0));
+    let m = mx.x;
+    let m_raw = mx.y;
+    // The max as a two-float: the largest lo among the ids at m, then the
+    // lowest id there (the reference's argmax of its f64 logits).
+    var my_lo = NEG_INF;
+    for (var j = 0u; j < EPT; j++) {
+        if (ids[j] != NONE && ys[j] == m && m != NEG_INF) { my_lo = max(my_lo, ylo[j]); }
+    }
+    // Only ids a bias or penalty names carry a lo; a tile without any skips the reduction.
+    var m_lo = 0.0;
+    if (c.p_hi > c.p_lo) { m_lo = wg_max4(lid, vec4<f32>(my_lo, 0.0, 0.0, 0.0)).x; }
+    let mm = vec2<f32>(m, m_lo);
+    var arg = NONE;
+    for (var j = 0u; j < EPT; j++) {
+        if (ids[j] != NONE && ys[j] == m && ylo[j] == m_lo && m != NEG_INF) { arg = min(arg, ids[j]); }
+    }
+    let mins = wg_min4u(lid, vec4<u32>(bad, arg, 0u, 0u));
+    let ta = bitcast<f32>(mrec(r, M_TA));
+    let inv_t = 1.0 / ta;
+    var s1 = vec4<f32>(0.0);   // Σe, Σ(y−m)e, Σ(y−m)²e, count
+    var s2 = vec4<f32>(0.0);   // at T_A: Σe, Σ((y−m)/T)e ; raw Σe
+    for (var j = 0u; j < EPT; j++) {
+        if (ys[j] != NEG_INF) {
+            let y = vec2<f32>(ys[j], ylo[j]);
+            let d = scaled(y, mm, 1.0);
+            let e = exp(d);
+            s1 += vec4<f32>(e, d * e, d * d * e, 1.0);
+            let dt = scaled(y, mm, inv_t);
+            let et = exp(dt);
+            s2.x += et;
+            s2.y += dt * et;
+        }
+        if (xs[j] != NEG_INF) {
+            s2.z += exp(xs[j] - m_raw);
+        }
+    }
+    let a = wg_sum4(lid, s1);
+    let b = wg_sum4(lid, s2);
+    let rec = tl_at(r, c.t);
+    if (lid == 0u) {
+        if (mins.x != NONE) { atomicMin(&wsa[ra_at(r) + RA_BAD], mins.x); }
+        ws[rec + T_M1] = bitcast<u32>(m);
+        ws[rec + T_MLO] = bitcast<u32>(m_lo);
+        ws[rec + T_REFLO] = bitcast<u32>(m_lo);
+        ws[rec + T_S1] = bitcast<u32>(a.x);
+        ws[rec + T_A1] = bitcast<u32>(a.y);
+        ws[rec + T_B1] = bitcast<u32>(a.z);
+        ws[rec + T_N] = u32(a.w);
+        ws[rec + T_ARG] = mins.y;
+        ws[rec + T_MRAW] = bitcast<u32>(m_raw);
+        ws[rec + T_SRAW] = bitcast<u32>(b.z);
+        ws[rec + T_REF] = bitcast<u32>(m);
+        ws[rec + T_CNT] = u32(a.w);
+        ws[rec + T_S] = bitcast<u32>(b.x);
+        ws[rec + T_A] = bitcast<u32>(b.y);
+        ws[rec + T_BS] = 0u;
+        ws[rec + T_COFF] = 0u;
+        ws[rec + T_CCNT] = 0u;
+    }
+    if (hist) {
+        workgroupBarrier();
+        let gb = bins_at(r);
+        for (var bb = lid; bb < HA_BINS; bb += WG) {
+            let cnt = atomicLoad(&sh_hist[bb]);
+            if (cnt != 0u) { atomicAdd(&wsa[gb + bb], cnt); }
+        }
+    }
+    let n = min(mrec(r, M_LOGPROBS), ch.ntop);
+    if (n > 0u) {
+        let base = ch.tn_base + (r * ch.tiles + c.t) * 4u * ch.ntop;
+        tile_topn(lid, n, xs, ids, base);
+        tile_topn(lid, n, ys, ids, base + 2u * ch.ntop);
+    }
+}

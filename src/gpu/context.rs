@@ -1,0 +1,305 @@
+//! Device acquisition (wgpu `repeated_compute`: acquire once, work many times).
+//!
+//! Adapter choice: `WGPU_BACKEND` limits the backends and `WGPU_ADAPTER_NAME`
+//! (a case-insensitive substring) picks an adapter by name; otherwise a
+//! discrete GPU is preferred over an integrated, virtual or other one, and a
+//! software adapter (lavapipe, WARP, SwiftShader) is used only when allowed.
+//! The device is requested with the adapter's real limits, not the defaults.
+
+use serde::Serialize;
+
+use crate::error::{Result, SamplerError};
+
+/// The device, its queue and what the adapter offers.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// Features the device was opened with (TIMESTAMP_QUERY where offered).
+    pub features: wgpu::Features,
+    /// Everything the adapter offers (for `info`).
+    pub adapter_features: wgpu::Features,
+}
+
+fn unavailable(reason: impl Into<String>) -> SamplerError {
+    SamplerError::BackendUnavailable {
+        backend: "gpu".into(),
+        reason: reason.into(),
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Whether an adapter runs on the CPU (lavapipe/llvmpipe, WARP, SwiftShader).
+pub fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu
+}
+
+/// Lower is preferred: discrete before integrated, virtual, other and
+/// software adapters; on one device the native APIs before OpenGL.
+fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let api = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    };
+    (kind, api)
+}
+
+/// Every adapter wgpu sees here (honouring `WGPU_BACKEND`).
+pub async fn list_adapters() -> Vec<wgpu::AdapterInfo> {
+    let inst = instance();
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    inst.enumerate_adapters(backends)
+        .await
+        .into_iter()
+        .map(|a| a.get_info())
+        .collect()
+}
+
+impl GpuContext {
+    /// Opens the preferred adapter; `allow_software` admits a CPU adapter.
+    pub async fn new(allow_software: bool) -> Result<Self> {
+        let inst = instance();
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        let mut adapters = inst.enumerate_adapters(backends).await;
+        if adapters.is_empty() {
+            return Err(unavailable(
+                "no GPU adapter found (is a Vulkan, Metal or DX12 driver installed?)",
+            ));
+        }
+        if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
+            let want = name.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&want));
+            if adapters.is_empty() {
+                return Err(unavailable(format!(
+                    "no adapter name contains WGPU_ADAPTER_NAME=`{name}`"
+                )));
+            }
+        }
+        adapters.sort_by_key(|a| rank(&a.get_info()));
+        let adapter = adapters
+            .into_iter()
+            .find(|a| allow_software || !is_software(&a.get_info()))
+            .ok_or_else(|| {
+                unavailable("only a software adapter (e.g. lavapipe) is present; pass --backend gpu to use it")
+            })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let adapter_features = adapter.features();
+        let features = adapter_features & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("token-sampler"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| unavailable(format!("{}: {e}", info.name)))?;
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            adapter_features,
+        })
+    }
+
+    /// Wraps a device a server already owns (its adapter is not known here).
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let limits = device.limits();
+        let features = device.features();
+        let info = caller_device_info();
+        GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            adapter_features: features,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+}
+
+fn caller_device_info() -> wgpu::AdapterInfo {
+    wgpu::AdapterInfo {
+        name: "caller's device".into(),
+        vendor: 0,
+        device: 0,
+        device_type: wgpu::DeviceType::Other,
+        device_pci_bus_id: String::new(),
+        driver: String::new(),
+        driver_info: String::new(),
+        backend: wgpu::Backend::Noop,
+        subgroup_min_size: 0,
+        subgroup_max_size: 0,
+        transient_saves_memory: None,
+        limit_bucket: None,
+    }
+}
+
+/// One adapter as `info` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterEntry {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub vendor: u32,
+    pub device: u32,
+    /// Whether `--backend gpu` opens this one.
+    pub chosen: bool,
+}
+
+/// The limits that decide the sampler's sizes and tiling.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyLimits {
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_size_x: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub min_storage_buffer_offset_alignment: u32,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+}
+
+/// The adapter features the sampler cares about.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyFeatures {
+    /// f16 arithmetic in shaders (the sampler decodes f16/bf16 by bits and
+    /// does not need it).
+    pub shader_f16: bool,
+    /// GPU timestamps: `last_kernel_ms`, `bench`'s `kernel` mode.
+    pub timestamp_query: bool,
+    pub subgroup: bool,
+}
+
+/// Workspace memory of one call of `rows` × `vocab`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkspaceEntry {
+    pub rows: usize,
+    pub vocab: usize,
+    pub bytes: u64,
+}
+
+/// What `info` reports about the GPU backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct GpuReport {
+    pub adapters: Vec<AdapterEntry>,
+    /// The adapter `--backend gpu` opens (software allowed), or why none.
+    pub chosen: Option<String>,
+    pub error: Option<String>,
+    /// Whether the default backend choice (hardware adapters only) takes it.
+    pub default_uses_it: bool,
+    pub limits: Option<KeyLimits>,
+    pub features: Option<KeyFeatures>,
+    /// Workgroup and tile sizes chosen from the limits.
+    pub shader_sizes: Option<crate::gpu::shaders::ShaderConsts>,
+    pub workspace: Vec<WorkspaceEntry>,
+}
+
+fn same_adapter(a: &wgpu::AdapterInfo, b: &wgpu::AdapterInfo) -> bool {
+    a.name == b.name && a.backend == b.backend && a.vendor == b.vendor && a.device == b.device
+}
+
+impl KeyLimits {
+    pub fn of(limits: &wgpu::Limits, info: &wgpu::AdapterInfo) -> Self {
+        KeyLimits {
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+        }
+    }
+}
+
+impl KeyFeatures {
+    pub fn of(f: wgpu::Features) -> Self {
+        KeyFeatures {
+            shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            subgroup: f.contains(wgpu::Features::SUBGROUP),
+        }
+    }
+}
+
+/// Lists every adapter and opens the one `--backend gpu` would use.
+pub fn gpu_report() -> GpuReport {
+    let infos = pollster::block_on(list_adapters());
+    let opened = crate::gpu::GpuSampler::new_blocking(true);
+    let chosen_info = opened.as_ref().ok().map(|g| g.context().info.clone());
+    let adapters = infos
+        .iter()
+        .map(|a| AdapterEntry {
+            name: a.name.clone(),
+            backend: format!("{:?}", a.backend),
+            device_type: format!("{:?}", a.device_type),
+            driver: a.driver.clone(),
+            driver_info: a.driver_info.clone(),
+            vendor: a.vendor,
+            device: a.device,
+            chosen: chosen_info.as_ref().is_some_and(|c| same_adapter(a, c)),
+        })
+        .collect();
+    match opened {
+        Ok(g) => {
+            let ctx = g.context();
+            let workspace = [(1, 200_064), (32, 128_256), (256, 200_064)]
+                .into_iter()
+                .filter_map(|(rows, vocab)| {
+                    let bytes = g.workspace_estimate(rows, vocab).ok()?;
+                    Some(WorkspaceEntry { rows, vocab, bytes })
+                })
+                .collect();
+            GpuReport {
+                adapters,
+                chosen: Some(ctx.describe()),
+                error: None,
+                default_uses_it: !is_software(&ctx.info),
+                limits: Some(KeyLimits::of(&ctx.limits, &ctx.info)),
+                features: Some(KeyFeatures::of(ctx.adapter_features)),
+                shader_sizes: Some(g.shader_consts()),
+                workspace,
+            }
+        }
+        Err(e) => GpuReport {
+            adapters,
+            chosen: None,
+            error: Some(e.to_string()),
+            default_uses_it: false,
+            limits: None,
+            features: None,
+            shader_sizes: None,
+            workspace: Vec::new(),
+        },
+    }
+}

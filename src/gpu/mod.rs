@@ -1,0 +1,14 @@
+//! The GPU backend: wgpu compute shaders, sort-free, one submission per batch.
+//!
+//! Layout (STYLE.md): [`context`] acquires the device, [`pipelines`] compiles
+//! the shaders once, [`workspace`] keeps buffers across calls, [`sampler`] is
+//! the host side, [`shaders`] assembles `shaders/*.wgsl`.
+
+pub mod context;
+pub mod pipelines;
+pub mod sampler;
+pub mod shaders;
+pub mod workspace;
+
+pub use context::{gpu_report, list_adapters, GpuContext, GpuReport};
+pub use sampler::{BufferLogits, GpuSampler, LogitsDtype, PendingResults};

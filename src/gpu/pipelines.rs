@@ -1,0 +1,131 @@
+//! The compiled pipelines, built once per device, and the sizes they were
+//! built for (chosen from the adapter's limits).
+
+use std::collections::HashMap;
+
+use super::shaders::{Job, ShaderConsts};
+
+pub struct Pipelines {
+    pub consts: ShaderConsts,
+    pub layout: wgpu::BindGroupLayout,
+    pub stream_layout: wgpu::BindGroupLayout,
+    pub philox_layout: wgpu::BindGroupLayout,
+    map: HashMap<Job, wgpu::ComputePipeline>,
+}
+
+/// Sizes for this device: 256 invocations and 1024-id tiles where the limits
+/// allow (every WebGPU device has 256), the 12-bit first digit and 2048
+/// candidates where workgroup memory holds their 16 KiB histogram and the
+/// solver's 24 KiB of candidates. A software adapter (lavapipe) runs a
+/// workgroup's invocations as coroutines switched at every barrier, so it
+/// gets narrower workgroups (64, and 32 in the solver): same tiles, a quarter
+/// of the switches.
+pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
+    let mut c = ShaderConsts::default();
+    let inv = limits
+        .max_compute_invocations_per_workgroup
+        .min(limits.max_compute_workgroup_size_x);
+    if inv < 256 {
+        c.wg = 64;
+        c.tile = 256;
+    }
+    if software {
+        c.wg = 64;
+        c.solve_wg = 32;
+    }
+    if limits.max_compute_workgroup_storage_size < 32 * 1024 {
+        c.ha_bits = 10;
+        c.cap = 512;
+    }
+    c.solve_wg = c.solve_wg.min(c.wg);
+    c
+}
+
+fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+impl Pipelines {
+    pub fn new(device: &wgpu::Device, limits: &wgpu::Limits, software: bool) -> Self {
+        let consts = consts_for(limits, software);
+        let mut entries: Vec<wgpu::BindGroupLayoutEntry> = vec![
+            storage(0, true),
+            storage(1, true),
+            storage(2, false),
+            storage(3, false),
+            storage(4, false),
+            storage(5, false),
+            storage(6, true),
+            storage(7, false),
+        ];
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: 8,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+        entries.push(storage(9, false));
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("sampler"),
+            entries: &entries,
+        });
+        let two = |label| {
+            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(label),
+                entries: &[storage(0, true), storage(1, false)],
+            })
+        };
+        let stream_layout = two("stream");
+        let philox_layout = two("philox");
+        let mut map = HashMap::new();
+        for job in Job::ALL {
+            let bgl = match job {
+                Job::Stream => &stream_layout,
+                Job::PhiloxCheck => &philox_layout,
+                _ => &layout,
+            };
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(job.name()),
+                bind_group_layouts: &[Some(bgl)],
+                immediate_size: 0,
+            });
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(job.name()),
+                source: wgpu::ShaderSource::Wgsl(job.source(&consts).into()),
+            });
+            let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(job.name()),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            map.insert(job, p);
+        }
+        Pipelines {
+            consts,
+            layout,
+            stream_layout,
+            philox_layout,
+            map,
+        }
+    }
+
+    pub fn get(&self, job: Job) -> &wgpu::ComputePipeline {
+        &self.map[&job]
+    }
+}

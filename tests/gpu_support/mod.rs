@@ -1,0 +1,97 @@
+//! What every GPU test file shares: opening the adapter the same way (a loud
+//! notice without one, a failure under REQUIRE_GPU=1, never a silent skip),
+//! seeded data, and the SPEC §7 comparison of one sampled row with the
+//! reference for results that come without π (the buffer API).
+
+#![allow(dead_code)]
+
+use token_sampler::gpu::GpuSampler;
+use token_sampler::reference::{process_row, Overrides};
+use token_sampler::rng::uniform;
+use token_sampler::{RowResult, SamplingParams};
+
+/// The GPU sampler on whatever adapter wgpu finds (lavapipe in CI).
+pub fn open_gpu() -> Option<GpuSampler> {
+    match GpuSampler::new_blocking(true) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            if std::env::var("REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("REQUIRE_GPU=1 but no GPU adapter: {e}");
+            }
+            eprintln!("\n!!!!!!!! NO GPU ADAPTER — GPU TESTS NOT RUN: {e} !!!!!!!!\n");
+            None
+        }
+    }
+}
+
+/// A small deterministic generator for test data (SplitMix64).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn normal(&mut self) -> f32 {
+        let (u1, u2) = (self.unit().max(1e-300), self.unit());
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// `rows` rows of normal(0, σ) logits.
+pub fn normal_rows(rng: &mut Rng, rows: usize, vocab: usize, sigma: f32) -> Vec<Vec<f32>> {
+    (0..rows)
+        .map(|_| (0..vocab).map(|_| rng.normal() * sigma).collect())
+        .collect()
+}
+
+/// SPEC §7 for a sampled row against the reference on logits `x`: kept count,
+/// entropy and logprob within tolerance, and the token equal to the
+/// reference's draw for the same (seed, step, 0) or u within 1e-6 of a CDF
+/// boundary. Rows of continuous random logits have no ties at a threshold, so
+/// the kept sets must agree exactly.
+#[track_caller]
+pub fn assert_row_matches_reference(what: &str, x: &[f32], p: &SamplingParams, got: &RowResult) {
+    let over = Overrides {
+        temperature: p.dynamic_temperature.as_ref().map(|_| got.temperature),
+        top_p: None,
+    };
+    let pr = process_row(0, x, p, over).unwrap();
+    assert_eq!(got.kept as usize, pr.kept_count, "{what}: kept");
+    assert!(
+        (got.entropy - pr.entropy).abs() <= 1e-4,
+        "{what}: entropy {} vs {}",
+        got.entropy,
+        pr.entropy
+    );
+    let u = uniform(got.seed, p.step, 0);
+    let want = pr.draw(u);
+    if got.token != want {
+        let mut cum = 0.0;
+        let near = pr.pi.iter().any(|&q| {
+            cum += q;
+            (cum - u).abs() < 1e-6
+        });
+        assert!(
+            near,
+            "{what}: token {} vs reference {want} (u = {u})",
+            got.token
+        );
+    } else {
+        let lp = pr.log_pi[want as usize];
+        assert!(
+            (got.logprob - lp).abs() <= 1e-4,
+            "{what}: logprob {} vs {lp}",
+            got.logprob
+        );
+    }
+}
