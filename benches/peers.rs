@@ -35,8 +35,8 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 /// Median wall time (ms) per callee. Each callee runs in blocks of
-/// back-to-back calls (warm, as in a decode loop that calls it step after step,
-/// and as criterion times a benchmark); the callees take turns block by block,
+/// back-to-back calls after a warm-up (warm, as in a decode loop that calls it
+/// step after step, and as criterion times a benchmark); the callees take turns block by block,
 /// three cycles, so a change in the machine's load mid-run hits every sampler
 /// alike. The result is the median over all timed calls of a callee.
 fn time_cycles(runs: usize, callees: &mut [Box<dyn FnMut() + '_>]) -> Vec<f64> {
@@ -45,8 +45,16 @@ fn time_cycles(runs: usize, callees: &mut [Box<dyn FnMut() + '_>]) -> Vec<f64> {
     let mut times = vec![Vec::with_capacity(per_block * CYCLES); callees.len()];
     for _ in 0..CYCLES {
         for (i, f) in callees.iter_mut().enumerate() {
-            f();
-            f();
+            // Warm up for at least two calls and 50 ms: a core that sat idle
+            // while the previous callee ran on one thread needs that long to
+            // come back to full clock (measured here: without it, the first
+            // milliseconds of a two-thread callee run at about half speed).
+            let warm = Instant::now();
+            let mut calls = 0;
+            while calls < 2 || warm.elapsed().as_secs_f64() < 0.05 {
+                f();
+                calls += 1;
+            }
             for _ in 0..per_block {
                 let t0 = Instant::now();
                 f();
