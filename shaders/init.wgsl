@@ -3,9 +3,11 @@
 // workgroup per row.
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let wid = vec3<u32>(group(wid0.x, nwg.x), group(wid0.y, nwg.y), 0u);
     init_consts();
-    let lid = lid3.x;
+    let lid = lane(lid3.x);
     let r = wid.x;
     if (r >= ch.rows) { return; }
     for (var i = lid; i < ST; i += WG) { ws[st_at(r) + i] = 0u; }

@@ -14,10 +14,11 @@ var<workgroup> sh_u: u32;
 fn pre(r: u32, t: u32) -> f32 { return bitcast<f32>(ws[tl_at(r, t) + T_PRE]); }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let wid = vec3<u32>(group(wid0.x, nwg.x), group(wid0.y, nwg.y), 0u);
     init_consts();
-    let lid = lid3.x;
+    let lid = lane(lid3.x);
     let r = wid.y;
     let res = res_at(r);
     if (lid == 0u) { sh_u = outb[res + R_STATUS]; }

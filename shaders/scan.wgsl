@@ -24,9 +24,11 @@ fn add_bin(b: u32, q: vec2<u32>) {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let wid = vec3<u32>(group(wid0.x, nwg.x), group(wid0.y, nwg.y), 0u);
     init_consts();
-    let lid = lid3.x;
+    let lid = lane(lid3.x);
     let t = wid.x;
     if (lid == 0u) { sh_row = atomicLoad(&args[ch.al_base + ch.round * ch.rows + wid.y]); }
     let r = workgroupUniformLoad(&sh_row);

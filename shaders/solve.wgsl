@@ -966,9 +966,11 @@ fn write_results() {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let wid = vec3<u32>(group(wid0.x, nwg.x), group(wid0.y, nwg.y), 0u);
     init_consts();
-    lid = lid3.x;
+    lid = lane(lid3.x);
     if (ch.round == 0u) {
         row = wid.y;
     } else {

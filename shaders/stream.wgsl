@@ -10,7 +10,7 @@ var<workgroup> acc: array<u32, WG>;
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let lid = lid3.x;
+    let lid = lane(lid3.x);
     let n = arrayLength(&src);
     var x = 0u;
     let start = (wid.x + wid.y * nwg.x) * WG + lid;

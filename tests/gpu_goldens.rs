@@ -8,10 +8,4 @@
 mod common;
 mod gpu_support;
 
-use token_sampler::Sampler;
-
-fn make_gpu() -> Option<Box<dyn Sampler>> {
-    gpu_support::open_gpu().map(|g| Box::new(g) as Box<dyn Sampler>)
-}
-
-backend_tests!(make_gpu());
+backend_tests!(gpu_support::open_gpu());

@@ -52,12 +52,12 @@ fn batch_past_the_binding_limit_agrees_with_the_reference() {
     }
 }
 
-/// A second device on the same adapter with an 8 MiB binding limit.
-fn small_binding_sampler() -> Option<GpuSampler> {
-    let g = open_gpu()?;
+/// A second device on `g`'s adapter with an 8 MiB binding limit.
+fn small_binding_sampler(g: &GpuSampler) -> Option<GpuSampler> {
     let info = g.context().info.clone();
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = info.backend.into();
+    let instance = wgpu::Instance::new(desc);
     let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
         .into_iter()
         .find(|a| {
@@ -78,7 +78,7 @@ fn small_binding_sampler() -> Option<GpuSampler> {
 #[test]
 fn chunked_calls_equal_single_chunk_calls() {
     let Some(mut whole) = open_gpu() else { return };
-    let Some(mut small) = small_binding_sampler() else {
+    let Some(mut small) = small_binding_sampler(&whole) else {
         return;
     };
     assert_eq!(

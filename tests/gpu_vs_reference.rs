@@ -29,7 +29,7 @@ fn run_and_publish(name: &str, cfg: &SuiteConfig) -> Report {
     let Some(mut g) = open_gpu() else {
         return Report::default();
     };
-    let report = run_suite(&mut g, cfg, &mut |_, _| {}).unwrap();
+    let report = run_suite(&mut *g, cfg, &mut |_, _| {}).unwrap();
     let text = report.to_string();
     println!("{text}");
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))

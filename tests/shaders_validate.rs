@@ -4,19 +4,24 @@
 
 #![cfg(feature = "gpu")]
 
-use token_sampler::gpu::shaders::{Job, ShaderConsts};
+use token_sampler::gpu::shaders::{Job, LaneOrder, ShaderConsts};
 
 fn validate(job: Job, consts: &ShaderConsts) {
     let src = job.source(consts);
-    let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
-        panic!("{}: parse error:\n{}", job.name(), e.emit_to_string(&src))
-    });
+    let module = naga::front::wgsl::parse_str(&src)
+        .unwrap_or_else(|e| panic!("{}: parse error:\n{}", job.name(), e.emit_to_string(&src)));
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::default(),
     )
     .validate(&module)
-    .unwrap_or_else(|e| panic!("{}: validation error:\n{}", job.name(), e.emit_to_string(&src)));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{}: validation error:\n{}",
+            job.name(),
+            e.emit_to_string(&src)
+        )
+    });
 }
 
 #[test]
@@ -28,8 +33,31 @@ fn every_shader_validates_with_default_sizes() {
 
 #[test]
 fn every_shader_validates_with_small_sizes() {
-    let small = ShaderConsts { wg: 64, tile: 256, cap: 512, ha_bits: 10, nb: 256, solve_wg: 32 };
+    let small = ShaderConsts {
+        wg: 64,
+        tile: 256,
+        cap: 512,
+        ha_bits: 10,
+        nb: 256,
+        solve_wg: 32,
+        ..Default::default()
+    };
     for job in Job::ALL {
         validate(job, &small);
+    }
+}
+
+#[test]
+fn every_shader_validates_with_every_lane_order() {
+    for lanes in LaneOrder::ALL {
+        for job in Job::ALL {
+            validate(
+                job,
+                &ShaderConsts {
+                    lanes,
+                    ..Default::default()
+                },
+            );
+        }
     }
 }

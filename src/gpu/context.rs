@@ -5,6 +5,16 @@
 //! discrete GPU is preferred over an integrated, virtual or other one, and a
 //! software adapter (lavapipe, WARP, SwiftShader) is used only when allowed.
 //! The device is requested with the adapter's real limits, not the defaults.
+//!
+//! One `wgpu::Instance` serves the whole process, it looks at the native APIs
+//! (Vulkan, Metal, DX12) only, and OpenGL only when none of them has an
+//! adapter (or `WGPU_BACKEND` asks for it); devices are opened one at a time.
+//! An instance with the GL backend initialises EGL, and on NVIDIA's Linux
+//! driver EGL state in many threads at once (an instance per thread, threads
+//! exiting together: a test harness) is known to deadlock inside the driver;
+//! enumerating every ICD from many threads at once has crashed drivers too.
+
+use std::sync::{Mutex, OnceLock};
 
 use serde::Serialize;
 
@@ -29,9 +39,39 @@ fn unavailable(reason: impl Into<String>) -> SamplerError {
     }
 }
 
-fn instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+/// The process's instance for `backends` (`WGPU_BACKEND`, when set, wins).
+fn make_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc.with_env())
 }
+
+/// The native APIs' instance, created once.
+fn instance() -> &'static wgpu::Instance {
+    static PRIMARY: OnceLock<wgpu::Instance> = OnceLock::new();
+    PRIMARY.get_or_init(|| make_instance(wgpu::Backends::PRIMARY))
+}
+
+/// The OpenGL instance, created once and only when asked for (no native
+/// adapter, and `WGPU_BACKEND` unset).
+fn gl_instance() -> &'static wgpu::Instance {
+    static GL: OnceLock<wgpu::Instance> = OnceLock::new();
+    GL.get_or_init(|| make_instance(wgpu::Backends::GL))
+}
+
+/// Every adapter of the native APIs (or of `WGPU_BACKEND`'s), else OpenGL's.
+async fn enumerate() -> Vec<wgpu::Adapter> {
+    let adapters = instance().enumerate_adapters(wgpu::Backends::all()).await;
+    if !adapters.is_empty() || wgpu::Backends::from_env().is_some() {
+        return adapters;
+    }
+    gl_instance()
+        .enumerate_adapters(wgpu::Backends::all())
+        .await
+}
+
+/// Held while a device is being opened: one at a time per process.
+static OPENING: Mutex<()> = Mutex::new(());
 
 /// Whether an adapter runs on the CPU (lavapipe/llvmpipe, WARP, SwiftShader).
 pub fn is_software(info: &wgpu::AdapterInfo) -> bool {
@@ -56,11 +96,9 @@ fn rank(info: &wgpu::AdapterInfo) -> (u32, u32) {
     (kind, api)
 }
 
-/// Every adapter wgpu sees here (honouring `WGPU_BACKEND`).
+/// Every adapter the backend looks at (honouring `WGPU_BACKEND`).
 pub async fn list_adapters() -> Vec<wgpu::AdapterInfo> {
-    let inst = instance();
-    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-    inst.enumerate_adapters(backends)
+    enumerate()
         .await
         .into_iter()
         .map(|a| a.get_info())
@@ -70,9 +108,15 @@ pub async fn list_adapters() -> Vec<wgpu::AdapterInfo> {
 impl GpuContext {
     /// Opens the preferred adapter; `allow_software` admits a CPU adapter.
     pub async fn new(allow_software: bool) -> Result<Self> {
-        let inst = instance();
-        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-        let mut adapters = inst.enumerate_adapters(backends).await;
+        Self::open(allow_software)
+    }
+
+    /// [`GpuContext::new`] on this thread. wgpu's native adapter and device
+    /// requests complete at once, so the lock that keeps openings one at a
+    /// time is never held across a real wait (and the async `new` stays Send).
+    fn open(allow_software: bool) -> Result<Self> {
+        let _one_at_a_time = OPENING.lock().unwrap_or_else(|p| p.into_inner());
+        let mut adapters = pollster::block_on(enumerate());
         if adapters.is_empty() {
             return Err(unavailable(
                 "no GPU adapter found (is a Vulkan, Metal or DX12 driver installed?)",
@@ -98,17 +142,15 @@ impl GpuContext {
         let limits = adapter.limits();
         let adapter_features = adapter.features();
         let features = adapter_features & wgpu::Features::TIMESTAMP_QUERY;
-        let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor {
-                label: Some("token-sampler"),
-                required_features: features,
-                required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
-                memory_hints: wgpu::MemoryHints::Performance,
-                trace: wgpu::Trace::Off,
-            })
-            .await
-            .map_err(|e| unavailable(format!("{}: {e}", info.name)))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("token-sampler"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| unavailable(format!("{}: {e}", info.name)))?;
         Ok(GpuContext {
             device,
             queue,

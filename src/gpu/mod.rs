@@ -12,3 +12,4 @@ pub mod workspace;
 
 pub use context::{gpu_report, list_adapters, GpuContext, GpuReport};
 pub use sampler::{BufferLogits, GpuSampler, LogitsDtype, PendingResults};
+pub use shaders::LaneOrder;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::shaders::{Job, ShaderConsts};
+use super::shaders::{Job, LaneOrder, ShaderConsts};
 
 pub struct Pipelines {
     pub consts: ShaderConsts,
@@ -55,8 +55,16 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
 }
 
 impl Pipelines {
-    pub fn new(device: &wgpu::Device, limits: &wgpu::Limits, software: bool) -> Self {
-        let consts = consts_for(limits, software);
+    pub fn new(
+        device: &wgpu::Device,
+        limits: &wgpu::Limits,
+        software: bool,
+        lanes: LaneOrder,
+    ) -> Self {
+        let consts = ShaderConsts {
+            lanes,
+            ..consts_for(limits, software)
+        };
         let mut entries: Vec<wgpu::BindGroupLayoutEntry> = vec![
             storage(0, true),
             storage(1, true),

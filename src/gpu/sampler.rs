@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
 use super::pipelines::Pipelines;
-use super::shaders::{Job, ShaderConsts};
+use super::shaders::{Job, LaneOrder, ShaderConsts};
 use super::workspace::Workspace;
 use crate::backend::{check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
@@ -440,8 +440,21 @@ fn layout(
 
 impl GpuSampler {
     /// Opens the preferred adapter (a software one only if `allow_software`).
+    /// `TOKEN_SAMPLER_LANE_ORDER` (race tests, see [`LaneOrder`]) permutes
+    /// the shaders' invocations.
     pub async fn new_with(allow_software: bool) -> Result<Self> {
-        Ok(Self::with_context(GpuContext::new(allow_software).await?))
+        let lanes = LaneOrder::from_env().map_err(SamplerError::Unsupported)?;
+        Ok(Self::with_context(
+            GpuContext::new(allow_software).await?,
+            lanes,
+        ))
+    }
+
+    /// [`GpuSampler::new_blocking`] with the shaders' invocations permuted
+    /// (race tests; every order gives the same results on race-free shaders).
+    pub fn new_blocking_with_lanes(allow_software: bool, lanes: LaneOrder) -> Result<Self> {
+        let ctx = pollster::block_on(GpuContext::new(allow_software))?;
+        Ok(Self::with_context(ctx, lanes))
     }
 
     /// Opens the preferred hardware adapter.
@@ -456,14 +469,15 @@ impl GpuSampler {
 
     /// For a server that already owns a device: pipelines are built on it.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::with_context(GpuContext::from_device(device, queue))
+        Self::with_context(GpuContext::from_device(device, queue), LaneOrder::Natural)
     }
 
-    fn with_context(ctx: GpuContext) -> Self {
+    fn with_context(ctx: GpuContext, lanes: LaneOrder) -> Self {
         let pipes = Pipelines::new(
             &ctx.device,
             &ctx.limits,
             super::context::is_software(&ctx.info),
+            lanes,
         );
         let query = ctx
             .features

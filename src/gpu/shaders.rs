@@ -20,7 +20,90 @@ pub struct ShaderConsts {
     /// short loops between many workgroup barriers, so a narrow group
     /// finishes sooner; it must be a power of two.
     pub solve_wg: u32,
+    /// Which physical invocation plays which logical local id (and in which
+    /// order workgroups take their tiles and rows): [`LaneOrder::Natural`]
+    /// except in race tests.
+    pub lanes: LaneOrder,
 }
+
+/// A race detector built from a deterministic scheduler. lavapipe runs a
+/// workgroup's invocations in SIMD groups of 8, switching only at barriers and
+/// always in ascending invocation order, so a race between invocations of one
+/// barrier interval (a higher id overwriting what a lower id has yet to read)
+/// always resolves the same way there, and a real GPU's warps, running in any
+/// order, are what shows it. Remapping the logical local id (and reversing the
+/// workgroup order) makes the same scheduler run the shaders' invocations in
+/// other orders: results that change, or a hang, under a permutation are a
+/// race. Every order computes the same results on a race-free shader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaneOrder {
+    /// Logical id = physical id.
+    #[default]
+    Natural,
+    /// WG − 1 − p, workgroups in reverse order.
+    Reversed,
+    /// Each physical SIMD group of 8 holds ids spread over the whole
+    /// workgroup, descending; workgroups in reverse order.
+    Interleaved,
+    /// An odd-multiplier scramble, (37·p + 11) mod WG; workgroups in reverse
+    /// order.
+    Scattered,
+}
+
+impl LaneOrder {
+    pub const ALL: [LaneOrder; 4] = [
+        LaneOrder::Natural,
+        LaneOrder::Reversed,
+        LaneOrder::Interleaved,
+        LaneOrder::Scattered,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LaneOrder::Natural => "natural",
+            LaneOrder::Reversed => "reversed",
+            LaneOrder::Interleaved => "interleaved",
+            LaneOrder::Scattered => "scattered",
+        }
+    }
+
+    /// The order `TOKEN_SAMPLER_LANE_ORDER` names (for running whole test
+    /// binaries under a permutation); natural when unset.
+    pub fn from_env() -> Result<LaneOrder, String> {
+        match std::env::var("TOKEN_SAMPLER_LANE_ORDER") {
+            Err(_) => Ok(LaneOrder::Natural),
+            Ok(v) => LaneOrder::ALL
+                .into_iter()
+                .find(|o| o.name() == v.trim().to_lowercase())
+                .ok_or_else(|| {
+                    format!("TOKEN_SAMPLER_LANE_ORDER=`{v}`: natural, reversed, interleaved or scattered")
+                }),
+        }
+    }
+
+    fn code(self) -> u32 {
+        match self {
+            LaneOrder::Natural => 0,
+            LaneOrder::Reversed => 1,
+            LaneOrder::Interleaved => 2,
+            LaneOrder::Scattered => 3,
+        }
+    }
+}
+
+/// `lane(p)`: the logical local id of physical invocation p; `group(i, n)`:
+/// the logical index of workgroup i of n along one dimension. WG is a power
+/// of two and a multiple of 8, so each map is a bijection.
+const LANE_FNS: &str = "\
+fn lane(p: u32) -> u32 {
+    if (LANE_ORDER == 1u) { return WG - 1u - p; }
+    if (LANE_ORDER == 2u) { let q = WG - 1u - p; return (q % 8u) * (WG / 8u) + q / 8u; }
+    if (LANE_ORDER == 3u) { return (37u * p + 11u) & (WG - 1u); }
+    return p;
+}
+fn group(i: u32, n: u32) -> u32 { return select(i, n - 1u - i, LANE_ORDER != 0u); }
+";
 
 impl Default for ShaderConsts {
     fn default() -> Self {
@@ -31,6 +114,7 @@ impl Default for ShaderConsts {
             ha_bits: 12,
             nb: 256,
             solve_wg: 64,
+            lanes: LaneOrder::Natural,
         }
     }
 }
@@ -39,14 +123,16 @@ impl ShaderConsts {
     pub fn header(&self) -> String {
         format!(
             "const WG: u32 = {}u;\nconst TILE: u32 = {}u;\nconst EPT: u32 = {}u;\nconst CAP: u32 = {}u;\n\
-             const HA_BITS: u32 = {}u;\nconst HA_BINS: u32 = {}u;\nconst NB: u32 = {}u;\n",
+             const HA_BITS: u32 = {}u;\nconst HA_BINS: u32 = {}u;\nconst NB: u32 = {}u;\n\
+             const LANE_ORDER: u32 = {}u;\n{LANE_FNS}",
             self.wg,
             self.tile,
             self.tile / self.wg,
             self.cap,
             self.ha_bits,
             1u32 << self.ha_bits,
-            self.nb
+            self.nb,
+            self.lanes.code(),
         )
     }
 }

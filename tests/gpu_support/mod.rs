@@ -5,20 +5,59 @@
 
 #![allow(dead_code)]
 
-use token_sampler::gpu::GpuSampler;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use token_sampler::gpu::{GpuSampler, LaneOrder};
 use token_sampler::reference::{process_row, Overrides};
 use token_sampler::rng::uniform;
 use token_sampler::{RowResult, SamplingParams};
 
-/// The GPU sampler on whatever adapter wgpu finds (lavapipe in CI).
-pub fn open_gpu() -> Option<GpuSampler> {
-    match GpuSampler::new_blocking(true) {
-        Ok(g) => Some(g),
+/// This test binary's GPU sampler, held for the length of one test.
+pub type Gpu = MutexGuard<'static, GpuSampler>;
+
+type Shared = OnceLock<Option<Mutex<GpuSampler>>>;
+
+/// The GPU sampler on whatever adapter wgpu finds (lavapipe in CI). One
+/// device per test binary, shared by its tests one at a time: a device (and
+/// its compiled pipelines) per test, opened and dropped from many threads at
+/// once, is what applications do not do and what drivers handle worst.
+pub fn open_gpu() -> Option<Gpu> {
+    static GPU: Shared = OnceLock::new();
+    shared(&GPU, || GpuSampler::new_blocking(true))
+}
+
+/// This binary's sampler whose shaders run their invocations in `lanes`
+/// order (the race tests), one device per order.
+pub fn open_gpu_lanes(lanes: LaneOrder) -> Option<Gpu> {
+    static GPUS: [Shared; 4] = [const { OnceLock::new() }; 4];
+    let i = LaneOrder::ALL.iter().position(|&o| o == lanes).unwrap();
+    shared(&GPUS[i], || {
+        GpuSampler::new_blocking_with_lanes(true, lanes)
+    })
+}
+
+/// Opens the sampler once; a missing adapter is a loud notice on every call,
+/// and a failure under REQUIRE_GPU=1.
+fn shared(
+    cell: &'static Shared,
+    open: impl FnOnce() -> token_sampler::Result<GpuSampler>,
+) -> Option<Gpu> {
+    let opened = cell.get_or_init(|| match open() {
+        Ok(g) => Some(Mutex::new(g)),
         Err(e) => {
             if std::env::var("REQUIRE_GPU").as_deref() == Ok("1") {
                 panic!("REQUIRE_GPU=1 but no GPU adapter: {e}");
             }
-            eprintln!("\n!!!!!!!! NO GPU ADAPTER — GPU TESTS NOT RUN: {e} !!!!!!!!\n");
+            eprintln!("no GPU adapter: {e}");
+            None
+        }
+    });
+    match opened {
+        // A test that failed an assert while holding it left the sampler
+        // between calls, in a usable state.
+        Some(m) => Some(m.lock().unwrap_or_else(|p| p.into_inner())),
+        None => {
+            eprintln!("\n!!!!!!!! NO GPU ADAPTER — GPU TEST NOT RUN !!!!!!!!\n");
             None
         }
     }
