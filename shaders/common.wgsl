@@ -14,7 +14,7 @@ struct Chunk {
     elem_off: u32, dtype: u32, tiles: u32, draws: u32,
     round: u32, nrounds: u32, ntop: u32, bm_words: u32,
     bm_off: u32, patch_e0: u32, patch_e1: u32, meta_patch: u32,
-    st_base: u32, tl_base: u32, cd_base: u32, spare: u32,
+    st_base: u32, tl_base: u32, cd_base: u32, call: u32,
     tn_base: u32, pv_base: u32, bn_base: u32, ra_base: u32,
     al_base: u32, res_base: u32, dr_base: u32, to_base: u32,
     aux_off: u32, aux_stride: u32, inf_bits: u32, cnt_base: u32,
@@ -196,6 +196,9 @@ const R_GREEDY: u32 = 19u;
 const R_MRAW: u32 = 20u;
 const R_LNSRAW: u32 = 21u;
 const R_PASSES: u32 = 22u;
+// The number of the host call that wrote the record (init.wgsl): the host
+// refuses a record of another call (a read before the submission ran).
+const R_CALL: u32 = 26u;
 
 // Per-row atomics in `wsa` (RA words per chunk row).
 const RA: u32 = 4u;

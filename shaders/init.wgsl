@@ -1,6 +1,7 @@
 // Resets a chunk's per-row state, atomics and histogram bins, so one
-// workspace serves chunk after chunk inside a single submission. One
-// workgroup per row.
+// workspace serves chunk after chunk inside a single submission, and marks
+// each row's result record as this call's, not yet written. One workgroup
+// per row.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
@@ -18,5 +19,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         atomicStore(&wsa[ra_at(r) + RA_PERR], NONE);
         atomicStore(&wsa[ra_at(r) + RA_CAND], 0u);
         atomicStore(&wsa[ra_at(r) + 3u], 0u);
+        outb[res_at(r) + R_STATUS] = 0u;
+        outb[res_at(r) + R_ERRC] = 0u;
+        outb[res_at(r) + R_CALL] = ch.call;
     }
 }

@@ -378,7 +378,9 @@ fn add3(a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
 var<workgroup> sh_cum: array<vec4<u32>, WG>;
 var<workgroup> sh_hit: vec4<u32>;
 
-// Inclusive scan of (count, 64-bit mass) per thread (Hillis–Steele, fixed order).
+// Inclusive scan of (count, 64-bit mass) per thread (Hillis–Steele, fixed
+// order). sh_cum[WG − 1] keeps the total until the next call writes sh_cum;
+// the trailing barrier lets that call start right away (like wg_scan_u).
 fn wg_scan3(v: vec4<u32>) -> vec4<u32> {
     sh_cum[lid] = v;
     workgroupBarrier();
@@ -389,7 +391,9 @@ fn wg_scan3(v: vec4<u32>) -> vec4<u32> {
         sh_cum[lid] = add3(sh_cum[lid], add);
         workgroupBarrier();
     }
-    return sh_cum[lid];
+    let out = sh_cum[lid];
+    workgroupBarrier();
+    return out;
 }
 
 // Asks for a histogram round over the keys [lo, hi] whose cumulative above is given.
@@ -1013,6 +1017,10 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             outb[res_at(row) + R_ERRC] = E_ROUNDS;
         }
     }
+    // Every invocation loaded the state from `ws` at the start; thread 0
+    // stores it only after all of them have (a path without any barrier
+    // would otherwise let it overwrite what a late warp has yet to load).
+    storageBarrier();
     if (lid == 0u) {
         for (var i = 0u; i < ST; i++) { ws[st + i] = s[i]; }
         if (want_pass) {

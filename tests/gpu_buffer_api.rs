@@ -356,3 +356,62 @@ fn shape_errors_are_typed() {
     let e = try_encode(base, Some((&small, 0))).unwrap();
     assert!(e.contains("token buffer"), "{e}");
 }
+
+/// A decode loop may record and submit the next call before reading the
+/// last one: each pending result keeps its own readback, and reading is
+/// allowed in any order.
+#[test]
+fn calls_submitted_before_either_is_read_keep_their_own_results() {
+    let Some(mut g) = open_gpu() else { return };
+    let (rows, v) = (3, 4000);
+    let device = g.context().device.clone();
+    let queue = g.context().queue.clone();
+    let (data_a, flat_a) = logits(27, rows, v);
+    let (data_b, flat_b) = logits(28, rows, v);
+    let buf_a = storage_buffer(&g, bytemuck::cast_slice(&flat_a));
+    let buf_b = storage_buffer(&g, bytemuck::cast_slice(&flat_b));
+    let p = params(rows);
+    let mut pending = Vec::new();
+    for buf in [&buf_a, &buf_b] {
+        let mut enc = device.create_command_encoder(&Default::default());
+        pending.push(
+            g.encode(&mut enc, &dense(buf, rows, v), &p, 1, None)
+                .unwrap(),
+        );
+        queue.submit([enc.finish()]);
+    }
+    let got_b = pending.pop().unwrap().read(&device).unwrap();
+    let got_a = pending.pop().unwrap().read(&device).unwrap();
+    for r in 0..rows {
+        assert_row_matches_reference(&format!("first call row {r}"), &data_a[r], &p[r], &got_a[r]);
+        assert_row_matches_reference(
+            &format!("second call row {r}"),
+            &data_b[r],
+            &p[r],
+            &got_b[r],
+        );
+    }
+}
+
+/// Reading a call whose command buffer never ran is an error, not the
+/// results some earlier call left behind.
+#[test]
+fn reading_before_the_submission_ran_is_an_error() {
+    let Some(mut g) = open_gpu() else { return };
+    let (rows, v) = (2, 1000);
+    let device = g.context().device.clone();
+    let (_, flat) = logits(29, rows, v);
+    let buf = storage_buffer(&g, bytemuck::cast_slice(&flat));
+    let p = params(rows);
+    let input = dense(&buf, rows, v);
+    // A call that runs, leaving valid results in the workspace.
+    run(&mut g, &input, &p);
+    let mut enc = device.create_command_encoder(&Default::default());
+    let pending = g.encode(&mut enc, &input, &p, 1, None).unwrap();
+    let e = pending.read(&device).unwrap_err().to_string();
+    assert!(e.contains("not this call's"), "{e}");
+    drop(enc);
+    // The sampler goes on working.
+    let got = run(&mut g, &input, &p);
+    assert_eq!(got.len(), rows);
+}

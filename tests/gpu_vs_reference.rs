@@ -6,7 +6,8 @@
 //! adapter the tests print a loud notice and pass, unless REQUIRE_GPU=1.
 //!
 //! The suite's report tables are printed (`--nocapture`) and written to
-//! `gpu_differential_*.txt` in Cargo's test scratch directory.
+//! `gpu_differential_*.txt` in Cargo's test scratch directory (the system's
+//! temp directory where that build-time path does not exist).
 
 #![cfg(feature = "gpu")]
 
@@ -32,10 +33,19 @@ fn run_and_publish(name: &str, cfg: &SuiteConfig) -> Report {
     let report = run_suite(&mut *g, cfg, &mut |_, _| {}).unwrap();
     let text = report.to_string();
     println!("{text}");
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("gpu_differential_{name}.txt"));
-    std::fs::write(&path, &text).unwrap();
-    eprintln!("report written to {}", path.display());
+    // Cargo's scratch directory is a build-time path: a prebuilt test binary
+    // run elsewhere (scripts/device_check.sh) uses the system's temp dir.
+    let scratch = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = if scratch.is_dir() {
+        scratch.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let path = dir.join(format!("gpu_differential_{name}.txt"));
+    match std::fs::write(&path, &text) {
+        Ok(()) => eprintln!("report written to {}", path.display()),
+        Err(e) => eprintln!("report not written to {}: {e}", path.display()),
+    }
     assert!(report.ok(), "{report}");
     report
 }

@@ -24,6 +24,8 @@ const MR: usize = 48;
 const ST: u64 = 64;
 const TR: u64 = 24;
 const RES: usize = 32;
+/// Word of a row's result record holding the number of the call that wrote it.
+const R_CALL: usize = 26;
 const RA: u64 = 4;
 const NTOP_MAX: usize = 20;
 /// Words of a row's top-n lists: raw and processed, (id, raw x) each.
@@ -77,19 +79,65 @@ pub struct BufferLogits<'a> {
 }
 
 /// Results of a recorded call, to be read back once the caller has submitted.
+///
+/// Each one owns its readback buffer until it is read or dropped, so calls
+/// may be recorded and submitted one after another before any is read (a
+/// decode loop that feeds tokens back on the device). Every row's record
+/// carries the call's number: reading a call whose submission has not run
+/// is an error, never another call's results.
 pub struct PendingResults {
-    staging: wgpu::Buffer,
+    staging: Option<wgpu::Buffer>,
+    pool: StagingPool,
+    /// Bytes of results; the two GPU timestamps follow when `timed`.
     bytes: u64,
+    timed: bool,
+    call: u32,
     rows: usize,
     samples: u32,
     seeds: Vec<u64>,
     summary: Vec<RowSummary>,
-    timer: Option<Timer>,
 }
 
-struct Timer {
-    resolve: wgpu::Buffer,
-    staging: wgpu::Buffer,
+/// Readback buffers not held by a [`PendingResults`].
+#[derive(Clone, Default)]
+struct StagingPool(Arc<Mutex<Vec<wgpu::Buffer>>>);
+
+/// Readback buffers kept for reuse (more only while that many calls are
+/// outstanding).
+const POOL_KEEP: usize = 4;
+
+impl StagingPool {
+    /// A free buffer of at least `bytes`, or a new one.
+    fn take(&self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+        let mut free = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = free.iter().position(|b| b.size() >= bytes) {
+            return free.swap_remove(i);
+        }
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("results readback"),
+            size: bytes.next_multiple_of(256),
+            usage: READBACK,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn give_back(&self, b: wgpu::Buffer) {
+        let mut free = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < POOL_KEEP {
+            free.push(b);
+        }
+    }
+}
+
+impl Drop for PendingResults {
+    fn drop(&mut self) {
+        // A buffer whose copy is still in flight is safe to hand out: the
+        // next call's copy into it comes later in queue order, and a mapping
+        // waits for both.
+        if let Some(b) = self.staging.take() {
+            self.pool.give_back(b);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -131,6 +179,9 @@ pub struct GpuSampler {
     ctx: GpuContext,
     pipes: Pipelines,
     ws: Workspace,
+    readback: StagingPool,
+    /// Numbers the recorded calls (R_CALL in common.wgsl).
+    calls: u32,
     query: Option<wgpu::QuerySet>,
     last_kernel_ms: Option<f64>,
     last_reads: Vec<u32>,
@@ -493,6 +544,8 @@ impl GpuSampler {
             ctx,
             pipes,
             ws: Workspace::default(),
+            readback: StagingPool::default(),
+            calls: 0,
             query,
             last_kernel_ms: None,
             last_reads: Vec::new(),
@@ -640,6 +693,8 @@ impl GpuSampler {
             n_uni * align,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         );
+        self.calls = self.calls.wrapping_add(1);
+        let call = self.calls;
         let q = &self.ctx.queue;
         q.write_buffer(&meta, 0, bytemuck::cast_slice(&e.meta));
         q.write_buffer(&cnt[0], 0, bytemuck::cast_slice(&init_cnt));
@@ -676,7 +731,7 @@ impl GpuSampler {
                     l.st as u32,
                     l.tl as u32,
                     l.cd as u32,
-                    0,
+                    call,
                     l.tn as u32,
                     l.pv as u32,
                     l.bn as u32,
@@ -695,14 +750,13 @@ impl GpuSampler {
             }
         }
         q.write_buffer(&uni, 0, &uni_bytes);
-        let timer = self.query.as_ref().map(|_| Timer {
-            resolve: self.ws.get(
+        let ts_resolve = self.query.as_ref().map(|_| {
+            self.ws.get(
                 &self.ctx.device,
                 "ts_resolve",
                 16,
                 wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            ),
-            staging: self.ws.get(&self.ctx.device, "ts_staging", 16, READBACK),
+            )
         });
         {
             let mut pass = enc.begin_compute_pass(&timed_pass("sample", self.query.as_ref()));
@@ -781,22 +835,25 @@ impl GpuSampler {
                 }
             }
         }
-        if let (Some(qs), Some(t)) = (&self.query, &timer) {
-            enc.resolve_query_set(qs, 0..2, &t.resolve, 0);
-            enc.copy_buffer_to_buffer(&t.resolve, 0, &t.staging, 0, 16);
+        // The results, then the pass's two timestamps, in one readback
+        // buffer of this call's own.
+        let bytes = out_words * 4;
+        let staging = self.readback.take(&self.ctx.device, bytes + 16);
+        enc.copy_buffer_to_buffer(&outb, 0, &staging, 0, bytes);
+        if let (Some(qs), Some(resolve)) = (&self.query, &ts_resolve) {
+            enc.resolve_query_set(qs, 0..2, resolve, 0);
+            enc.copy_buffer_to_buffer(resolve, 0, &staging, bytes, 16);
         }
-        let staging = self
-            .ws
-            .get(&self.ctx.device, "results", out_words * 4, READBACK);
-        enc.copy_buffer_to_buffer(&outb, 0, &staging, 0, out_words * 4);
         Ok(PendingResults {
-            staging,
-            bytes: out_words * 4,
+            staging: Some(staging),
+            pool: self.readback.clone(),
+            bytes,
+            timed: ts_resolve.is_some(),
+            call,
             rows,
             samples,
             seeds,
             summary: e.summary,
-            timer,
         })
     }
 
@@ -1128,29 +1185,35 @@ impl PendingResults {
     /// The same without blocking the thread: resolves once the caller's
     /// submission has completed.
     pub async fn read_async(self, device: &wgpu::Device) -> Result<Vec<RowResult>> {
-        let state = start_map(&self.staging, self.bytes);
+        let staging = self.staging();
+        let state = start_map(staging, self.bytes);
         MapFuture {
             device: device.clone(),
             state: state.clone(),
         }
         .await?;
-        let words = take_mapped(&self.staging, self.bytes, &state)?;
+        let words = take_mapped(staging, self.bytes, &state)?;
         Ok(parse(&words, &self)?.0)
+    }
+
+    fn staging(&self) -> &wgpu::Buffer {
+        self.staging.as_ref().expect("held until drop")
     }
 }
 
 type Parsed = Result<(Vec<RowResult>, Vec<u32>)>;
 
+/// The parsed rows and the pass's duration in timestamp ticks.
 fn read_back(device: &wgpu::Device, p: PendingResults) -> Result<(Parsed, Option<f64>)> {
-    let words = map_read(device, &p.staging, p.bytes)?;
-    let kernel = match &p.timer {
-        Some(t) => {
-            let ts = map_read(device, &t.staging, 16)?;
-            let t0 = ts[0] as u64 | (ts[1] as u64) << 32;
-            let t1 = ts[2] as u64 | (ts[3] as u64) << 32;
-            (t1 > t0).then(|| (t1 - t0) as f64)
-        }
-        None => None,
+    let total = p.bytes + if p.timed { 16 } else { 0 };
+    let mut words = map_read(device, p.staging(), total)?;
+    let kernel = if p.timed {
+        let ts: Vec<u32> = words.split_off((p.bytes / 4) as usize);
+        let t0 = ts[0] as u64 | (ts[1] as u64) << 32;
+        let t1 = ts[2] as u64 | (ts[3] as u64) << 32;
+        (t1 > t0).then(|| (t1 - t0) as f64)
+    } else {
+        None
     };
     Ok((parse(&words, &p), kernel))
 }
@@ -1204,6 +1267,12 @@ fn parse(words: &[u32], p: &PendingResults) -> Result<(Vec<RowResult>, Vec<u32>)
     for r in 0..p.rows {
         let w = &words[r * RES..(r + 1) * RES];
         let sm = &p.summary[r];
+        if w[R_CALL] != p.call {
+            return Err(SamplerError::Gpu(format!(
+                "row {r}: the results are not this call's (was the command buffer that recorded \
+                 it submitted before reading?)"
+            )));
+        }
         if w[0] != 1 {
             return Err(row_error(r, w));
         }
