@@ -30,6 +30,8 @@ const E_FREQ: u32 = 4u;
 const E_MASKED: u32 = 5u;
 const E_ROUNDS: u32 = 6u;
 
+// The row's state, the same in every invocation (load_state / store_state
+// are generated: src/gpu/shaders.rs).
 var<private> s: array<u32, ST>;
 var<private> lid: u32;
 var<private> row: u32;
@@ -983,7 +985,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     }
     if (row >= ch.rows) { return; }
     let st = st_at(row);
-    for (var i = 0u; i < ST; i++) { s[i] = ws[st + i]; }
+    load_state(st);
     if (s[S_STATUS] != 0u) { return; }
     want_pass = false;
     if (ch.round > 0u) { s[S_PASSES] += 1u; }
@@ -1022,7 +1024,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     // would otherwise let it overwrite what a late warp has yet to load).
     storageBarrier();
     if (lid == 0u) {
-        for (var i = 0u; i < ST; i++) { ws[st + i] = s[i]; }
+        store_state(st);
         if (want_pass) {
             let k = ch.round + 1u;
             let slot = atomicAdd(&cnt[ch.cnt_base + k * 8u + 1u], 1u);

@@ -228,6 +228,41 @@ impl Job {
             }
         }
         s.push_str(self.body());
+        if matches!(self, Job::Solve) {
+            s.push_str(&state_copies());
+        }
         s
+    }
+}
+
+/// Words of a row's solver state (`ST` in common.wgsl).
+const STATE_WORDS: usize = 64;
+
+/// The solver's `load_state` / `store_state`, written out word by word: with
+/// only constant indices into the private state array `s`, a compiler can
+/// keep it in registers instead of per-invocation local memory (a loop over
+/// the words would index it dynamically).
+fn state_copies() -> String {
+    let mut f = String::from("fn load_state(st: u32) {\n");
+    for i in 0..STATE_WORDS {
+        f.push_str(&format!("    s[{i}] = ws[st + {i}u];\n"));
+    }
+    f.push_str("}\nfn store_state(st: u32) {\n");
+    for i in 0..STATE_WORDS {
+        f.push_str(&format!("    ws[st + {i}u] = s[{i}];\n"));
+    }
+    f.push_str("}\n");
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn state_copies_cover_the_state() {
+        let f = super::state_copies();
+        assert!(f.contains("s[0] = ws[st + 0u];") && f.contains("s[63] = ws[st + 63u];"));
+        assert!(f.contains("ws[st + 63u] = s[63];") && !f.contains("s[64]"));
+        let common = include_str!("../../shaders/common.wgsl");
+        assert!(common.contains(&format!("const ST: u32 = {}u;", super::STATE_WORDS)));
     }
 }
