@@ -3,7 +3,8 @@
 //! V ∈ {32 000, 128 256, 200 064} × five parameter sets on seeded normal(0, 3)
 //! logits, plus two anchors for published kernels — top-p at B = 128,
 //! V = 131 072 (FlashInfer's sampling benchmark shape) and one streaming read
-//! of 256 × 128 256 f32.
+//! of 256 × 128 256 f32 — and the floor of a timed pass (a streaming read of
+//! 1 × 1024: one workgroup).
 //!
 //! Prints `{"results": [...]}` in the shape of SPEC §8's `bench --json`: per
 //! grid point a `kernel` row (GPU timestamp queries around the one compute
@@ -153,6 +154,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    // The floor of any timed pass: one workgroup reading 4 KiB (launch,
+    // barriers and the timestamp pair, no bandwidth).
+    let tiny = normal_batch(1, 1024, 3.0, 44);
+    bench.stream(&tiny);
     // Anchors: FlashInfer top-p sampling at B = 128, V = 131 072; one read of
     // 256 × 128 256 f32 (the bandwidth floor).
     let anchors: [(usize, usize, Option<&str>); 2] = if quick {

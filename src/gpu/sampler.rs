@@ -1471,6 +1471,7 @@ impl Sampler for GpuSampler {
     fn stream_read_ms(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {
         let chunks = self.upload(logits, 0)?;
         let out = self.buf("stream_out", 65536, wgpu::BufferUsages::STORAGE);
+        let wg = self.pipes.consts.wg as u64;
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&timed_pass("stream", self.query.as_ref()));
@@ -1491,7 +1492,11 @@ impl Sampler for GpuSampler {
                         ],
                     });
                 pass.set_bind_group(0, &bg, &[]);
-                pass.dispatch_workgroups(256, 64, 1);
+                // About four vec4s per invocation, at most 8192 workgroups
+                // (a few waves on a large GPU; the shader strides the rest).
+                let vec4s = src.size / 16;
+                let groups = vec4s.div_ceil(4 * wg).clamp(1, 8192) as u32;
+                pass.dispatch_workgroups(groups, 1, 1);
             }
         }
         let Some(qs) = &self.query else {
