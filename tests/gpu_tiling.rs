@@ -8,6 +8,8 @@
 //! * On a device opened with a small binding limit (8 MiB), every path that
 //!   chunks — host `sample` and `probs`, and the buffer API with a row stride
 //!   and a token buffer — gives the same per-row results as one chunk does.
+//! * On a device allowing 16 workgroups per dispatch dimension, rows are
+//!   chunked 16 at a time and a row of more than 16 tiles is refused.
 
 #![cfg(feature = "gpu")]
 
@@ -52,8 +54,11 @@ fn batch_past_the_binding_limit_agrees_with_the_reference() {
     }
 }
 
-/// A second device on `g`'s adapter with an 8 MiB binding limit.
-fn small_binding_sampler(g: &GpuSampler) -> Option<GpuSampler> {
+/// A second device on `g`'s adapter with limits changed by `change`.
+fn sampler_with_limits(
+    g: &GpuSampler,
+    change: impl FnOnce(&mut wgpu::Limits),
+) -> Option<GpuSampler> {
     let info = g.context().info.clone();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = info.backend.into();
@@ -65,9 +70,9 @@ fn small_binding_sampler(g: &GpuSampler) -> Option<GpuSampler> {
             i.name == info.name && i.backend == info.backend
         })?;
     let mut limits = adapter.limits();
-    limits.max_storage_buffer_binding_size = 8 << 20;
+    change(&mut limits);
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("small bindings"),
+        label: Some("changed limits"),
         required_limits: limits,
         ..Default::default()
     }))
@@ -78,7 +83,9 @@ fn small_binding_sampler(g: &GpuSampler) -> Option<GpuSampler> {
 #[test]
 fn chunked_calls_equal_single_chunk_calls() {
     let Some(mut whole) = open_gpu() else { return };
-    let Some(mut small) = small_binding_sampler(&whole) else {
+    let Some(mut small) =
+        sampler_with_limits(&whole, |l| l.max_storage_buffer_binding_size = 8 << 20)
+    else {
         return;
     };
     assert_eq!(
@@ -190,4 +197,38 @@ fn chunked_calls_equal_single_chunk_calls() {
         assert_eq!(c[r].draws, a[r].draws, "buffer API row {r}");
         assert_eq!(ids[r], a[r].token, "token buffer row {r}");
     }
+}
+
+/// A device with few workgroups per dispatch dimension: rows are chunked to
+/// fit it, and a vocabulary of more tiles than it allows is a typed error (a
+/// dispatch past the limit would be a validation panic inside wgpu).
+#[test]
+fn workgroup_limits_chunk_rows_and_refuse_wide_rows() {
+    let Some(mut whole) = open_gpu() else { return };
+    let Some(mut few) =
+        sampler_with_limits(&whole, |l| l.max_compute_workgroups_per_dimension = 16)
+    else {
+        return;
+    };
+    let tile = few.shader_consts().tile as usize;
+    let (rows, v) = (40, 16 * tile);
+    let batch = normal_batch(rows, v, 3.0, 61);
+    let p: Vec<SamplingParams> = (0..rows)
+        .map(|r| SamplingParams {
+            seed: Some(r as u64),
+            temperature: 0.9,
+            top_k: if r % 2 == 0 { 30 } else { 0 },
+            top_p: 0.9,
+            ..Default::default()
+        })
+        .collect();
+    let a = whole.sample(batch.view(), &p, 1).unwrap();
+    let b = few.sample(batch.view(), &p, 1).unwrap();
+    for r in 0..rows {
+        assert_eq!(a[r].token, b[r].token, "row {r}");
+        assert_eq!(a[r].kept, b[r].kept, "row {r}");
+    }
+    let wide = normal_batch(1, 16 * tile + 1, 3.0, 62);
+    let e = few.sample(wide.view(), &p[..1], 1).unwrap_err().to_string();
+    assert!(e.contains("workgroups per dispatch dimension"), "{e}");
 }

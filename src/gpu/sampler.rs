@@ -615,7 +615,9 @@ impl GpuSampler {
         let ws_row = (ST + tiles * TR + 2 * c.cap as u64 + tiles * 4 * ntop) * 4;
         let by_logits = (lim - 256) / row_bytes;
         let by_ws = (lim / 2) / ws_row;
-        Ok(by_logits.min(by_ws).clamp(1, 65535) as usize)
+        // Rows are the y dimension of the per-row dispatches.
+        let max_groups = self.ctx.limits.max_compute_workgroups_per_dimension as u64;
+        Ok(by_logits.min(by_ws).clamp(1, max_groups) as usize)
     }
 
     /// Records the whole call for `rows` rows into `enc`; `src(row0, rows)`
@@ -643,6 +645,14 @@ impl GpuSampler {
         let e = encode_params(params, &seeds, bitmask.is_some());
         let c = self.pipes.consts;
         let tiles = vocab.div_ceil(c.tile as usize) as u64;
+        let max_groups = self.ctx.limits.max_compute_workgroups_per_dimension as u64;
+        if tiles > max_groups {
+            return Err(SamplerError::Unsupported(format!(
+                "a vocabulary of {vocab} ids is {tiles} tiles of {} ids, over this device's \
+                 {max_groups} workgroups per dispatch dimension",
+                c.tile
+            )));
+        }
         let max_rows = chunks.iter().map(|c| c.1).max().unwrap_or(1) as u64;
         let entries = e.patches.iter().map(|p| p.1 as u64).sum::<u64>();
         let l = layout(
@@ -802,7 +812,7 @@ impl GpuSampler {
                 pass.dispatch_workgroups(nrows, 1, 1);
                 if n_entries > 0 {
                     let groups = n_entries.div_ceil(c.wg);
-                    let x = groups.min(65535);
+                    let x = groups.min(max_groups as u32);
                     pass.set_pipeline(self.pipes.get(Job::Patch));
                     pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
                 }
@@ -821,7 +831,7 @@ impl GpuSampler {
                 }
                 pass.set_bind_group(0, &bgs[0], &[off(0)]);
                 pass.set_pipeline(self.pipes.get(Job::Pick));
-                pass.dispatch_workgroups(samples.min(1024), nrows, 1);
+                pass.dispatch_workgroups(samples.min(1024).min(max_groups as u32), nrows, 1);
                 match &aux {
                     AuxOut::Probs(_) => {
                         pass.set_pipeline(self.pipes.get(Job::Probs));
