@@ -194,6 +194,12 @@ fn print_gpu(g: &token_sampler::gpu::GpuReport) {
             "shader sizes: {} invocations per workgroup ({} in the row solver), {}-id tiles, {} candidates, {}-bit first digit",
             c.wg, c.solve_wg, c.tile, c.cap, c.ha_bits
         );
+        if c.lanes != token_sampler::gpu::LaneOrder::Natural {
+            println!(
+                "lane order: {} (TOKEN_SAMPLER_LANE_ORDER, a race test)",
+                c.lanes.name()
+            );
+        }
     }
     for w in &g.workspace {
         println!(

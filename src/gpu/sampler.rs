@@ -92,6 +92,7 @@ pub struct PendingResults {
     bytes: u64,
     timed: bool,
     call: u32,
+    wait_limit: Option<std::time::Duration>,
     rows: usize,
     samples: u32,
     seeds: Vec<u64>,
@@ -183,6 +184,8 @@ pub struct GpuSampler {
     /// Numbers the recorded calls (R_CALL in common.wgsl).
     calls: u32,
     query: Option<wgpu::QuerySet>,
+    /// How long a read waits for the device (None: as long as it takes).
+    wait_limit: Option<std::time::Duration>,
     last_kernel_ms: Option<f64>,
     last_reads: Vec<u32>,
 }
@@ -547,6 +550,7 @@ impl GpuSampler {
             readback: StagingPool::default(),
             calls: 0,
             query,
+            wait_limit: None,
             last_kernel_ms: None,
             last_reads: Vec::new(),
         }
@@ -570,6 +574,14 @@ impl GpuSampler {
     /// Bytes of device memory the reusable workspace holds.
     pub fn workspace_bytes(&self) -> u64 {
         self.ws.bytes()
+    }
+
+    /// Bounds how long reading results waits for the device (calls and the
+    /// [`PendingResults`] they record from now on): past it the read is a
+    /// `SamplerError::Gpu` error instead of a wait that never ends on a hung
+    /// device. `None` (the default) waits as long as it takes.
+    pub fn set_wait_limit(&mut self, limit: Option<std::time::Duration>) {
+        self.wait_limit = limit;
     }
 
     fn buf(&mut self, name: &str, words: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -860,6 +872,7 @@ impl GpuSampler {
             bytes,
             timed: ts_resolve.is_some(),
             call,
+            wait_limit: self.wait_limit,
             rows,
             samples,
             seeds,
@@ -1074,7 +1087,7 @@ impl GpuSampler {
             pass.set_bind_group(0, &bg, &[]);
             pass.dispatch_workgroups((inputs.len() as u32).div_ceil(64), 1, 1);
         }
-        let words = read_words(&self.ctx, &mut enc, &out, n_out)?;
+        let words = read_words(&self.ctx, &mut enc, &out, n_out, self.wait_limit)?;
         Ok(words
             .chunks(5)
             .map(|w| ([w[0], w[1], w[2], w[3]], f32::from_bits(w[4])))
@@ -1094,6 +1107,7 @@ fn read_words(
     enc: &mut wgpu::CommandEncoder,
     src: &wgpu::Buffer,
     words: u64,
+    limit: Option<std::time::Duration>,
 ) -> Result<Vec<u32>> {
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
@@ -1104,7 +1118,7 @@ fn read_words(
     enc.copy_buffer_to_buffer(src, 0, &staging, 0, words * 4);
     let e = std::mem::replace(enc, ctx.device.create_command_encoder(&Default::default()));
     ctx.queue.submit([e.finish()]);
-    map_read(&ctx.device, &staging, words * 4)
+    map_read(&ctx.device, &staging, words * 4, limit)
 }
 
 type MapState = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
@@ -1145,11 +1159,25 @@ fn take_mapped(staging: &wgpu::Buffer, bytes: u64, state: &MapState) -> Result<V
 }
 
 /// Waits for the device and reads the first `bytes` of `staging`.
-fn map_read(device: &wgpu::Device, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u32>> {
+fn map_read(
+    device: &wgpu::Device,
+    staging: &wgpu::Buffer,
+    bytes: u64,
+    limit: Option<std::time::Duration>,
+) -> Result<Vec<u32>> {
     let state = start_map(staging, bytes);
     device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| SamplerError::Gpu(format!("device poll failed: {e}")))?;
+        .poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: limit,
+        })
+        .map_err(|e| match e {
+            wgpu::PollError::Timeout => SamplerError::Gpu(format!(
+                "the device did not finish within {:.0} s (hung, or far slower than expected)",
+                limit.unwrap_or_default().as_secs_f64()
+            )),
+            e => SamplerError::Gpu(format!("device poll failed: {e}")),
+        })?;
     take_mapped(staging, bytes, &state)
 }
 
@@ -1214,9 +1242,16 @@ impl PendingResults {
 type Parsed = Result<(Vec<RowResult>, Vec<u32>)>;
 
 /// The parsed rows and the pass's duration in timestamp ticks.
-fn read_back(device: &wgpu::Device, p: PendingResults) -> Result<(Parsed, Option<f64>)> {
+fn read_back(device: &wgpu::Device, mut p: PendingResults) -> Result<(Parsed, Option<f64>)> {
     let total = p.bytes + if p.timed { 16 } else { 0 };
-    let mut words = map_read(device, p.staging(), total)?;
+    let mut words = match map_read(device, p.staging(), total, p.wait_limit) {
+        Ok(w) => w,
+        Err(e) => {
+            // Its mapping may still be pending: not for reuse.
+            p.staging = None;
+            return Err(e);
+        }
+    };
     let kernel = if p.timed {
         let ts: Vec<u32> = words.split_off((p.bytes / 4) as usize);
         let t0 = ts[0] as u64 | (ts[1] as u64) << 32;
@@ -1457,7 +1492,7 @@ impl Sampler for GpuSampler {
         let mut out = Vec::with_capacity(rows.len());
         let mut it = rows.into_iter();
         for (st, size) in &stagings {
-            let words = map_read(&self.ctx.device, st, *size)?;
+            let words = map_read(&self.ctx.device, st, *size, self.wait_limit)?;
             for row in words.chunks(v) {
                 let r = it.next().expect("one result per row");
                 out.push(RowProbs {
@@ -1525,7 +1560,7 @@ impl Sampler for GpuSampler {
             wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
         );
         enc.resolve_query_set(qs, 0..2, &resolve, 0);
-        let ts = read_words(&self.ctx, &mut enc, &resolve, 4)?;
+        let ts = read_words(&self.ctx, &mut enc, &resolve, 4, self.wait_limit)?;
         let t0 = ts[0] as u64 | (ts[1] as u64) << 32;
         let t1 = ts[2] as u64 | (ts[3] as u64) << 32;
         Ok(Some(

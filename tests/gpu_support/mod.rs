@@ -7,6 +7,7 @@
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use token_sampler::gpu::context::is_software;
 use token_sampler::gpu::{GpuSampler, LaneOrder};
 use token_sampler::reference::{process_row, Overrides};
 use token_sampler::rng::uniform;
@@ -43,7 +44,15 @@ fn shared(
     open: impl FnOnce() -> token_sampler::Result<GpuSampler>,
 ) -> Option<Gpu> {
     let opened = cell.get_or_init(|| match open() {
-        Ok(g) => Some(Mutex::new(g)),
+        Ok(mut g) => {
+            // On a hardware adapter every test call takes milliseconds: a
+            // read that waits longer is a hung device, reported by the test
+            // that hit it instead of a run that never ends.
+            if !is_software(&g.context().info) {
+                g.set_wait_limit(Some(std::time::Duration::from_secs(20)));
+            }
+            Some(Mutex::new(g))
+        }
         Err(e) => {
             if std::env::var("REQUIRE_GPU").as_deref() == Ok("1") {
                 panic!("REQUIRE_GPU=1 but no GPU adapter: {e}");
