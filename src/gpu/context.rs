@@ -40,9 +40,17 @@ fn unavailable(reason: impl Into<String>) -> SamplerError {
 }
 
 /// The process's instance for `backends` (`WGPU_BACKEND`, when set, wins).
+///
+/// Without wgpu's validation of indirect dispatches (`WGPU_VALIDATION_INDIRECT_CALL=1`
+/// turns it back on): it adds a dispatch and two barriers to every indirect
+/// one, i.e. to each scan and solver dispatch of every recorded round, empty
+/// or not. The sampler's own arguments are in range by construction: x is the
+/// tile count and y the rows that asked for the round, both checked against
+/// `max_compute_workgroups_per_dimension` on the host (sampler.rs), z is 1.
 fn make_instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
+    desc.flags.remove(wgpu::InstanceFlags::VALIDATION_INDIRECT_CALL);
     wgpu::Instance::new(desc.with_env())
 }
 
