@@ -14,8 +14,11 @@
 //! fraction of the same run's streaming-read bandwidth, and the reads of the
 //! logits per row the sampler took.
 //!
-//! `cargo run --release --example gpu_bench -- [--runs N] [--quick]`
-//! (`--quick`: a small grid for software adapters such as lavapipe).
+//! `cargo run --release --example gpu_bench -- [--runs N] [--quick] [--profile]`
+//! (`--quick`: a small grid for software adapters such as lavapipe;
+//! `--profile`: one more call per point with every dispatch timed, added to
+//! its `kernel` row as `profile_ms` — init, stats, solve, the scan and solver
+//! rounds, pick — where the device has TIMESTAMP_QUERY_INSIDE_PASSES).
 
 use std::time::Instant;
 
@@ -44,6 +47,8 @@ struct Bench {
     gpu: GpuSampler,
     device: String,
     runs: usize,
+    /// One more call per point with every dispatch timed (`--profile`).
+    profile: bool,
     results: Vec<Value>,
 }
 
@@ -108,8 +113,27 @@ impl Bench {
             }
         }
         let reads = self.gpu.last_reads().iter().copied().max();
-        if !kernel.is_empty() {
+        let timed = !kernel.is_empty();
+        if timed {
             self.row("kernel", b, v, set, kernel, stream_ms, reads);
+        }
+        if self.profile && timed {
+            self.gpu.set_profile(true);
+            self.gpu.sample(batch.view(), &params, 1).expect("sample");
+            self.gpu.set_profile(false);
+            let spans = self.gpu.last_profile().to_vec();
+            if !spans.is_empty() {
+                let text: Vec<String> =
+                    spans.iter().map(|(l, ms)| format!("{l} {ms:.4}")).collect();
+                eprintln!("{:>10} ms: {}", "profile", text.join(", "));
+                let map: serde_json::Map<String, Value> = spans
+                    .iter()
+                    .map(|(l, ms)| (l.to_string(), json!(ms)))
+                    .collect();
+                if let Some(last) = self.results.last_mut() {
+                    last["profile_ms"] = Value::Object(map);
+                }
+            }
         }
         self.row("end_to_end", b, v, set, e2e, stream_ms, reads);
     }
@@ -126,6 +150,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(10usize)
         .max(1);
     let quick = args.iter().any(|a| a == "--quick");
+    let profile = args.iter().any(|a| a == "--profile");
     let gpu = GpuSampler::new_blocking(true)?;
     let device = gpu.device();
     eprintln!(
@@ -138,6 +163,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         gpu,
         device,
         runs,
+        profile,
         results: Vec::new(),
     };
     let (batches, vocabs): (Vec<usize>, Vec<usize>) = if quick {

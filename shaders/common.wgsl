@@ -429,8 +429,6 @@ fn wg_reduce4u(lid: u32, v: vec4<u32>, op: u32) -> vec4<u32> {
 
 fn wg_sum4(lid: u32, v: vec4<f32>) -> vec4<f32> { return wg_reduce4(lid, v, OP_SUM); }
 fn wg_max4(lid: u32, v: vec4<f32>) -> vec4<f32> { return wg_reduce4(lid, v, OP_MAX); }
-fn wg_min4u(lid: u32, v: vec4<u32>) -> vec4<u32> { return wg_reduce4u(lid, v, OP_MIN); }
-fn wg_max_f(lid: u32, v: f32) -> f32 { return wg_max4(lid, vec4<f32>(v, 0.0, 0.0, 0.0)).x; }
 fn wg_sum_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_SUM).x; }
 fn wg_min_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_MIN).x; }
 fn wg_max_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_MAX).x; }
@@ -489,6 +487,52 @@ fn tup_merge(x: Tup, y: Tup) -> Tup {
 }
 
 
+
+// Two vec4 sums and two u32 minima in one tree (the statistics pass's and the
+// solver's per-row tails): one round of barriers instead of three, and each
+// component adds in exactly the order wg_sum4 / wg_reduce4u would. The second
+// sum rides in redu4 as bits and the minima in red64.
+struct Tail { a: vec4<f32>, b: vec4<f32>, m: vec2<u32> }
+
+fn wg_tail(lid: u32, a: vec4<f32>, b: vec4<f32>, m: vec2<u32>) -> Tail {
+    red4[lid] = a;
+    redu4[lid] = bitcast<vec4<u32>>(b);
+    red64[lid] = m;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            red4[lid] = red4[lid] + red4[lid + s];
+            redu4[lid] = bitcast<vec4<u32>>(bitcast<vec4<f32>>(redu4[lid]) + bitcast<vec4<f32>>(redu4[lid + s]));
+            red64[lid] = min(red64[lid], red64[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let t = Tail(red4[0], bitcast<vec4<f32>>(redu4[0]), red64[0]);
+    // Every invocation has read slot 0 before any helper writes it again.
+    workgroupBarrier();
+    return t;
+}
+
+// The best (value, id) over the workgroup, "best" being the larger value,
+// then the lower id (the order of top-n lists): the same pair as a max of
+// the values followed by a min of the ids at it, in one tree. NONE ids lose
+// to any other at an equal value. Returns (value bits, id).
+fn wg_best(lid: u32, v: f32, i: u32) -> vec2<u32> {
+    red64[lid] = vec2<u32>(bitcast<u32>(v), i);
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            let a = red64[lid];
+            let b = red64[lid + s];
+            let va = bitcast<f32>(a.x);
+            let vb = bitcast<f32>(b.x);
+            if (vb > va || (vb == va && b.y < a.y)) { red64[lid] = b; }
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) { red64b = red64[0]; }
+    return workgroupUniformLoad(&red64b);
+}
 
 // ---- 64-bit fixed-point masses (top-p) --------------------------------------
 // Top-p decides on Σ q with q = e^((y − m)/T) · 2^38 truncated to an integer,

@@ -724,9 +724,10 @@ fn init_row() {
         if (mr != NEG_INF) { accr.y += exp(mr - mraw) * bitcast<f32>(ws[rec + T_SRAW]); }
         if (mt == m && mt_lo == m_lo && best_t == NONE) { best_t = t; }
     }
-    let tot = wg_sum4(lid, acc);
-    let totr = wg_sum4(lid, accr);
-    let bt = wg_min_u(lid, best_t);
+    let tail = wg_tail(lid, acc, accr, vec2<u32>(best_t, NONE));
+    let tot = tail.a;
+    let totr = tail.b;
+    let bt = tail.m.x;
     let n = u32(totr.x);
     set_f(S_M, m);
     set_f(S_MLO, select(0.0, m_lo, m != NEG_INF));
@@ -913,8 +914,9 @@ fn merge_topn(which: u32, n: u32, greedy: bool) -> u32 {
                 }
             }
         }
-        let mv = wg_max_f(lid, bv);
-        let mi = wg_min_u(lid, select(NONE, bi, bv == mv && bi != NONE));
+        let best = wg_best(lid, bv, bi);
+        let mv = bitcast<f32>(best.x);
+        let mi = best.y;
         if (mi == NONE) { break; }
         if (lid == 0u) {
             // The raw logit: the host computes the logprob in f64 (R_TOKX).

@@ -31,8 +31,9 @@ fn tile_topn(lid: u32, n: u32, vals: array<f32, EPT>, ids: array<u32, EPT>, dst:
                 bi = i;
             }
         }
-        let mv = wg_max4(lid, vec4<f32>(bv, 0.0, 0.0, 0.0)).x;
-        let mi = wg_min4u(lid, vec4<u32>(select(NONE, bi, bv == mv && bi != NONE), 0u, 0u, 0u)).x;
+        let best = wg_best(lid, bv, bi);
+        let mv = bitcast<f32>(best.x);
+        let mi = best.y;
         if (lid == 0u) {
             ws[dst + 2u * k] = bitcast<u32>(mv);
             ws[dst + 2u * k + 1u] = mi;
@@ -104,7 +105,6 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     for (var j = 0u; j < EPT; j++) {
         if (ids[j] != NONE && ys[j] == m && ylo[j] == m_lo && m != NEG_INF) { arg = min(arg, ids[j]); }
     }
-    let mins = wg_min4u(lid, vec4<u32>(bad, arg, 0u, 0u));
     let ta = bitcast<f32>(mrec(r, M_TA));
     let inv_t = 1.0 / ta;
     var s1 = vec4<f32>(0.0);   // Σe, Σ(y−m)e, Σ(y−m)²e, count
@@ -124,8 +124,10 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             s2.z += exp(xs[j] - m_raw);
         }
     }
-    let a = wg_sum4(lid, s1);
-    let b = wg_sum4(lid, s2);
+    let tail = wg_tail(lid, s1, s2, vec2<u32>(bad, arg));
+    let a = tail.a;
+    let b = tail.b;
+    let mins = tail.m;
     let rec = tl_at(r, c.t);
     if (lid == 0u) {
         if (mins.x != NONE) { atomicMin(&wsa[ra_at(r) + RA_BAD], mins.x); }

@@ -432,3 +432,51 @@ fn sampler_recovers_after_an_error_and_reuses_its_workspace() {
         assert_eq!(a.draws, b.draws);
     }
 }
+
+/// Profiling times every dispatch without changing a bit of the results: the
+/// spans name each kind once, are non-negative and add up to at most the
+/// pass's own time.
+#[test]
+fn profile_times_every_dispatch_and_changes_nothing() {
+    let Some(mut g) = open_gpu() else { return };
+    let inside = wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+    let b = normal_batch(3, 5000, 3.0, 8);
+    let p = vec![
+        SamplingParams {
+            seed: Some(3),
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.9,
+            logprobs: Some(2),
+            ..Default::default()
+        };
+        3
+    ];
+    let plain = g.sample(b.view(), &p, 4).unwrap();
+    assert!(g.last_profile().is_empty());
+    g.set_profile(true);
+    let profiled = g.sample(b.view(), &p, 4);
+    let profile = g.last_profile().to_vec();
+    let kernel = g.last_kernel_ms();
+    g.set_profile(false);
+    assert_eq!(format!("{plain:?}"), format!("{:?}", profiled.unwrap()));
+    if !g.context().features.contains(inside) {
+        eprintln!("note: no TIMESTAMP_QUERY_INSIDE_PASSES here; nothing profiled");
+        assert!(profile.is_empty());
+        return;
+    }
+    let labels: Vec<&str> = profile.iter().map(|(l, _)| *l).collect();
+    assert_eq!(
+        labels,
+        ["init", "stats", "solve", "scan", "solve rounds", "pick"],
+        "{profile:?}"
+    );
+    assert!(profile.iter().all(|(_, ms)| *ms >= 0.0), "{profile:?}");
+    if let Some(k) = kernel {
+        let sum: f64 = profile.iter().map(|(_, ms)| ms).sum();
+        assert!(
+            sum <= k * 1.001 + 1e-6,
+            "{sum} ms of spans in a {k} ms pass"
+        );
+    }
+}

@@ -26,7 +26,8 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    /// Features the device was opened with (TIMESTAMP_QUERY where offered).
+    /// Features the device was opened with (TIMESTAMP_QUERY and
+    /// TIMESTAMP_QUERY_INSIDE_PASSES where offered).
     pub features: wgpu::Features,
     /// Everything the adapter offers (for `info`).
     pub adapter_features: wgpu::Features,
@@ -50,7 +51,8 @@ fn unavailable(reason: impl Into<String>) -> SamplerError {
 fn make_instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
-    desc.flags.remove(wgpu::InstanceFlags::VALIDATION_INDIRECT_CALL);
+    desc.flags
+        .remove(wgpu::InstanceFlags::VALIDATION_INDIRECT_CALL);
     wgpu::Instance::new(desc.with_env())
 }
 
@@ -149,7 +151,8 @@ impl GpuContext {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let adapter_features = adapter.features();
-        let features = adapter_features & wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter_features
+            & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("token-sampler"),
             required_features: features,

@@ -175,6 +175,21 @@ impl RowSummary {
     }
 }
 
+/// Timestamps written inside the pass, each after the dispatch it is named
+/// for (profiling; needs TIMESTAMP_QUERY_INSIDE_PASSES).
+struct Marks {
+    set: wgpu::QuerySet,
+    labels: Vec<&'static str>,
+    staging: Option<wgpu::Buffer>,
+}
+
+impl Marks {
+    fn mark(&mut self, pass: &mut wgpu::ComputePass<'_>, label: &'static str) {
+        pass.write_timestamp(&self.set, self.labels.len() as u32);
+        self.labels.push(label);
+    }
+}
+
 /// The wgpu backend.
 pub struct GpuSampler {
     ctx: GpuContext,
@@ -186,6 +201,10 @@ pub struct GpuSampler {
     query: Option<wgpu::QuerySet>,
     /// How long a read waits for the device (None: as long as it takes).
     wait_limit: Option<std::time::Duration>,
+    /// Timestamps after every dispatch of `sample` / `probs` calls.
+    profile: bool,
+    profile_marks: Option<Marks>,
+    last_profile: Vec<(&'static str, f64)>,
     last_kernel_ms: Option<f64>,
     last_reads: Vec<u32>,
 }
@@ -551,6 +570,9 @@ impl GpuSampler {
             calls: 0,
             query,
             wait_limit: None,
+            profile: false,
+            profile_marks: None,
+            last_profile: Vec::new(),
             last_kernel_ms: None,
             last_reads: Vec::new(),
         }
@@ -582,6 +604,25 @@ impl GpuSampler {
     /// device. `None` (the default) waits as long as it takes.
     pub fn set_wait_limit(&mut self, limit: Option<std::time::Duration>) {
         self.wait_limit = limit;
+    }
+
+    /// Times every dispatch of the following `sample` / `probs` calls (where
+    /// the device has TIMESTAMP_QUERY_INSIDE_PASSES): see
+    /// [`last_profile`](Self::last_profile). The extra timestamps cost a
+    /// little; benchmarks time with it off.
+    pub fn set_profile(&mut self, on: bool) {
+        self.profile = on;
+    }
+
+    /// Milliseconds per kind of dispatch of the last profiled call, summed
+    /// over chunks and rounds, in the order first run: `init`, `patch`,
+    /// `stats`, `solve`, `scan` and `solve rounds` (every recorded round,
+    /// empty ones included), `pick`, `probs` / `tokens`. Each span runs from
+    /// the timestamp before, so it includes the barrier and the launch of its
+    /// dispatch; together they make up `last_kernel_ms`. Empty when not
+    /// profiled.
+    pub fn last_profile(&self) -> &[(&'static str, f64)] {
+        &self.last_profile
     }
 
     fn buf(&mut self, name: &str, words: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -647,6 +688,7 @@ impl GpuSampler {
         bitmask: Option<&wgpu::Buffer>,
         chunks: &[(usize, usize, ChunkSrc)],
         aux: AuxOut<'_>,
+        profile: bool,
     ) -> Result<PendingResults> {
         if vocab >= MAX_VOCAB {
             return Err(SamplerError::Unsupported(format!(
@@ -780,8 +822,33 @@ impl GpuSampler {
                 wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
             )
         });
+        // At most 4096 queries in a set: profile only calls that fit.
+        let n_marks = 1 + chunks.len() as u64 * (6 + 2 * e.nrounds as u64);
+        let mut marks = (profile
+            && self
+                .ctx
+                .features
+                .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+            && n_marks <= 4096)
+            .then(|| Marks {
+                set: self.ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("dispatch times"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: n_marks as u32,
+                }),
+                labels: Vec::new(),
+                staging: None,
+            });
         {
             let mut pass = enc.begin_compute_pass(&timed_pass("sample", self.query.as_ref()));
+            if let Some(m) = &mut marks {
+                m.mark(&mut pass, "start");
+            }
+            let mut mark = |pass: &mut wgpu::ComputePass<'_>, label| {
+                if let Some(m) = &mut marks {
+                    m.mark(pass, label);
+                }
+            };
             for (ci, (_, nrows, src)) in chunks.iter().enumerate() {
                 let aux_buf: wgpu::BindingResource = match &aux {
                     AuxOut::Probs(bufs) => bufs[ci].as_entire_binding(),
@@ -822,41 +889,66 @@ impl GpuSampler {
                 pass.set_bind_group(0, &bgs[0], &[off(0)]);
                 pass.set_pipeline(self.pipes.get(Job::Init));
                 pass.dispatch_workgroups(nrows, 1, 1);
+                mark(&mut pass, "init");
                 if n_entries > 0 {
                     let groups = n_entries.div_ceil(c.wg);
                     let x = groups.min(max_groups as u32);
                     pass.set_pipeline(self.pipes.get(Job::Patch));
                     pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
+                    mark(&mut pass, "patch");
                 }
                 pass.set_pipeline(self.pipes.get(Job::Stats));
                 pass.dispatch_workgroups(tiles as u32, nrows, 1);
+                mark(&mut pass, "stats");
                 pass.set_pipeline(self.pipes.get(Job::Solve));
                 pass.dispatch_workgroups(1, nrows, 1);
+                mark(&mut pass, "solve");
                 for k in 1..=e.nrounds as u64 {
                     let p = (k % 2) as usize;
                     let slot = (ci as u64 * per_chunk_slots + k * 8) * 4;
                     pass.set_bind_group(0, &bgs[p], &[off(k)]);
                     pass.set_pipeline(self.pipes.get(Job::Scan));
                     pass.dispatch_workgroups_indirect(&cnt[p], slot);
+                    mark(&mut pass, "scan");
                     pass.set_pipeline(self.pipes.get(Job::Solve));
                     pass.dispatch_workgroups_indirect(&cnt[p], slot + 16);
+                    mark(&mut pass, "solve rounds");
                 }
                 pass.set_bind_group(0, &bgs[0], &[off(0)]);
                 pass.set_pipeline(self.pipes.get(Job::Pick));
                 pass.dispatch_workgroups(samples.min(1024).min(max_groups as u32), nrows, 1);
+                mark(&mut pass, "pick");
                 match &aux {
                     AuxOut::Probs(_) => {
                         pass.set_pipeline(self.pipes.get(Job::Probs));
                         pass.dispatch_workgroups(tiles as u32, nrows, 1);
+                        mark(&mut pass, "probs");
                     }
                     AuxOut::Tokens(..) => {
                         pass.set_pipeline(self.pipes.get(Job::Tokens));
                         pass.dispatch_workgroups(nrows.div_ceil(c.wg), 1, 1);
+                        mark(&mut pass, "tokens");
                     }
                     AuxOut::None => {}
                 }
             }
         }
+        if let Some(m) = &mut marks {
+            let n = m.labels.len() as u64;
+            let resolve = self.ws.get(
+                &self.ctx.device,
+                "profile_resolve",
+                n * 8,
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            );
+            let staging = self
+                .ws
+                .get(&self.ctx.device, "profile_staging", n * 8, READBACK);
+            enc.resolve_query_set(&m.set, 0..n as u32, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, n * 8);
+            m.staging = Some(staging);
+        }
+        self.profile_marks = marks;
         // The results, then the pass's two timestamps, in one readback
         // buffer of this call's own.
         let bytes = out_words * 4;
@@ -923,8 +1015,25 @@ impl GpuSampler {
 
     fn finish(&mut self, pending: PendingResults) -> Result<Vec<RowResult>> {
         let (parsed, kernel) = read_back(&self.ctx.device, pending)?;
-        self.last_kernel_ms =
-            kernel.map(|ns| ns * self.ctx.queue.get_timestamp_period() as f64 / 1e6);
+        let period = self.ctx.queue.get_timestamp_period() as f64;
+        self.last_kernel_ms = kernel.map(|ns| ns * period / 1e6);
+        self.last_profile.clear();
+        if let Some(m) = self.profile_marks.take() {
+            let staging = m.staging.expect("resolved with the call");
+            let n = m.labels.len() as u64;
+            let words = map_read(&self.ctx.device, &staging, n * 8, self.wait_limit)?;
+            let ts: Vec<u64> = words
+                .chunks(2)
+                .map(|w| w[0] as u64 | (w[1] as u64) << 32)
+                .collect();
+            for (i, label) in m.labels.iter().enumerate().skip(1) {
+                let ms = ts[i].saturating_sub(ts[i - 1]) as f64 * period / 1e6;
+                match self.last_profile.iter_mut().find(|(l, _)| l == label) {
+                    Some((_, total)) => *total += ms,
+                    None => self.last_profile.push((label, ms)),
+                }
+            }
+        }
         let (rows, reads) = parsed?;
         self.last_reads = reads;
         Ok(rows)
@@ -1025,6 +1134,7 @@ impl GpuSampler {
             input.allowed_bitmask,
             &chunks,
             aux,
+            false,
         )
     }
 
@@ -1433,6 +1543,7 @@ impl Sampler for GpuSampler {
             None,
             &chunks,
             AuxOut::None,
+            self.profile,
         )?;
         self.ctx.queue.submit([enc.finish()]);
         self.finish(pending)
@@ -1470,6 +1581,7 @@ impl Sampler for GpuSampler {
             None,
             &chunks,
             AuxOut::Probs(probs.clone()),
+            self.profile,
         )?;
         let stagings: Vec<(wgpu::Buffer, u64)> = chunks
             .iter()
