@@ -21,7 +21,7 @@ use super::edits::{Block, Edits};
 use super::select::{kth_largest, mass_threshold, TopN};
 use super::simd::{ceil_f32, Kernels, LANE_SLOTS};
 use crate::error::{Result, SamplerError};
-use crate::params::{widen, Mapping, Order, SamplingParams, Stage};
+use crate::params::{widen, Order, SamplingParams, Stage};
 use crate::reference::TOP_P_SLACK;
 use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 use crate::rng::uniform;
@@ -1024,16 +1024,7 @@ pub fn run_row(
     let mut t;
     match order {
         Order::Standard | Order::Vllm => {
-            guide_entropy = dynamic.map(|d| d.guide(entropy, finite));
-            t = static_t;
-            if let (Some(d), Some(g)) = (dynamic, guide_entropy) {
-                if static_t != 0.0 {
-                    t = d.temperature(g, entropy, finite, static_t);
-                    if let Some(dp) = d.top_p(g) {
-                        top_p = dp;
-                    }
-                }
-            }
+            (guide_entropy, t, top_p) = p.temperature_before_truncation(entropy, finite);
             if t > 0.0 {
                 for stage in order.truncation_stages() {
                     if let Some((nt, after)) = r.truncate(stage, tau, kept, t, p, top_p) {
@@ -1059,10 +1050,7 @@ pub fn run_row(
                 None => None,
                 Some(d) => {
                     let h = if tau <= ALL { entropy } else { r.entropy_over(tau) };
-                    let g = match d.mapping {
-                        Mapping::LlamaCpp { .. } => h,
-                        _ => d.guide(h, kept),
-                    };
+                    let g = d.guide_over_survivors(h, kept);
                     if static_t != 0.0 {
                         t = d.temperature(g, h, kept, static_t);
                     }
