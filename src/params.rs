@@ -240,6 +240,16 @@ impl DynamicTemperature {
         }
     }
 
+    /// The guide entropy in `llama_cpp` order: the survivors' entropy `h_nats`
+    /// over `n` tokens, in nats for the `llama_cpp` mapping (it normalises by
+    /// ln N itself), else in `unit` after the clip.
+    pub fn guide_over_survivors(&self, h_nats: f64, n: usize) -> f64 {
+        match self.mapping {
+            Mapping::LlamaCpp { .. } => h_nats,
+            _ => self.guide(h_nats, n),
+        }
+    }
+
     /// The entropy-driven top-p for a guide entropy, if configured.
     pub fn top_p(&self, guide: f64) -> Option<f64> {
         let range = self.top_p?;
@@ -342,6 +352,26 @@ impl SamplingParams {
             row,
             message: e.to_string(),
         })
+    }
+
+    /// SPEC §4 for the `standard` and `vllm` orders, where temperature is
+    /// decided before truncation from the model entropy `h_nats` over `finite`
+    /// tokens: `(guide entropy, T, top-p)`. A static T of 0 stays greedy (the
+    /// mapping is not evaluated); T = 0 from a mapping also means greedy.
+    pub fn temperature_before_truncation(&self, h_nats: f64, finite: usize) -> (Option<f64>, f64, f64) {
+        let static_t = widen(self.temperature);
+        let mut top_p = widen(self.top_p);
+        let Some(d) = &self.dynamic_temperature else {
+            return (None, static_t, top_p);
+        };
+        let g = d.guide(h_nats, finite);
+        if static_t == 0.0 {
+            return (Some(g), 0.0, top_p);
+        }
+        if let Some(dp) = d.top_p(g) {
+            top_p = dp;
+        }
+        (Some(g), d.temperature(g, h_nats, finite, static_t), top_p)
     }
 
     /// Whether any penalty is active.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::backend::{check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
-use crate::params::{resolve_seeds, validate_all, widen, Mapping, Order, SamplingParams, Stage};
+use crate::params::{resolve_seeds, validate_all, widen, Order, SamplingParams, Stage};
 use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 use crate::rng::uniform;
 
@@ -362,16 +362,7 @@ pub fn process_row(
     match p.order {
         Order::Standard | Order::Vllm => {
             // The guide is the model entropy; T is decided before truncation.
-            guide_entropy = dynamic.map(|d| d.guide(entropy, finite));
-            t = static_t;
-            if let (Some(d), Some(g)) = (dynamic, guide_entropy) {
-                if static_t != 0.0 {
-                    t = d.temperature(g, entropy, finite, static_t);
-                    if let Some(dp) = d.top_p(g) {
-                        top_p = dp;
-                    }
-                }
-            }
+            (guide_entropy, t, top_p) = p.temperature_before_truncation(entropy, finite);
             top_p = overrides.top_p.unwrap_or(top_p);
             if static_t != 0.0 {
                 t = overrides.temperature.unwrap_or(t);
@@ -390,10 +381,7 @@ pub fn process_row(
                 trace.extend(truncate(stage, &y, &mut keep, 1.0, p, top_p));
             }
             let (h_surv, _, n_surv) = entropy_stats(&y, &keep);
-            guide_entropy = dynamic.map(|d| match d.mapping {
-                Mapping::LlamaCpp { .. } => h_surv,
-                _ => d.guide(h_surv, n_surv),
-            });
+            guide_entropy = dynamic.map(|d| d.guide_over_survivors(h_surv, n_surv));
             t = static_t;
             if let (Some(d), Some(g)) = (dynamic, guide_entropy) {
                 if static_t != 0.0 {

@@ -1,9 +1,10 @@
 //! The parameter sets the GPU benchmarks run (SPEC §9's grid), shared by
-//! benches/gpu.rs and examples/gpu_bench.rs. The values follow the `bench`
-//! command's named sets (T 0.7; linear entropy-guided T over 1–5 nats), with
-//! the GPU grid's top-k 50 and top-p 0.95.
+//! benches/gpu.rs and examples/gpu_bench.rs: the `bench` command's named sets
+//! (`token_sampler::bench::named_set`) with the GPU grid's top-k 50 and
+//! top-p 0.95, and the FlashInfer anchor's top-p 0.9.
 
-use token_sampler::{DynamicTemperature, EntropyUnit, Mapping, SamplingParams};
+use token_sampler::bench::named_set;
+use token_sampler::SamplingParams;
 
 pub const SETS: [&str; 5] = [
     "temperature",
@@ -13,35 +14,25 @@ pub const SETS: [&str; 5] = [
     "entropy_guided",
 ];
 
-/// The named set; `top_p_0.9` is the FlashInfer anchor's.
+/// The grid set's parameters, seeded (unknown names fall back to `temperature`).
 pub fn params_for(set: &str) -> SamplingParams {
-    let t07 = SamplingParams {
-        seed: Some(1),
-        temperature: 0.7,
-        ..Default::default()
-    };
-    match set {
+    let named = |name: &str| named_set(name).expect("a named bench set");
+    let p = match set {
         "top_k_50+top_p_0.9" => SamplingParams {
             top_k: 50,
-            top_p: 0.9,
-            ..t07
+            ..named("top_k_top_p")
         },
-        "top_p_0.95" => SamplingParams { top_p: 0.95, ..t07 },
-        "top_p_0.9" => SamplingParams { top_p: 0.9, ..t07 },
-        "min_p_0.05" => SamplingParams { min_p: 0.05, ..t07 },
-        "entropy_guided" => SamplingParams {
-            seed: Some(1),
-            dynamic_temperature: Some(DynamicTemperature {
-                unit: Some(EntropyUnit::Nats),
-                ..DynamicTemperature::new(Mapping::Linear {
-                    h_low: 1.0,
-                    h_high: 5.0,
-                    t_min: 0.3,
-                    t_max: 1.2,
-                })
-            }),
-            ..Default::default()
+        "top_p_0.95" => SamplingParams {
+            top_p: 0.95,
+            ..named("top_p")
         },
-        _ => t07,
+        "top_p_0.9" => named("top_p"),
+        "min_p_0.05" => named("min_p"),
+        "entropy_guided" => named("entropy_guided"),
+        _ => named("temperature"),
+    };
+    SamplingParams {
+        seed: Some(1),
+        ..p
     }
 }

@@ -21,7 +21,7 @@ use super::edits::{Block, Edits};
 use super::select::{kth_largest, mass_threshold, TopN};
 use super::simd::{ceil_f32, Kernels, LANE_SLOTS};
 use crate::error::{Result, SamplerError};
-use crate::params::{widen, Mapping, Order, SamplingParams, Stage};
+use crate::params::{widen, Order, SamplingParams, Stage};
 use crate::reference::TOP_P_SLACK;
 use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 use crate::rng::uniform;
@@ -189,10 +189,7 @@ fn prefetch(xs: &[f32]) {
     for line in xs.chunks(16) {
         // SAFETY: prefetching is a hint; the address is inside a live slice.
         unsafe {
-            std::arch::x86_64::_mm_prefetch(
-                line.as_ptr() as *const i8,
-                std::arch::x86_64::_MM_HINT_T0,
-            );
+            std::arch::x86_64::_mm_prefetch(line.as_ptr() as *const i8, std::arch::x86_64::_MM_HINT_T0);
         }
     }
 }
@@ -252,10 +249,7 @@ fn stats_pass(
         // ones by their exact maxima.
         let (acc, bm) = if b.edited {
             let ys = slice64(ev64, b);
-            (
-                &mut edit,
-                ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            )
+            (&mut edit, ys.iter().copied().fold(f64::NEG_INFINITY, f64::max))
         } else {
             (&mut base, bm as f64)
         };
@@ -501,8 +495,7 @@ impl Row<'_> {
         self.cw.resize(self.cv.len(), 0.0);
         if self.edit_ids.is_empty() {
             // Every value is an f32 and the row max is one of them.
-            self.k
-                .weights(self.cv, self.m as f32, inv_f32(t), ALL, self.cw);
+            self.k.weights(self.cv, self.m as f32, inv_f32(t), ALL, self.cw);
         } else {
             // Edited rows: exact values in f64 against the exact max (the
             // lists are both in id order: one merge walk finds the edits).
@@ -566,8 +559,7 @@ impl Row<'_> {
     fn kth(&mut self, tau_prev: f32, k: usize) -> f32 {
         self.ensure_rank(tau_prev, k);
         self.sel.clear();
-        self.sel
-            .extend(self.cv.iter().copied().filter(|&v| v >= tau_prev));
+        self.sel.extend(self.cv.iter().copied().filter(|&v| v >= tau_prev));
         kth_largest(self.sel, k)
     }
 
@@ -585,14 +577,12 @@ impl Row<'_> {
         self.sel.clear();
         for (b, l) in self.blocks.iter().zip(self.lanes.iter()) {
             if b.max >= tau_prev {
-                self.sel
-                    .extend(l.iter().copied().filter(|&v| v >= tau_prev));
+                self.sel.extend(l.iter().copied().filter(|&v| v >= tau_prev));
             }
         }
         self.wbuf.resize(self.sel.len(), 0.0);
         if self.edit_ids.is_empty() {
-            self.k
-                .weights(self.sel, self.m as f32, inv_f32(t), ALL, self.wbuf);
+            self.k.weights(self.sel, self.m as f32, inv_f32(t), ALL, self.wbuf);
         } else {
             // Rounded edited maxima may sit a hair above the exact max; the
             // bound is verified on the candidates anyway.
@@ -641,10 +631,7 @@ impl Row<'_> {
         }
         let share = if z > 0.0 { (cum / z).min(1.0) } else { 1.0 };
         let n = self.sel.len();
-        let mut j = self
-            .cdf
-            .partition_point(|&c| c < target * share)
-            .min(n.saturating_sub(1));
+        let mut j = self.cdf.partition_point(|&c| c < target * share).min(n.saturating_sub(1));
         for _ in 0..n {
             let bound = self.sel[j].max(tau_prev);
             if bound < self.tau_c {
@@ -755,9 +742,7 @@ impl Row<'_> {
             let found = if b.edited {
                 slice64(self.ev64, b).iter().position(|&y| y == self.m)
             } else if b.max as f64 == self.m {
-                slice(self.x, self.ev, b)
-                    .iter()
-                    .position(|&v| v as f64 == self.m)
+                slice(self.x, self.ev, b).iter().position(|&v| v as f64 == self.m)
             } else {
                 None
             };
@@ -849,10 +834,7 @@ impl Row<'_> {
                 let bi = if pos < self.cdf.len() {
                     pos
                 } else {
-                    match (0..self.blocks.len())
-                        .rev()
-                        .find(|&i| self.blocks[i].weight > 0.0)
-                    {
+                    match (0..self.blocks.len()).rev().find(|&i| self.blocks[i].weight > 0.0) {
                         Some(i) => i,
                         None => return self.argmax(),
                     }
@@ -863,8 +845,7 @@ impl Row<'_> {
                 if b.edited {
                     let m = self.m;
                     for (&v, &y) in xs.iter().zip(slice64(self.ev64, &b)) {
-                        self.wbuf64
-                            .push(if v >= tau { ((y - m) / t).exp() } else { 0.0 });
+                        self.wbuf64.push(if v >= tau { ((y - m) / t).exp() } else { 0.0 });
                     }
                 } else {
                     // Kernel weights against the unedited max, moved to the row max.
@@ -959,18 +940,7 @@ pub fn run_row(
                 },
             )
     } else {
-        stats_pass(
-            k,
-            x_,
-            ev,
-            ev64,
-            &mut sc.blocks,
-            &mut sc.lanes,
-            check,
-            temper,
-            inv_t,
-            inv_t64,
-        )
+        stats_pass(k, x_, ev, ev64, &mut sc.blocks, &mut sc.lanes, check, temper, inv_t, inv_t64)
     };
     let (base, edit) = result.map_err(|i| invalid(row, x, i))?;
     let acc = base.merge(edit, inv_t64);
@@ -1054,16 +1024,7 @@ pub fn run_row(
     let mut t;
     match order {
         Order::Standard | Order::Vllm => {
-            guide_entropy = dynamic.map(|d| d.guide(entropy, finite));
-            t = static_t;
-            if let (Some(d), Some(g)) = (dynamic, guide_entropy) {
-                if static_t != 0.0 {
-                    t = d.temperature(g, entropy, finite, static_t);
-                    if let Some(dp) = d.top_p(g) {
-                        top_p = dp;
-                    }
-                }
-            }
+            (guide_entropy, t, top_p) = p.temperature_before_truncation(entropy, finite);
             if t > 0.0 {
                 for stage in order.truncation_stages() {
                     if let Some((nt, after)) = r.truncate(stage, tau, kept, t, p, top_p) {
@@ -1088,15 +1049,8 @@ pub fn run_row(
             guide_entropy = match dynamic {
                 None => None,
                 Some(d) => {
-                    let h = if tau <= ALL {
-                        entropy
-                    } else {
-                        r.entropy_over(tau)
-                    };
-                    let g = match d.mapping {
-                        Mapping::LlamaCpp { .. } => h,
-                        _ => d.guide(h, kept),
-                    };
+                    let h = if tau <= ALL { entropy } else { r.entropy_over(tau) };
+                    let g = d.guide_over_survivors(h, kept);
                     if static_t != 0.0 {
                         t = d.temperature(g, h, kept, static_t);
                     }
@@ -1128,10 +1082,7 @@ pub fn run_row(
                 let top_logprobs = logprobs.map(|n| TopLogprobs {
                     raw: raw_top(k, x, n, raw_m, raw_ln_s, r.top),
                     processed: if n > 0 {
-                        vec![TokenLogprob {
-                            id: token,
-                            logprob: 0.0,
-                        }]
+                        vec![TokenLogprob { id: token, logprob: 0.0 }]
                     } else {
                         Vec::new()
                     },
@@ -1175,11 +1126,7 @@ pub fn run_row(
                     for b in r.blocks.iter().filter(|b| b.max >= tau) {
                         for (j, &v) in slice(r.x, r.ev, b).iter().enumerate() {
                             if v >= tau {
-                                let y = if b.edited {
-                                    r.ev64[(b.start as usize) + j]
-                                } else {
-                                    v as f64
-                                };
+                                let y = if b.edited { r.ev64[(b.start as usize) + j] } else { v as f64 };
                                 probs[(b.id as usize) + j] = logprob_of(y).exp();
                             }
                         }
@@ -1239,14 +1186,7 @@ pub fn run_row(
 }
 
 /// The n largest raw log-probabilities (the logits as given).
-fn raw_top(
-    k: Kernels,
-    x: &[f32],
-    n: usize,
-    raw_m: f64,
-    raw_ln_s: f64,
-    top: &mut TopN,
-) -> Vec<TokenLogprob> {
+fn raw_top(k: Kernels, x: &[f32], n: usize, raw_m: f64, raw_ln_s: f64, top: &mut TopN) -> Vec<TokenLogprob> {
     top.reset(n);
     k.top_n(x, 0, top);
     top.items()
