@@ -112,15 +112,11 @@ fn param_sets(a: &BenchArgs, rows: usize) -> anyhow::Result<Vec<ParamSet>> {
     let mut sets = Vec::new();
     for name in &names {
         let Some(mut set) = ParamSet::named(name) else {
-            bail!(
-                "unknown parameter set `{name}` (known: {})",
-                SET_NAMES.join(", ")
-            );
+            bail!("unknown parameter set `{name}` (known: {})", SET_NAMES.join(", "));
         };
         if let PerRow::Same(p) = &mut set.params {
             apply_flags(&a.params, p);
-            p.validate(0, usize::MAX)
-                .with_context(|| format!("set `{name}`"))?;
+            p.validate(0, usize::MAX).with_context(|| format!("set `{name}`"))?;
         }
         sets.push(set);
     }
@@ -148,10 +144,7 @@ fn param_sets(a: &BenchArgs, rows: usize) -> anyhow::Result<Vec<ParamSet>> {
 
 pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
     if a.runs < MIN_RUNS {
-        bail!(
-            "--runs {} is too few: medians and IQRs need at least {MIN_RUNS}",
-            a.runs
-        );
+        bail!("--runs {} is too few: medians and IQRs need at least {MIN_RUNS}", a.runs);
     }
     // The inputs: one file, or every (batch, vocab) of the grid.
     let inputs: Vec<Batch> = match &a.logits {
@@ -203,8 +196,7 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         let mut probes = Vec::new();
         for input in &inputs {
             let own = sampler.stream_read_ms(input.view())?;
-            probes
-                .push(own.or_else(|| Some(token_sampler::cpu::host_stream_read_ms(input.data()))));
+            probes.push(own.or_else(|| Some(token_sampler::cpu::host_stream_read_ms(input.data()))));
         }
         for (i, set) in &grid {
             let input = &inputs[*i];
@@ -216,15 +208,8 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
                 set.name
             ));
             let mut tick = || bar.inc(1);
-            let r = bench_case(
-                sampler.as_mut(),
-                input.view(),
-                set,
-                &opts,
-                probes[*i],
-                &mut tick,
-            )
-            .with_context(|| format!("{} on set `{}`", sampler.kind(), set.name))?;
+            let r = bench_case(sampler.as_mut(), input.view(), set, &opts, probes[*i], &mut tick)
+                .with_context(|| format!("{} on set `{}`", sampler.kind(), set.name))?;
             results.extend(r);
         }
     }
@@ -250,10 +235,7 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         print!("{}", format_table(&results));
         let probes: Vec<Value> = results
             .iter()
-            .filter_map(|r| {
-                r.stream_read_ms
-                    .map(|p| json!([r.backend, r.batch, r.vocab, p]))
-            })
+            .filter_map(|r| r.stream_read_ms.map(|p| json!([r.backend, r.batch, r.vocab, p])))
             .collect();
         if let Some(Value::Array(first)) = probes.first() {
             println!(

@@ -221,11 +221,7 @@ impl Sampler for CpuSampler {
     /// One multi-threaded streaming read of the logits (the median of five),
     /// with the same thread pool and vector width as sampling.
     fn stream_read_ms(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {
-        Ok(Some(stream_read_ms(
-            &self.pool,
-            self.kernels,
-            logits.data(),
-        )))
+        Ok(Some(stream_read_ms(&self.pool, self.kernels, logits.data())))
     }
 }
 
