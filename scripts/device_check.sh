@@ -15,11 +15,14 @@
 # then run:  BIN=.devbin OUT=/some/dir scripts/device_check.sh
 #
 # Steps (each under its own timeout): `token-sampler info` (text and JSON),
-# every $BIN/gpu_* test executable with REQUIRE_GPU=1, `token-sampler validate
-# --backend gpu --cases 4`, then the benchmark grid: `token-sampler bench` when
-# this binary has it (its named sets, with the GPU grid's top-k 50 and top-p
-# 0.95), and $BIN/gpu_bench (kernel and end-to-end times, reads per row, the
-# FlashInfer top-p and streaming-read anchors).
+# every $BIN/gpu_* test executable with REQUIRE_GPU=1 (each binary shares one
+# device among its tests; on a hardware adapter a read waiting over 20 s fails
+# the test that made it, so a hung device names its test), `token-sampler
+# validate --backend gpu --cases 4`, then the benchmark grid: `token-sampler
+# bench` when this binary has it (its named sets, with the GPU grid's top-k 50
+# and top-p 0.95), and $BIN/gpu_bench (kernel and end-to-end times, a
+# per-dispatch profile, reads per row, the floor of a pass, the FlashInfer
+# top-p and streaming-read anchors).
 set -uo pipefail
 BIN="${BIN:-.devbin}"
 OUT="${OUT:-./device_out}"
@@ -79,8 +82,9 @@ step validate 100 "$OUT/validate.txt" "$TS" validate --backend gpu --cases 4
 
 if [ -x "$BIN/gpu_bench" ]; then
   # GPU_BENCH_ARGS="--quick --runs 2" for a smoke test on a software adapter.
+  # --profile: one more call per point with every dispatch timed (profile_ms).
   # shellcheck disable=SC2086
-  step gpu_bench 120 "$OUT/gpu_bench.json" "$BIN/gpu_bench" ${GPU_BENCH_ARGS:---runs 10}
+  step gpu_bench 120 "$OUT/gpu_bench.json" "$BIN/gpu_bench" ${GPU_BENCH_ARGS:---runs 10 --profile}
 fi
 
 if "$TS" bench --help >/dev/null 2>&1; then

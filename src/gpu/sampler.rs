@@ -1061,7 +1061,7 @@ impl GpuSampler {
         }
         validate_all(params, input.rows, input.vocab)?;
         let esz = input.dtype.size();
-        if input.offset % esz != 0 {
+        if !input.offset.is_multiple_of(esz) {
             return Err(SamplerError::Shape(format!(
                 "logits offset {} is not a multiple of the element size {esz}",
                 input.offset
