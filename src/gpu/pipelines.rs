@@ -110,16 +110,32 @@ impl Pipelines {
                 bind_group_layouts: &[Some(bgl)],
                 immediate_size: 0,
             });
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(job.name()),
                 source: wgpu::ShaderSource::Wgsl(job.source(&consts).into()),
-            });
+            };
+            let module = if knob("TOKEN_SAMPLER_GPU_CHECKS") == Some(false) {
+                // SAFETY: an experiment switch (off by default) for measuring
+                // what naga's bounds checks and loop bounding cost; every index
+                // in the shaders is in range by construction.
+                unsafe {
+                    device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+                }
+            } else {
+                device.create_shader_module(desc)
+            };
             let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(job.name()),
                 layout: Some(&pl),
                 module: &module,
                 entry_point: Some("main"),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    // Every workgroup variable is written before it is read,
+                    // so zero-initialising workgroup memory is optional.
+                    zero_initialize_workgroup_memory: knob("TOKEN_SAMPLER_GPU_ZERO_INIT")
+                        .unwrap_or(true),
+                    ..Default::default()
+                },
                 cache: None,
             });
             map.insert(job, p);
@@ -135,5 +151,14 @@ impl Pipelines {
 
     pub fn get(&self, job: Job) -> &wgpu::ComputePipeline {
         &self.map[&job]
+    }
+}
+
+/// An on/off environment switch for measuring pipeline options (`0`/`1`).
+fn knob(name: &str) -> Option<bool> {
+    match std::env::var(name).ok()?.as_str() {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
     }
 }
