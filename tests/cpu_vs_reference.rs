@@ -332,3 +332,50 @@ fn split_rows_agree_with_reference() {
     eprintln!("{t:?}");
     assert!(t.rows > 25);
 }
+
+#[test]
+fn rows_split_inside_a_batch_match_the_same_rows_alone() {
+    // Three rows on six threads: each row's passes split over two pool
+    // workers (the batch path), against each row alone on one thread (no
+    // split) and alone on six threads (the caller-plus-helpers path). The
+    // paths shift their f32 block sums by different running maxima, so they
+    // agree to rounding (π within 1e-8, entropy within 1e-7) and draw the
+    // same tokens.
+    let mut g = Gen(7);
+    let vocab = 131_072;
+    let rows: Vec<Vec<f32>> = (0..3).map(|_| random_row(&mut g, vocab)).collect();
+    let params: Vec<SamplingParams> = (0..3)
+        .map(|i| SamplingParams {
+            temperature: 0.8,
+            top_p: [1.0, 0.9, 0.95][i],
+            min_p: [0.0, 0.0, 0.02][i],
+            seed: Some(i as u64 + 11),
+            ..Default::default()
+        })
+        .collect();
+    let batch = Batch::from_rows(&rows).unwrap();
+    let mut six = CpuSampler::with_threads(6);
+    let mut one = CpuSampler::with_threads(1);
+    let together = six.probs(batch.view(), &params).unwrap();
+    let drawn = six.sample(batch.view(), &params, 8).unwrap();
+    for (i, row) in rows.iter().enumerate() {
+        let single = Batch::from_rows(std::slice::from_ref(row)).unwrap();
+        let p = std::slice::from_ref(&params[i]);
+        for (name, cpu) in [("1 thread", &mut one), ("6 threads", &mut six)] {
+            let alone = cpu.probs(single.view(), p).unwrap().remove(0);
+            assert_eq!(alone.kept, together[i].kept, "row {i} {name}: kept");
+            let dh = (alone.entropy - together[i].entropy).abs();
+            let dp = alone.probs.iter().zip(&together[i].probs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            eprintln!("row {i} {name}: |ΔH| {dh:.2e}, max |Δπ| {dp:.2e}");
+            assert!(dh <= 1e-7, "row {i} {name}: entropy");
+            assert!(dp <= 1e-8, "row {i} {name}: π");
+            let s = cpu.sample(single.view(), p, 8).unwrap().remove(0);
+            assert_eq!(s.draws, drawn[i].draws, "row {i} {name}: draws");
+        }
+        // And the reference agrees within SPEC §7.
+        let pr = process_row(0, row, &params[i], Overrides::default()).unwrap();
+        for (a, b) in together[i].probs.iter().zip(&pr.pi) {
+            assert!((a - b).abs() <= 1e-5, "row {i}: π vs reference");
+        }
+    }
+}

@@ -25,6 +25,7 @@ mod edits;
 mod row;
 mod select;
 mod simd;
+mod team;
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -39,11 +40,12 @@ use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
 use crate::params::{resolve_seeds, validate_all, SamplingParams};
 use crate::result::{RowProbs, RowResult};
-use row::{run_row, RowOut, Scratch, Want};
+use row::{run_row, RowOut, Scratch, Split, Want};
+use team::Team;
 
 /// Rows shorter than this are never split over threads (the hand-off costs
 /// more than the work).
-const SPLIT_MIN_VOCAB: usize = 32 * 1024;
+const SPLIT_MIN_VOCAB: usize = 24 * 1024;
 
 /// The fast CPU sampler. Create it once and reuse it: it owns its thread pool
 /// and the per-row scratch buffers.
@@ -52,6 +54,10 @@ pub struct CpuSampler {
     threads: usize,
     kernels: Kernels,
     scratch: Mutex<Vec<Scratch>>,
+    /// Splits a single row over the caller and `threads − 1` helpers (None
+    /// with one thread, or if the helpers could not be spawned: then rayon
+    /// splits it).
+    team: Option<Team>,
 }
 
 impl Default for CpuSampler {
@@ -100,11 +106,13 @@ impl CpuSampler {
                     .expect("a one-thread pool")
             });
         let threads = pool.current_num_threads();
+        let team = if threads > 1 { Team::new(threads - 1).ok() } else { None };
         CpuSampler {
             pool,
             threads,
             kernels,
             scratch: Mutex::new(Vec::new()),
+            team,
         }
     }
 
@@ -153,16 +161,30 @@ impl CpuSampler {
             1
         };
         let k = self.kernels;
+        let one_row = |r: usize, split: Split<'_>| {
+            let mut sc = self.take_scratch();
+            let out = run_row(k, r, logits.row(r), &params[r], want(r), &mut sc, split);
+            self.put_scratch(sc);
+            out
+        };
+        // One row runs on the caller's thread (with the team's helpers when
+        // it is split): handing it to a pool worker and waiting for it costs
+        // two thread wake-ups (15–70 µs on this project's 2-core VM), more
+        // than a 32k-logit row takes.
+        if rows == 1 && par > 1 {
+            if let Some(team) = &self.team {
+                return Ok(vec![one_row(0, Split::Team(team))?]);
+            }
+        }
+        if self.threads == 1 || (rows == 1 && par == 1) {
+            return (0..rows).map(|r| one_row(r, Split::Serial)).collect();
+        }
+        let split = if par > 1 { Split::Rayon(par) } else { Split::Serial };
         let outs: Vec<Result<RowOut>> = self.pool.install(|| {
             (0..rows)
                 .into_par_iter()
                 .with_max_len(1)
-                .map(|r| {
-                    let mut sc = self.take_scratch();
-                    let out = run_row(k, r, logits.row(r), &params[r], want(r), &mut sc, par);
-                    self.put_scratch(sc);
-                    out
-                })
+                .map(|r| one_row(r, split))
                 .collect()
         });
         outs.into_iter().collect()
@@ -219,20 +241,29 @@ impl Sampler for CpuSampler {
     }
 
     /// One multi-threaded streaming read of the logits (the median of five),
-    /// with the same thread pool and vector width as sampling.
+    /// with the same threads and vector width as sampling.
     fn stream_read_ms(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {
-        Ok(Some(stream_read_ms(&self.pool, self.kernels, logits.data())))
+        Ok(Some(stream_read_ms(&self.pool, self.team.as_ref(), self.kernels, logits.data())))
     }
 }
 
-/// Milliseconds for one parallel streaming read of `data` on `pool` (median of
-/// five reads after one warm-up).
-pub fn stream_read_ms(pool: &rayon::ThreadPool, k: Kernels, data: &[f32]) -> f64 {
+/// Milliseconds for one parallel streaming read of `data` (median of five
+/// reads after one warm-up): over `team` (the caller and its helpers, no
+/// hand-off to wait for) when there is one, else over `pool`.
+pub fn stream_read_ms(pool: &rayon::ThreadPool, team: Option<&Team>, k: Kernels, data: &[f32]) -> f64 {
     let threads = pool.current_num_threads().max(1);
-    let chunk = data.len().div_ceil(threads).max(1);
     let once = || {
         let t0 = Instant::now();
-        let s: f32 = pool.install(|| data.par_chunks(chunk).map(|c| k.read_sum(c)).sum());
+        let s: f32 = match team {
+            Some(team) => {
+                let chunk = data.len().div_ceil(4 * team.size()).max(1);
+                team.map(data.chunks(chunk).collect(), |c| k.read_sum(c)).into_iter().sum()
+            }
+            None => {
+                let chunk = data.len().div_ceil(threads).max(1);
+                pool.install(|| data.par_chunks(chunk).map(|c| k.read_sum(c)).sum())
+            }
+        };
         std::hint::black_box(s);
         t0.elapsed().as_secs_f64() * 1e3
     };
@@ -242,9 +273,9 @@ pub fn stream_read_ms(pool: &rayon::ThreadPool, k: Kernels, data: &[f32]) -> f64
     times[2]
 }
 
-/// [`stream_read_ms`] on a fresh pool of one thread per core (for backends
-/// without a probe of their own that run on the host).
+/// [`stream_read_ms`] on a fresh sampler of one thread per core (for
+/// backends without a probe of their own that run on the host).
 pub fn host_stream_read_ms(data: &[f32]) -> f64 {
     let s = CpuSampler::new();
-    stream_read_ms(&s.pool, s.kernels, data)
+    stream_read_ms(&s.pool, s.team.as_ref(), s.kernels, data)
 }

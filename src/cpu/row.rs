@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use super::edits::{Block, Edits};
 use super::select::{kth_largest, mass_threshold, TopN};
 use super::simd::{ceil_f32, Kernels, LANE_SLOTS};
+use super::team::Team;
 use crate::error::{Result, SamplerError};
 use crate::params::{widen, Order, SamplingParams, Stage};
 use crate::reference::TOP_P_SLACK;
@@ -207,10 +208,46 @@ fn invalid(row: usize, x: &[f32], index: usize) -> SamplerError {
     }
 }
 
-/// Blocks per parallel group: rows split over threads only when each part
-/// still has enough work to pay for the hand-off.
-fn chunk_len(nblocks: usize, par: usize) -> usize {
-    nblocks.div_ceil(par.max(1)).max(16)
+/// How one row's passes are spread over threads.
+#[derive(Clone, Copy)]
+pub enum Split<'t> {
+    /// On the calling thread only.
+    Serial,
+    /// Over this many workers of the rayon pool the row already runs in
+    /// (batches with fewer rows than threads).
+    Rayon(usize),
+    /// Over a [`Team`]: the caller plus helpers (one row per call).
+    Team(&'t Team),
+}
+
+impl Split<'_> {
+    fn ways(self) -> usize {
+        match self {
+            Split::Serial => 1,
+            Split::Rayon(n) => n,
+            Split::Team(t) => t.size(),
+        }
+    }
+
+    /// Blocks per piece: a team gets several pieces per thread (a helper that
+    /// wakes late takes fewer), rayon one per worker; at least 16 blocks each
+    /// so a piece pays for its hand-off.
+    fn chunk_len(self, nblocks: usize) -> usize {
+        let pieces = match self {
+            Split::Team(t) => 4 * t.size(),
+            _ => self.ways(),
+        };
+        nblocks.div_ceil(pieces.max(1)).max(16)
+    }
+
+    /// `f` over `items`, spread over the threads; results in item order.
+    fn map<I: Send, R: Send>(self, items: Vec<I>, f: impl Fn(I) -> R + Sync + Send) -> Vec<R> {
+        match self {
+            Split::Serial => items.into_iter().map(f).collect(),
+            Split::Rayon(_) => items.into_par_iter().map(f).collect(),
+            Split::Team(t) => t.map(items, f),
+        }
+    }
 }
 
 /// The statistics pass over some blocks. `Err` carries the row index of the
@@ -313,7 +350,7 @@ fn check_row(k: Kernels, row: usize, x: &[f32]) -> Result<()> {
 /// The per-row state the truncation stages and the draw work on.
 struct Row<'s> {
     k: Kernels,
-    par: usize,
+    split: Split<'s>,
     x: &'s [f32],
     ev: &'s [f32],
     ev64: &'s [f64],
@@ -375,20 +412,18 @@ impl Row<'_> {
         self.ci.clear();
         let (k, x, ev) = (self.k, self.x, self.ev);
         let live = self.live_blocks(tau);
-        if self.par > 1 && live >= 64 {
-            let cl = chunk_len(self.blocks.len(), self.par);
+        if self.split.ways() > 1 && live >= 64 {
+            let cl = self.split.chunk_len(self.blocks.len());
             let n = self.blocks.len().div_ceil(cl);
             self.groups.resize_with(n, Default::default);
-            self.blocks
-                .par_chunks(cl)
-                .zip(self.groups.par_iter_mut())
-                .for_each(|(bs, (gv, gi))| {
-                    gv.clear();
-                    gi.clear();
-                    for b in bs.iter().filter(|b| b.max >= tau) {
-                        k.compact_ge(slice(x, ev, b), tau, b.id, gv, gi);
-                    }
-                });
+            let parts: Vec<_> = self.blocks.chunks(cl).zip(self.groups.iter_mut()).collect();
+            self.split.map(parts, |(bs, (gv, gi))| {
+                gv.clear();
+                gi.clear();
+                for b in bs.iter().filter(|b| b.max >= tau) {
+                    k.compact_ge(slice(x, ev, b), tau, b.id, gv, gi);
+                }
+            });
             for (gv, gi) in self.groups.iter().take(n) {
                 self.cv.extend_from_slice(gv);
                 self.ci.extend_from_slice(gi);
@@ -423,9 +458,9 @@ impl Row<'_> {
                 .map(|b| k.count_ge(slice(x, ev, b), tau))
                 .sum()
         };
-        if self.par > 1 {
-            let cl = chunk_len(self.blocks.len(), self.par);
-            self.blocks.par_chunks(cl).map(count).sum()
+        if self.split.ways() > 1 {
+            let cl = self.split.chunk_len(self.blocks.len());
+            self.split.map(self.blocks.chunks(cl).collect(), count).into_iter().sum()
         } else {
             count(self.blocks)
         }
@@ -471,12 +506,10 @@ impl Row<'_> {
             }
             (s, a)
         };
-        let (s, a) = if self.par > 1 {
-            let cl = chunk_len(self.blocks.len(), self.par);
-            self.blocks
-                .par_chunks_mut(cl)
-                .map(pass)
-                .reduce(|| (0.0, 0.0), |p, q| (p.0 + q.0, p.1 + q.1))
+        let (s, a) = if self.split.ways() > 1 {
+            let cl = self.split.chunk_len(self.blocks.len());
+            let parts = self.split.map(self.blocks.chunks_mut(cl).collect(), pass);
+            parts.into_iter().fold((0.0, 0.0), |p, q| (p.0 + q.0, p.1 + q.1))
         } else {
             pass(self.blocks)
         };
@@ -872,7 +905,7 @@ impl Row<'_> {
     }
 }
 
-/// Runs one row. `par` > 1 splits the row's passes over that many threads.
+/// Runs one row, its passes spread as `split` says.
 pub fn run_row(
     k: Kernels,
     row: usize,
@@ -880,7 +913,7 @@ pub fn run_row(
     p: &SamplingParams,
     want: Want,
     sc: &mut Scratch,
-    par: usize,
+    split: Split<'_>,
 ) -> Result<RowOut> {
     let vocab = x.len();
     let edited = Edits::needed(p);
@@ -925,20 +958,15 @@ pub fn run_row(
     let (x_, ev, ev64) = (x, &sc.edits.vals[..], &sc.edits.vals64[..]);
     let inv_t64 = if temper { 1.0 / static_t } else { 1.0 };
     sc.lanes.resize(sc.blocks.len(), [0.0; LANE_SLOTS]);
-    let result = if par > 1 && sc.blocks.len() >= 32 {
-        let cl = chunk_len(sc.blocks.len(), par);
-        sc.blocks
-            .par_chunks_mut(cl)
-            .zip(sc.lanes.par_chunks_mut(cl))
-            .map(|(bs, ls)| stats_pass(k, x_, ev, ev64, bs, ls, check, temper, inv_t, inv_t64))
-            .reduce(
-                || Ok((Acc::EMPTY, Acc::EMPTY)),
-                |l, r| match (l, r) {
-                    (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(e),
-                    (Ok(l), Ok(r)) => Ok((l.0.merge(r.0, inv_t64), l.1.merge(r.1, inv_t64))),
-                },
-            )
+    let result = if split.ways() > 1 && sc.blocks.len() >= 32 {
+        let cl = split.chunk_len(sc.blocks.len());
+        let parts: Vec<_> = sc.blocks.chunks_mut(cl).zip(sc.lanes.chunks_mut(cl)).collect();
+        split
+            .map(parts, |(bs, ls)| stats_pass(k, x_, ev, ev64, bs, ls, check, temper, inv_t, inv_t64))
+            .into_iter()
+            .try_fold((Acc::EMPTY, Acc::EMPTY), |l, r| {
+                r.map(|r| (l.0.merge(r.0, inv_t64), l.1.merge(r.1, inv_t64)))
+            })
     } else {
         stats_pass(k, x_, ev, ev64, &mut sc.blocks, &mut sc.lanes, check, temper, inv_t, inv_t64)
     };
@@ -988,7 +1016,7 @@ pub fn run_row(
     }
     let mut r = Row {
         k,
-        par,
+        split,
         x,
         ev: &sc.edits.vals,
         ev64: &sc.edits.vals64,
