@@ -157,6 +157,11 @@ pub struct BenchOptions {
     pub runs: usize,
     /// Untimed calls first.
     pub warmup: usize,
+    /// ... and untimed calls until this many milliseconds have passed: a
+    /// thread that was idle (and, on a VM, its virtual core) takes a few
+    /// milliseconds to come up to speed, which a handful of calls may not
+    /// cover.
+    pub warmup_ms: f64,
     /// Base seed of the rows' draws.
     pub seed: u64,
 }
@@ -166,6 +171,7 @@ impl Default for BenchOptions {
         BenchOptions {
             runs: 20,
             warmup: 3,
+            warmup_ms: 50.0,
             seed: 1,
         }
     }
@@ -231,9 +237,14 @@ pub fn bench_case(
     let (rows, vocab) = (logits.rows(), logits.vocab());
     let params = set.rows(rows, opts.seed)?;
     let runs = opts.runs.max(MIN_RUNS);
-    for _ in 0..opts.warmup {
+    let warm = Instant::now();
+    let mut calls = 0;
+    while calls < opts.warmup || warm.elapsed().as_secs_f64() * 1e3 < opts.warmup_ms {
         sampler.sample(logits, &params, 1)?;
-        tick();
+        if calls < opts.warmup {
+            tick();
+        }
+        calls += 1;
     }
     let (mut wall, mut kernel) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     for _ in 0..runs {

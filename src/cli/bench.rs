@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// Untimed warm-up runs per grid point.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
+    /// Keep warming up each grid point until this many milliseconds have
+    /// passed (idle cores take milliseconds to come up to speed).
+    #[arg(long = "warmup-ms", default_value_t = 50.0)]
+    warmup_ms: f64,
     /// Seed of the generated logits and of the rows' draws.
     #[arg(long = "input-seed", default_value_t = 1)]
     input_seed: u64,
@@ -186,6 +190,7 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
     let opts = BenchOptions {
         runs: a.runs,
         warmup: a.warmup,
+        warmup_ms: a.warmup_ms,
         seed: a.input_seed,
     };
     let total = (samplers.len() * grid.len() * (opts.runs + opts.warmup)) as u64;
