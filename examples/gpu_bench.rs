@@ -14,7 +14,16 @@
 //! fraction of the same run's streaming-read bandwidth, and the reads of the
 //! logits per row the sampler took.
 //!
-//! `cargo run --release --example gpu_bench -- [--runs N] [--quick] [--profile]`
+//! With `--resident`, each point also gets a `resident` row: the logits are
+//! uploaded once into a device buffer and `--runs` calls are recorded and
+//! submitted back to back through the buffer API (`GpuSampler::encode`), then
+//! read; the row is wall time ÷ calls. The GPU stays busy from one call to
+//! the next, so this is the per-call cost a server feeding device-resident
+//! logits sees, without the upload gaps that let the clocks drop between the
+//! `end_to_end` calls (which made `kernel` medians of one point differ by up
+//! to 5× between runs on an H200).
+//!
+//! `cargo run --release --example gpu_bench -- [--runs N] [--quick] [--profile] [--resident]`
 //! (`--quick`: a small grid for software adapters such as lavapipe;
 //! `--profile`: one more call per point with every dispatch timed, added to
 //! its `kernel` row as `profile_ms` — init, stats, solve, the scan and solver
@@ -23,7 +32,7 @@
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use token_sampler::gpu::GpuSampler;
+use token_sampler::gpu::{BufferLogits, GpuSampler, LogitsDtype};
 use token_sampler::validate::normal_batch;
 use token_sampler::{Batch, Sampler};
 
@@ -49,6 +58,8 @@ struct Bench {
     runs: usize,
     /// One more call per point with every dispatch timed (`--profile`).
     profile: bool,
+    /// A back-to-back pass over device-resident logits per point (`--resident`).
+    resident: bool,
     results: Vec<Value>,
 }
 
@@ -136,6 +147,52 @@ impl Bench {
             }
         }
         self.row("end_to_end", b, v, set, e2e, stream_ms, reads);
+        if self.resident {
+            self.resident_point(batch, set, stream_ms, reads);
+        }
+    }
+
+    /// Calls recorded and submitted back to back on device-resident logits,
+    /// read after the last one; three such passes, the median of their
+    /// per-call wall times.
+    fn resident_point(&mut self, batch: &Batch, set: &str, stream_ms: Option<f64>, reads: Option<u32>) {
+        let (b, v) = (batch.rows(), batch.vocab());
+        let params = vec![params_for(set); b];
+        let ctx = self.gpu.context();
+        let (device, queue) = (ctx.device.clone(), ctx.queue.clone());
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gpu_bench resident logits"),
+            size: (b * v * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        queue.write_buffer(&buffer, 0, bytemuck::cast_slice(batch.data()));
+        let input = BufferLogits {
+            buffer: &buffer,
+            offset: 0,
+            rows: b,
+            vocab: v,
+            row_stride: v,
+            dtype: LogitsDtype::F32,
+            allowed_bitmask: None,
+        };
+        self.gpu.sample_buffer(&input, &params, 1, None).expect("resident warm-up");
+        let calls = self.runs.max(3);
+        let mut per_call = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let mut pending = Vec::with_capacity(calls);
+            for _ in 0..calls {
+                let mut enc = device.create_command_encoder(&Default::default());
+                pending.push(self.gpu.encode(&mut enc, &input, &params, 1, None).expect("encode"));
+                queue.submit([enc.finish()]);
+            }
+            for p in pending {
+                p.read(&device).expect("read");
+            }
+            per_call.push(t.elapsed().as_secs_f64() * 1e3 / calls as f64);
+        }
+        self.row("resident", b, v, set, per_call, stream_ms, reads);
     }
 }
 
@@ -151,6 +208,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max(1);
     let quick = args.iter().any(|a| a == "--quick");
     let profile = args.iter().any(|a| a == "--profile");
+    let resident = args.iter().any(|a| a == "--resident");
     let gpu = GpuSampler::new_blocking(true)?;
     let device = gpu.device();
     eprintln!(
@@ -164,6 +222,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         device,
         runs,
         profile,
+        resident,
         results: Vec::new(),
     };
     let (batches, vocabs): (Vec<usize>, Vec<usize>) = if quick {

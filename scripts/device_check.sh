@@ -20,9 +20,9 @@
 # the test that made it, so a hung device names its test), `token-sampler
 # validate --backend gpu --cases 4`, then the benchmark grid: `token-sampler
 # bench` when this binary has it (its named sets, with the GPU grid's top-k 50
-# and top-p 0.95), and $BIN/gpu_bench (kernel and end-to-end times, a
-# per-dispatch profile, reads per row, the floor of a pass, the FlashInfer
-# top-p and streaming-read anchors).
+# and top-p 0.95), and $BIN/gpu_bench (kernel and end-to-end times, back-to-back
+# calls on device-resident logits, a per-dispatch profile, reads per row, the
+# floor of a pass, the FlashInfer top-p and streaming-read anchors).
 set -uo pipefail
 BIN="${BIN:-.devbin}"
 OUT="${OUT:-./device_out}"
@@ -83,8 +83,9 @@ step validate 100 "$OUT/validate.txt" "$TS" validate --backend gpu --cases 4
 if [ -x "$BIN/gpu_bench" ]; then
   # GPU_BENCH_ARGS="--quick --runs 2" for a smoke test on a software adapter.
   # --profile: one more call per point with every dispatch timed (profile_ms).
+  # --resident: calls back to back on device-resident logits (GPU kept busy).
   # shellcheck disable=SC2086
-  step gpu_bench 120 "$OUT/gpu_bench.json" "$BIN/gpu_bench" ${GPU_BENCH_ARGS:---runs 10 --profile}
+  step gpu_bench 150 "$OUT/gpu_bench.json" "$BIN/gpu_bench" ${GPU_BENCH_ARGS:---runs 10 --profile --resident}
 fi
 
 if "$TS" bench --help >/dev/null 2>&1; then
