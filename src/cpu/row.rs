@@ -49,6 +49,7 @@ pub struct Scratch {
     mass: Vec<(f32, f64)>,
     wbuf: Vec<f32>,
     wbuf64: Vec<f64>,
+    bidx: Vec<u32>,
     cdf: Vec<f64>,
     top: TopN,
     groups: Vec<(Vec<f32>, Vec<u32>)>,
@@ -367,6 +368,8 @@ struct Row<'s> {
     mass: &'s mut Vec<(f32, f64)>,
     wbuf: &'s mut Vec<f32>,
     wbuf64: &'s mut Vec<f64>,
+    /// Histogram bucket of each entry of `sel` (top-p bound).
+    bidx: &'s mut Vec<u32>,
     cdf: &'s mut Vec<f64>,
     top: &'s mut TopN,
     groups: &'s mut Vec<(Vec<f32>, Vec<u32>)>,
@@ -631,13 +634,25 @@ impl Row<'_> {
         // thousand lanes cost one linear pass.)
         const BUCKETS: usize = 128;
         const WIDTH: f64 = 0.25;
-        let mut hist = [0f64; BUCKETS];
+        // Bucket indices in one vectorisable pass (f32: a lane a rounding
+        // away from an edge may land in the bucket above, which only makes
+        // the bound looser), then the sums: four interleaved copies, as
+        // neighbouring lanes mostly share a bucket and one copy would chain
+        // every add through memory.
         let scale = 1.0 / (t * WIDTH);
         let m = self.m;
-        for (&v, &w) in self.sel.iter().zip(self.wbuf.iter()) {
-            let q = (m - v as f64).max(0.0) * scale;
-            hist[(q as usize).min(BUCKETS - 1)] += w as f64;
+        let (m32, scale32, last) = (m as f32, scale as f32, (BUCKETS - 1) as f32);
+        self.bidx.clear();
+        self.bidx.extend(self.sel.iter().map(|&v| {
+            let q = ((m32 - v).max(0.0) * scale32).min(last);
+            q as u32
+        }));
+        let mut hist4 = [[0f64; BUCKETS]; 4];
+        for (i, (&q, &w)) in self.bidx.iter().zip(self.wbuf.iter()).enumerate() {
+            hist4[i & 3][q as usize & (BUCKETS - 1)] += w as f64;
         }
+        let hist: [f64; BUCKETS] =
+            std::array::from_fn(|j| (hist4[0][j] + hist4[1][j]) + (hist4[2][j] + hist4[3][j]));
         // The candidates' weights come from the same values, so they reach at
         // least the lanes' sum; the margin covers the summation order.
         let want = target * (1.0 + 1e-9);
@@ -1031,6 +1046,7 @@ pub fn run_row(
         mass: &mut sc.mass,
         wbuf: &mut sc.wbuf,
         wbuf64: &mut sc.wbuf64,
+        bidx: &mut sc.bidx,
         cdf: &mut sc.cdf,
         top: &mut sc.top,
         groups: &mut sc.groups,
