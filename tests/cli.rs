@@ -186,6 +186,43 @@ fn validate_reference_passes() {
 }
 
 #[test]
+fn validate_cpu_passes() {
+    // 131 072-logit rows run split over the caller and its helper threads
+    // when a batch has one row; 4 096-logit rows run whole.
+    let v = ok_json(&[
+        "validate", "--backend", "cpu", "--cases", "3", "--vocab", "131072", "4096", "--max-batch", "8",
+        "--json",
+    ]);
+    assert_eq!(v["backend"], "cpu");
+    assert_eq!(v["pass"], true, "{v}");
+    assert!(v["total"]["rows"].as_u64().unwrap() >= 6);
+    assert_eq!(v["total"]["token_mismatch_unexplained"], 0);
+    assert_eq!(v["total"]["kept_mismatch_unexplained"], 0);
+}
+
+#[test]
+fn validate_gpu_passes() {
+    // lavapipe in CI (REQUIRE_GPU=1): the command must run and pass there.
+    let out = run(&[
+        "validate", "--backend", "gpu", "--cases", "2", "--vocab", "32000", "4096", "--max-batch", "4",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success()
+        && std::env::var("REQUIRE_GPU").as_deref() != Ok("1")
+        && err.contains("not available")
+    {
+        eprintln!("NOTICE: no GPU adapter, `validate --backend gpu` not run: {err}");
+        return;
+    }
+    assert!(out.status.success(), "validate --backend gpu failed: {err}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(v["backend"], "gpu");
+    assert_eq!(v["pass"], true, "{v}");
+    assert!(v["total"]["rows"].as_u64().unwrap() >= 2);
+}
+
+#[test]
 fn bad_inputs_fail_with_clear_messages() {
     let l = data("seed_rows.json");
     let r = ["--backend", "reference"];
