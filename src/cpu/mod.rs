@@ -251,7 +251,6 @@ impl Sampler for CpuSampler {
 /// reads after one warm-up): over `team` (the caller and its helpers, no
 /// hand-off to wait for) when there is one, else over `pool`.
 pub fn stream_read_ms(pool: &rayon::ThreadPool, team: Option<&Team>, k: Kernels, data: &[f32]) -> f64 {
-    let threads = pool.current_num_threads().max(1);
     let once = || {
         let t0 = Instant::now();
         let s: f32 = match team {
@@ -260,7 +259,7 @@ pub fn stream_read_ms(pool: &rayon::ThreadPool, team: Option<&Team>, k: Kernels,
                 team.map(data.chunks(chunk).collect(), |c| k.read_sum(c)).into_iter().sum()
             }
             None => {
-                let chunk = data.len().div_ceil(threads).max(1);
+                let chunk = data.len().div_ceil(pool.current_num_threads().max(1)).max(1);
                 pool.install(|| data.par_chunks(chunk).map(|c| k.read_sum(c)).sum())
             }
         };

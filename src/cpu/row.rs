@@ -634,11 +634,12 @@ impl Row<'_> {
         // thousand lanes cost one linear pass.)
         const BUCKETS: usize = 128;
         const WIDTH: f64 = 0.25;
-        // Bucket indices in one vectorisable pass (f32: a lane a rounding
-        // away from an edge may land in the bucket above, which only makes
-        // the bound looser), then the sums: four interleaved copies, as
-        // neighbouring lanes mostly share a bucket and one copy would chain
-        // every add through memory.
+        // Bucket indices in one vectorisable pass, then the sums: four
+        // interleaved copies, as neighbouring lanes mostly share a bucket and
+        // one copy would chain every add through memory. (In f32 a lane within
+        // rounding of an edge may land in either neighbouring bucket; a bound
+        // that comes out too high is caught by the candidates' mass check
+        // below and only costs the fallback.)
         let scale = 1.0 / (t * WIDTH);
         let m = self.m;
         let (m32, scale32, last) = (m as f32, scale as f32, (BUCKETS - 1) as f32);

@@ -112,6 +112,10 @@ fn vmax(a: f32, b: f32) -> f32 {
     }
 }
 
+/// Cephes' coefficients of `(e^r − 1 − r)/r²` on |r| ≤ ln2/2, highest degree
+/// first (Horner order), shared by every exp kernel so they agree bit for bit.
+const EXP_POLY: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+
 /// e^d for d ≤ 0 (−inf allowed): Cephes' degree-5 polynomial on
 /// |r| ≤ ln2/2 times 2^n built from bits; within 2 ulp of `f32::exp`, exactly 0
 /// below [`EXP_FLOOR`] (so −inf logits contribute nothing).
@@ -122,12 +126,10 @@ pub(crate) fn exp_nonpos<const FMA: bool>(d: f32) -> f32 {
     let n = t - MAGIC;
     let r = madd::<FMA>(n, -LN2_HI, dc);
     let r = madd::<FMA>(n, -LN2_LO, r);
-    let mut y = 1.987_569_1e-4f32;
-    y = madd::<FMA>(y, r, 1.398_199_9e-3);
-    y = madd::<FMA>(y, r, 8.333_452e-3);
-    y = madd::<FMA>(y, r, 4.166_579_6e-2);
-    y = madd::<FMA>(y, r, 1.666_666_5e-1);
-    y = madd::<FMA>(y, r, 0.5);
+    let mut y = EXP_POLY[0];
+    for &c in &EXP_POLY[1..] {
+        y = madd::<FMA>(y, r, c);
+    }
     let r2 = r * r;
     y = madd::<FMA>(y, r2, r + 1.0);
     let scale = f32::from_bits(t.to_bits().wrapping_add(127) << 23);
@@ -301,7 +303,7 @@ fn stats_impl<const L: usize, const FMA: bool, const TEMPER: bool>(
 /// pass, which dominates `temperature` and `top_p`.
 #[cfg(target_arch = "x86_64")]
 mod x512 {
-    use super::{BlockSums, D_FLOOR, EXP_FLOOR, LN2_HI, LN2_LO, LOG2E, MAGIC};
+    use super::{BlockSums, D_FLOOR, EXP_FLOOR, EXP_POLY, LN2_HI, LN2_LO, LOG2E, MAGIC};
     use std::arch::x86_64::*;
 
     #[inline(always)]
@@ -311,12 +313,10 @@ mod x512 {
         let n = _mm512_sub_ps(t, _mm512_set1_ps(MAGIC));
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), dc);
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-        let mut y = _mm512_set1_ps(1.987_569_1e-4);
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.398_199_9e-3));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.333_452e-3));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.166_579_6e-2));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.666_666_5e-1));
-        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5));
+        let mut y = _mm512_set1_ps(EXP_POLY[0]);
+        for &c in &EXP_POLY[1..] {
+            y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
+        }
         let r2 = _mm512_mul_ps(r, r);
         y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
         let live = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d, _mm512_set1_ps(EXP_FLOOR));
