@@ -14,6 +14,17 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("the binary runs")
 }
 
+/// Runs and asserts success, showing stderr when it fails.
+fn run_ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("token-sampler-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -117,7 +128,7 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
 #[test]
 fn experiment_all_writes_plots_tables_and_an_index() {
     let dir = scratch("all");
-    let out = run(&[
+    let out = run_ok(&[
         "experiment",
         "all",
         "--out",
@@ -127,11 +138,6 @@ fn experiment_all_writes_plots_tables_and_an_index() {
         "--backend",
         "reference",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let names = [
         "temperature",
         "top-p",
@@ -188,7 +194,7 @@ fn experiment_all_writes_plots_tables_and_an_index() {
 
 #[test]
 fn experiment_json_carries_every_table() {
-    let out = run(&[
+    let out = run_ok(&[
         "experiment",
         "temperature",
         "--json",
@@ -197,11 +203,6 @@ fn experiment_json_carries_every_table() {
         "--backend",
         "reference",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["schema"], 1);
     assert_eq!(v["backend"], "reference");
@@ -226,7 +227,7 @@ fn experiment_json_carries_every_table() {
 #[test]
 fn experiment_takes_a_preset_and_the_default_backend() {
     // No --backend: the best available one (stderr says which).
-    let out = run(&[
+    let out = run_ok(&[
         "experiment",
         "use-cases",
         "--preset",
@@ -235,11 +236,6 @@ fn experiment_takes_a_preset_and_the_default_backend() {
         "--samples",
         "500",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("backend"));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["preset"], "chat");
@@ -291,18 +287,13 @@ fn presets_draws_its_bar_charts() {
     let dir = scratch("presets");
     let png = dir.join("one.png");
     std::fs::create_dir_all(&dir).unwrap();
-    let out = run(&[
+    let out = run_ok(&[
         "presets",
         "--png",
         png.to_str().unwrap(),
         "--out",
         dir.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     check_png(&png);
     check_png(&dir.join("presets_parameters.png"));
     // The table still prints.
