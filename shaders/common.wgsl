@@ -12,27 +12,28 @@
 struct Chunk {
     row0: u32, rows: u32, vocab: u32, stride: u32,
     elem_off: u32, dtype: u32, tiles: u32, draws: u32,
-    round: u32, nrounds: u32, ntop: u32, bm_words: u32,
-    bm_off: u32, patch_e0: u32, patch_e1: u32, meta_patch: u32,
-    st_base: u32, tl_base: u32, cd_base: u32, call: u32,
-    tn_base: u32, pv_base: u32, bn_base: u32, ra_base: u32,
-    al_base: u32, res_base: u32, dr_base: u32, to_base: u32,
-    aux_off: u32, aux_stride: u32, inf_bits: u32, cnt_base: u32,
+    ntop: u32, bm_words: u32, bm_off: u32, meta_patch: u32,
+    tl_base: u32, cd_base: u32, tn_base: u32, pv_base: u32,
+    res_base: u32, dr_base: u32, to_base: u32, call: u32,
+    aux_off: u32, aux_stride: u32, inf_bits: u32, opts: u32,
+    p0: u32, p1: u32, p2: u32, p3: u32, p4: u32, p5: u32, p6: u32, p7: u32,
 }
+
+// Chunk.opts bits.
+const OPT_TOKENS: u32 = 1u;        // the solver writes each row's token into `aux` (the caller's buffer)
+const OPT_MISS: u32 = 2u;          // test hook: every top-p prediction misses (the exact fallback runs)
 
 @group(0) @binding(0) var<storage, read> logits: array<u32>;
 @group(0) @binding(1) var<storage, read> prm: array<u32>;
 @group(0) @binding(2) var<storage, read_write> ws: array<u32>;
-@group(0) @binding(3) var<storage, read_write> wsa: array<atomic<u32>>;
-@group(0) @binding(4) var<storage, read_write> args: array<atomic<u32>>;
-@group(0) @binding(5) var<storage, read_write> outb: array<u32>;
-@group(0) @binding(6) var<storage, read> bitmask: array<u32>;
-@group(0) @binding(7) var<storage, read_write> aux: array<u32>;
-@group(0) @binding(8) var<uniform> ch: Chunk;
-// Indirect dispatch arguments of the next round (the host alternates two
-// buffers by round parity: one cannot be both an indirect source and a
-// writable binding of the same dispatch).
-@group(0) @binding(9) var<storage, read_write> cnt: array<atomic<u32>>;
+// The statistics pass's per-row first-digit histograms. Every word is zero
+// between calls: the buffer is created zeroed, and each row's solver clears
+// the bins its statistics pass filled once it has read them.
+@group(0) @binding(3) var<storage, read_write> bins: array<atomic<u32>>;
+@group(0) @binding(4) var<storage, read_write> outb: array<u32>;
+@group(0) @binding(5) var<storage, read> bitmask: array<u32>;
+@group(0) @binding(6) var<storage, read_write> aux: array<u32>;
+@group(0) @binding(7) var<uniform> ch: Chunk;
 
 // WGSL has no infinite constants: the host passes the bits in the uniform
 // (`inf_bits`) and every entry point starts with init_consts().
@@ -74,6 +75,7 @@ const M_DYN: u32 = 20u;   // 20..32: see mapping.wgsl
 const M_REP_LO: u32 = 33u; // low halves of the two-float penalties (patch.wgsl)
 const M_FREQ_LO: u32 = 34u;
 const M_PRES_LO: u32 = 35u;
+const M_TP: u32 = 36u;     // temperature of the top-p prediction histogram (F_HIST_P)
 
 const F_ALLOW: u32 = 1u;
 const F_BITMASK: u32 = 2u;
@@ -81,6 +83,17 @@ const F_DYN: u32 = 16u;
 const F_HAS_MAXENT: u32 = 1024u;
 const F_DYN_TOPP: u32 = 2048u;
 const F_HIST_A: u32 = 4096u;
+// The statistics pass histograms y in bins of T/16 (T = M_TP) instead: the
+// solver predicts the top-p cut from it (solve.wgsl, predict_top_p).
+const F_HIST_P: u32 = 8192u;
+const PBINS_PER_T: f32 = 16.0;
+
+// Bin of a processed logit in the top-p prediction histogram: floor(y·16/T),
+// saturating at both ends (bin 0 and HA_BINS − 1 hold everything beyond).
+fn pbin(y: f32, per_unit: f32) -> u32 {
+    let half = f32(HA_BINS / 2u);
+    return u32(clamp(floor(y * per_unit), -half, half - 1.0) + half);
+}
 
 // Per-row state (ST words per chunk row).
 const ST: u32 = 64u;
@@ -134,12 +147,13 @@ const S_CBEF: u32 = 46u;
 const S_CBEFK: u32 = 47u;
 const S_PASSES: u32 = 48u;
 const S_QRET: u32 = 49u;
-const S_HAOK: u32 = 50u;   // the statistics pass's digit histogram is intact
+const S_HAOK: u32 = 50u;   // the statistics pass's histogram is unused: 1 key digits, 2 top-p prediction
+const S_QPRED: u32 = 53u;   // the COMPACT read in flight is a top-p prediction (goal not yet known)
 const S_QGOAL_HI: u32 = 51u;
 const S_MLO: u32 = 52u;     // lo of the row max (processed logits are two-floats)
 
 // Per-tile record (TR words per tile).
-const TR: u32 = 24u;
+const TR: u32 = 28u;
 const T_REF: u32 = 0u;    // the value sums below are relative to (hi; lo at T_REFLO)
 const T_CNT: u32 = 1u;    // survivors above the window (or of the final set)
 const T_S: u32 = 2u;      // their Σ e^((y - ref)/T)
@@ -160,6 +174,9 @@ const T_SK: u32 = 17u;    // kept mass of this tile relative to the row max (fin
 const T_QA: u32 = 18u;    // COMPACT: 64-bit fixed-point mass of the keys above the window (2 words)
 const T_MLO: u32 = 8u;    // statistics pass: lo of the tile's max (the max is (T_M1, T_MLO))
 const T_REFLO: u32 = 20u;
+const T_BAD: u32 = 21u;   // statistics pass: the smallest id holding NaN/+inf (NONE: none)
+const T_PERR: u32 = 22u;  // statistics pass: the smallest bias/penalty error code of the tile (NONE: none)
+const T_QB: u32 = 23u;    // COMPACT: 64-bit fixed-point mass of the survivors below the window (2 words)
 
 // Per-row result record in `outb` (RES words per batch row).
 const RES: u32 = 32u;
@@ -200,11 +217,6 @@ const R_PASSES: u32 = 22u;
 // refuses a record of another call (a read before the submission ran).
 const R_CALL: u32 = 26u;
 
-// Per-row atomics in `wsa` (RA words per chunk row).
-const RA: u32 = 4u;
-const RA_BAD: u32 = 0u;
-const RA_PERR: u32 = 1u;
-const RA_CAND: u32 = 2u;
 
 fn f(u: u32) -> f32 { return bitcast<f32>(u); }
 fn u(x: f32) -> u32 { return bitcast<u32>(x); }
@@ -226,14 +238,8 @@ fn grow(r: u32) -> u32 { return ch.row0 + r; }
 // thread order within a block.
 fn cand_at(r: u32) -> u32 { return ch.cd_base + r * CAP * 2u; }
 fn mrec(r: u32, field: u32) -> u32 { return prm[grow(r) * MR + field]; }
-fn st_at(r: u32) -> u32 { return ch.st_base + r * ST; }
 fn tl_at(r: u32, t: u32) -> u32 { return ch.tl_base + (r * ch.tiles + t) * TR; }
-fn bins_at(r: u32) -> u32 { return ch.bn_base + r * (HA_BINS + 2u * NB); }
-// A mass query's NB + 1 d-bin thresholds, in the part of the first-digit
-// histogram that the later rounds' NB bins leave free (the solver marks that
-// histogram spent before writing them).
-fn th_at(r: u32) -> u32 { return bins_at(r) + NB; }
-fn ra_at(r: u32) -> u32 { return ch.ra_base + r * RA; }
+fn bins_at(r: u32) -> u32 { return r * HA_BINS; }
 fn res_at(r: u32) -> u32 { return ch.res_base + grow(r) * RES; }
 
 // Raw logit i of chunk row r, whatever the storage type.
@@ -275,11 +281,15 @@ fn is_bad(x: f32) -> bool {
 
 var<workgroup> sh_pbits: array<atomic<u32>, TILE / 32u>;
 var<workgroup> sh_abits: array<atomic<u32>, TILE / 32u>;
+// Patched ids in the words of sh_pbits before each word: an id's patch entry
+// is its rank among the tile's patched ids (entries are sorted by id).
+var<workgroup> sh_prank: array<u32, TILE / 32u>;
 
 struct TileCtx {
     r: u32, t: u32, t0: u32, n: u32,
     allow: u32,      // 0 none, 1 list / bitmask (bits in sh_abits)
     p_lo: u32, p_hi: u32,  // patch entries of this tile
+    a_lo: u32, a_hi: u32,  // allowed-list entries of this tile
 }
 
 fn patch_id(e: u32) -> u32 { return prm[ch.meta_patch + e * 4u]; }
@@ -312,51 +322,89 @@ fn tile_entry(lid: u32, wid: vec3<u32>) -> TileCtx {
     return tile_setup(lid, wid.y, wid.x);
 }
 
-// Must be called by the whole workgroup (it has barriers).
-fn tile_setup(lid: u32, r: u32, t: u32) -> TileCtx {
+fn tile_base(r: u32, t: u32) -> TileCtx {
     var c: TileCtx;
     c.r = r;
     c.t = t;
     c.t0 = t * TILE;
     c.n = min(TILE, ch.vocab - c.t0);
-    let flags = mrec(r, M_FLAGS);
+    c.allow = select(0u, 1u, HAS_ALLOW && (mrec(r, M_FLAGS) & (F_ALLOW | F_BITMASK)) != 0u);
+    return c;
+}
+
+// Tile t of chunk row r, its list ranges found by binary search. Must be
+// called by the whole workgroup (it has barriers).
+fn tile_setup(lid: u32, r: u32, t: u32) -> TileCtx {
+    var c = tile_base(r, t);
+    if (!HAS_PATCH && !HAS_ALLOW) { return c; }
     let pe = mrec(r, M_PATCH_E);
     let pn = mrec(r, M_PATCH_N);
     c.p_lo = lower_patch(pe, pe + pn, c.t0);
     c.p_hi = lower_patch(c.p_lo, pe + pn, c.t0 + c.n);
-    c.allow = select(0u, 1u, (flags & (F_ALLOW | F_BITMASK)) != 0u);
-    for (var w = lid; w < TILE / 32u; w += WG) {
-        atomicStore(&sh_pbits[w], 0u);
-        atomicStore(&sh_abits[w], 0u);
+    let ao = mrec(r, M_ALLOW_OFF);
+    let an = select(0u, mrec(r, M_ALLOW_N), (mrec(r, M_FLAGS) & F_ALLOW) != 0u);
+    c.a_lo = lower_allow(ao, ao + an, c.t0);
+    c.a_hi = lower_allow(c.a_lo, ao + an, c.t0 + c.n);
+    tile_bits(lid, c);
+    return c;
+}
+
+// The tile after `prev` in the same row, its list ranges continued from
+// prev's (a walk over this tile's entries only, for a workgroup that reads
+// its row tile after tile). Whole workgroup.
+fn tile_next(lid: u32, prev: TileCtx) -> TileCtx {
+    var c = tile_base(prev.r, prev.t + 1u);
+    if (!HAS_PATCH && !HAS_ALLOW) { return c; }
+    let pend = mrec(c.r, M_PATCH_E) + mrec(c.r, M_PATCH_N);
+    c.p_lo = prev.p_hi;
+    c.p_hi = c.p_lo;
+    while (c.p_hi < pend && patch_id(c.p_hi) < c.t0 + c.n) { c.p_hi += 1u; }
+    let aend = mrec(c.r, M_ALLOW_OFF) + select(0u, mrec(c.r, M_ALLOW_N), (mrec(c.r, M_FLAGS) & F_ALLOW) != 0u);
+    c.a_lo = prev.a_hi;
+    c.a_hi = c.a_lo;
+    while (c.a_hi < aend && prm[c.a_hi] < c.t0 + c.n) { c.a_hi += 1u; }
+    tile_bits(lid, c);
+    return c;
+}
+
+// The tile's bitmaps of patched and allowed ids in workgroup memory.
+fn tile_bits(lid: u32, c: TileCtx) {
+    let flags = mrec(c.r, M_FLAGS);
+    // Nobody may still be reading the previous tile's bits. (TILE / 32 ≤ WG:
+    // one word per invocation, and no loop — see shaders.rs `unroll_trees`.)
+    workgroupBarrier();
+    if (lid < TILE / 32u) {
+        atomicStore(&sh_pbits[lid], 0u);
+        atomicStore(&sh_abits[lid], 0u);
     }
     workgroupBarrier();
     for (var e = c.p_lo + lid; e < c.p_hi; e += WG) {
         let li = patch_id(e) - c.t0;
         atomicOr(&sh_pbits[li >> 5u], 1u << (li & 31u));
     }
-    if ((flags & F_ALLOW) != 0u) {
-        let ao = mrec(r, M_ALLOW_OFF);
-        let an = mrec(r, M_ALLOW_N);
-        let a_lo = lower_allow(ao, ao + an, c.t0);
-        let a_hi = lower_allow(a_lo, ao + an, c.t0 + c.n);
-        for (var e = a_lo + lid; e < a_hi; e += WG) {
-            let li = prm[e] - c.t0;
-            atomicOr(&sh_abits[li >> 5u], 1u << (li & 31u));
-        }
+    for (var e = c.a_lo + lid; e < c.a_hi; e += WG) {
+        let li = prm[e] - c.t0;
+        atomicOr(&sh_abits[li >> 5u], 1u << (li & 31u));
     }
     if ((flags & F_BITMASK) != 0u) {
         // A packed mask and an id list together: a token needs both.
         workgroupBarrier();
-        for (var w = lid; w < TILE / 32u; w += WG) {
-            let gw = (c.t0 >> 5u) + w;
+        if (lid < TILE / 32u) {
+            let gw = (c.t0 >> 5u) + lid;
             var a = 0u;
-            if (gw < ch.bm_words) { a = bitmask[ch.bm_off + grow(r) * ch.bm_words + gw]; }
-            if ((flags & F_ALLOW) != 0u) { a &= atomicLoad(&sh_abits[w]); }
-            atomicStore(&sh_abits[w], a);
+            if (gw < ch.bm_words) { a = bitmask[ch.bm_off + grow(c.r) * ch.bm_words + gw]; }
+            if ((flags & F_ALLOW) != 0u) { a &= atomicLoad(&sh_abits[lid]); }
+            atomicStore(&sh_abits[lid], a);
         }
     }
+    if (HAS_PATCH && c.p_hi > c.p_lo) {
+        workgroupBarrier();
+        var v = 0u;
+        if (lid < TILE / 32u) { v = countOneBits(atomicLoad(&sh_pbits[lid])); }
+        let incl = wg_scan_u(lid, v);
+        if (lid < TILE / 32u) { sh_prank[lid] = incl - v; }
+    }
     workgroupBarrier();
-    return c;
 }
 
 // The processed logit y of tile-local id li, given its raw value x, as
@@ -364,11 +412,14 @@ fn tile_setup(lid: u32, r: u32, t: u32) -> TileCtx {
 // in lo (patch.wgsl); every other id is exactly (x, 0).
 fn y_of(c: TileCtx, li: u32, x: f32) -> vec2<f32> {
     let bit = 1u << (li & 31u);
-    if (c.allow != 0u && (atomicLoad(&sh_abits[li >> 5u]) & bit) == 0u) {
+    if (HAS_ALLOW && c.allow != 0u && (atomicLoad(&sh_abits[li >> 5u]) & bit) == 0u) {
         return vec2<f32>(NEG_INF, 0.0);
     }
-    if (c.p_hi > c.p_lo && (atomicLoad(&sh_pbits[li >> 5u]) & bit) != 0u) {
-        return patch_value(lower_patch(c.p_lo, c.p_hi, c.t0 + li));
+    if (HAS_PATCH && c.p_hi > c.p_lo) {
+        let word = atomicLoad(&sh_pbits[li >> 5u]);
+        if ((word & bit) != 0u) {
+            return patch_value(c.p_lo + sh_prank[li >> 5u] + countOneBits(word & (bit - 1u)));
+        }
     }
     return vec2<f32>(x, 0.0);
 }

@@ -19,15 +19,16 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let tau = outb[res + R_TAU];
     for (var j = 0u; j < EPT; j++) {
         let li = j * WG + lid;
-        if (li >= c.n) { continue; }
-        let i = c.t0 + li;
-        var p = 0.0;
-        if (greedy) {
-            p = select(0.0, 1.0, i == tok);
-        } else {
-            let y = y_of(c, li, load_x(r, i));
-            if (y.x != NEG_INF && key_of(y.x) >= tau) { p = exp(scaled(y, m, inv_t) - lns); }
+        if (li < c.n) {
+            let i = c.t0 + li;
+            var p = 0.0;
+            if (greedy) {
+                p = select(0.0, 1.0, i == tok);
+            } else {
+                let y = y_of(c, li, load_x(r, i));
+                if (y.x != NEG_INF && key_of(y.x) >= tau) { p = exp(scaled(y, m, inv_t) - lns); }
+            }
+            aux[ch.aux_off + r * ch.aux_stride + i] = bitcast<u32>(p);
         }
-        aux[ch.aux_off + r * ch.aux_stride + i] = bitcast<u32>(p);
     }
 }

@@ -1,9 +1,10 @@
-// The row solver: one workgroup per row, run after the statistics pass and
-// after every scan round. It merges the tiles' partials (fixed order), takes
-// the row through SPEC §3 stage by stage, and asks for another read of the
-// row only when it cannot go on from what it has (indirect dispatch of the
-// next scan round). Every thread runs the same program on the same values, so
-// control flow is uniform and the reductions can sit anywhere.
+// The row solver: one workgroup per row, run after the statistics pass. It
+// merges the tiles' partials (fixed order), takes the row through SPEC §3
+// stage by stage, reads the row again itself whenever it cannot go on from
+// what it has (run_pass: the workgroup loops over the row's tiles; rows that
+// need no read are done at once), then draws token 0 and writes the row's
+// results. Every thread runs the same program on the same values, so control
+// flow is uniform and the reductions can sit anywhere.
 //
 // Survivors are always {finite y : key(y) ≥ tau}: every stage keeps a top
 // set. A stage is a query "largest tau with G(tau) ≥ tgt", G counting ids
@@ -30,13 +31,16 @@ const E_FREQ: u32 = 4u;
 const E_MASKED: u32 = 5u;
 const E_ROUNDS: u32 = 6u;
 
-// The row's state, the same in every invocation (load_state / store_state
-// are generated: src/gpu/shaders.rs).
+// The row's state, the same in every invocation; it lives only for the
+// dispatch (private memory starts zeroed: phase PH_INIT, status running).
 var<private> s: array<u32, ST>;
 var<private> lid: u32;
 var<private> row: u32;
 var<private> want_pass: bool;
-var<workgroup> sh_row: u32;
+// Candidates the last COMPACT read found (may exceed CAP: then they did not fit).
+var<private> pass_cands: u32;
+// Phase steps taken (a bound no row reaches ends the loop with an error).
+var<private> steps: u32;
 
 fn sf(i: u32) -> f32 { return bitcast<f32>(s[i]); }
 fn set_f(i: u32, v: f32) { s[i] = bitcast<u32>(v); }
@@ -53,15 +57,15 @@ fn request(mode: u32, lo: u32, hi: u32, shift: u32, floor_k: u32, t: f32, back: 
     want_pass = true;
 }
 
-fn clear_bins() {
-    s[S_HAOK] = 0u;
-    let b = bins_at(row);
-    for (var i = lid; i < NB; i += WG) {
-        atomicStore(&wsa[b + i], 0u);
-        atomicStore(&wsa[b + HA_BINS + i], 0u);
-        atomicStore(&wsa[b + HA_BINS + NB + i], 0u);
-    }
-}
+// A read's histogram: counts, then the two words of the 64-bit masses. A
+// mass query's NB + 1 d-bin thresholds are in sh_big (from HB_TH) meanwhile.
+var<workgroup> sh_hb: array<atomic<u32>, 3u * NB>;
+const HB_MLO: u32 = NB;
+const HB_MHI: u32 = 2u * NB;
+const HB_TH: u32 = 0u;
+// sh_big while candidates are loaded: keys, then the two words of their masses.
+const CB_QLO: u32 = CAP;
+const CB_QHI: u32 = 2u * CAP;
 
 // A COMPACT pass with an empty window: per-tile count / Σe / Σde of keys ≥ tau.
 fn request_sums(tau: u32, t: f32, back: u32) {
@@ -127,10 +131,10 @@ fn cand_sums(tau: u32, t_: f32) -> vec4<f32> {
     return wg_sum4(lid, acc);
 }
 
-// The candidates in workgroup memory, with their 64-bit masses at the query's
-// temperature: the bisections below read them dozens of times.
-var<workgroup> sh_ck: array<u32, CAP>;
-var<workgroup> sh_cq: array<vec2<u32>, CAP>;
+// The candidates in workgroup memory (sh_big), with their 64-bit masses at
+// the query's temperature: the bisections below read them dozens of times.
+fn ck(c: u32) -> u32 { return sh_big[c]; }
+fn cq(c: u32) -> vec2<u32> { return vec2<u32>(sh_big[CB_QLO + c], sh_big[CB_QHI + c]); }
 
 // Loads them; returns the largest candidate key (0 when there are none).
 fn load_cands(t_: f32) -> u32 {
@@ -139,8 +143,10 @@ fn load_cands(t_: f32) -> u32 {
     var kmax = 0u;
     for (var c = lid; c < s[S_CANDN]; c += WG) {
         let k = cand_key(c);
-        sh_ck[c] = k;
-        sh_cq[c] = mass_of(weight(cand_y(c), m, inv_t));
+        let q = mass_of(weight(cand_y(c), m, inv_t));
+        sh_big[c] = k;
+        sh_big[CB_QLO + c] = q.x;
+        sh_big[CB_QHI + c] = q.y;
         kmax = max(kmax, k);
     }
     return wg_max_u(lid, kmax);
@@ -149,7 +155,7 @@ fn load_cands(t_: f32) -> u32 {
 fn cand_count(tau: u32) -> u32 {
     var n = 0u;
     for (var c = lid; c < s[S_CANDN]; c += WG) {
-        if (sh_ck[c] >= tau) { n += 1u; }
+        if (ck(c) >= tau) { n += 1u; }
     }
     return wg_sum_u(lid, n);
 }
@@ -158,7 +164,7 @@ fn cand_count(tau: u32) -> u32 {
 fn cand_mass(tau: u32) -> vec2<u32> {
     var acc = vec2<u32>(0u);
     for (var c = lid; c < s[S_CANDN]; c += WG) {
-        if (sh_ck[c] >= tau) { acc = add64(acc, sh_cq[c]); }
+        if (ck(c) >= tau) { acc = add64(acc, cq(c)); }
     }
     return wg_sum64(lid, acc);
 }
@@ -171,6 +177,80 @@ fn tiles_mass_above() -> vec2<u32> {
         acc = add64(acc, vec2<u32>(ws[rec + T_QA], ws[rec + T_QA + 1u]));
     }
     return wg_sum64(lid, acc);
+}
+
+// Σq of the survivors below the last COMPACT window, over the tiles.
+fn tiles_mass_below() -> vec2<u32> {
+    var acc = vec2<u32>(0u);
+    for (var t = lid; t < ch.tiles; t += WG) {
+        let rec = tl_at(row, t);
+        acc = add64(acc, vec2<u32>(ws[rec + T_QB], ws[rec + T_QB + 1u]));
+    }
+    return wg_sum64(lid, acc);
+}
+
+// The estimated mass of prediction bin b (y in [b − HA_BINS/2, b − HA_BINS/2 + 1)·T/16)
+// relative to the row max: its count at the bin's middle, at most 1 per id.
+fn pbin_mass(b: u32, cnt: u32, m: f32, tq: f32) -> f32 {
+    if (cnt == 0u || b == 0u) { return 0.0; }
+    let mid = (f32(b) - f32(HA_BINS / 2u) + 0.5) * tq / PBINS_PER_T;
+    return f32(cnt) * min(1.0, exp((mid - m) / tq));
+}
+
+// The top-p prediction (SPEC §9: two reads of the logits): from the
+// statistics pass's histogram of y in bins of T/16, the bin where the
+// estimated cumulative mass from the top reaches halfway between p and 1 of
+// the row's Σe (known exactly from the statistics pass); the window starts
+// one bin below it. Returns its lowest key, or NONE when the window would
+// not fit the candidates (or reaches the saturated bottom bin). Nothing here
+// decides the result: query_compacted verifies the cut on exact masses and
+// falls back to exact histogram rounds when the window missed it.
+fn predict_top_p(tq: f32) -> u32 {
+    let m = sf(S_M);
+    let total = all_tile_sums(tq).y;
+    let p = bitcast<f32>(s[S_QTGT]);
+    let aim = total * (0.5 + 0.5 * p);
+    let per = HA_BINS / WG;
+    let gb = bins_at(row);
+    // Thread lid owns bins lid·per … from the top (index i: bin HA_BINS − 1 − i).
+    var msum = 0.0;
+    var csum = 0u;
+    for (var k = 0u; k < per; k++) {
+        let b = HA_BINS - 1u - (lid * per + k);
+        let cnt = atomicLoad(&bins[gb + b]);
+        msum += pbin_mass(b, cnt, m, tq);
+        csum += cnt;
+    }
+    let mincl = wg_scan_f(lid, msum);
+    let cincl = wg_scan_u(lid, csum);
+    var run = mincl - msum;
+    var crun = cincl - csum;
+    var hit = NONE;
+    var hitc = NONE;
+    for (var k = 0u; k < per; k++) {
+        let i = lid * per + k;
+        let b = HA_BINS - 1u - i;
+        let cnt = atomicLoad(&bins[gb + b]);
+        run += pbin_mass(b, cnt, m, tq);
+        crun += cnt;
+        if (hit == NONE && run >= aim) {
+            hit = i;
+            hitc = crun;
+        }
+    }
+    // The cumulative count grows with i, so both minima come from the same thread.
+    let h = wg_reduce4u(lid, vec4<u32>(hit, hitc, 0u, 0u), OP_MIN);
+    if (h.x == NONE || h.x + 3u >= HA_BINS) { return NONE; }
+    // The window takes the hit bin's lower neighbour too; the count bound one
+    // more, for ids that rounding put on the other side of an edge.
+    let below = HA_BINS - 2u - h.x;
+    let n = h.y + atomicLoad(&bins[gb + below]) + atomicLoad(&bins[gb + below - 1u]);
+    if (n + 64u > CAP) { return NONE; }
+    if ((ch.opts & OPT_MISS) != 0u) {
+        // Test hook: a window of the top tie group alone (misses unless p is tiny).
+        return key_of(m);
+    }
+    return key_of((f32(below) - f32(HA_BINS / 2u)) * tq / PBINS_PER_T);
 }
 
 // Survivor sums (count, Σe, Σde) at (tau, t_) if the workspace determines them.
@@ -257,7 +337,6 @@ fn set_above(count: u32, mass: vec2<u32>) {
 // every key and th[NB] = 0. Any monotone choice would be exact; these spread
 // the mass of a typical row over the bins.
 fn write_thresholds(t_: f32) {
-    let base = th_at(row);
     let m = sf(S_M);
     for (var b = lid; b <= NB; b += WG) {
         var th = NONE;
@@ -266,8 +345,15 @@ fn write_thresholds(t_: f32) {
         } else if (b > 0u) {
             th = key_of(m - f32(b) * t_ * 0.125) + 1u;
         }
-        atomicStore(&wsa[base + b], th);
+        sh_big[HB_TH + b] = th;
     }
+}
+
+// A mass query's exact first read: the d-bin histogram of every survivor.
+fn start_mass_rounds(floor_k: u32, tq: f32) {
+    s[S_QBIN] = 1u;
+    write_thresholds(tq);
+    request(1u, floor_k, KEY_MAX, 0u, floor_k, tq, PH_QBINS);
 }
 
 fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
@@ -309,19 +395,27 @@ fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
             return;
         }
     }
-    if (kind == K_COUNT && s[S_HAOK] != 0u) {
+    if (kind == K_MASS && s[S_HAOK] == 2u && floor_k == KEY_MIN && known_sums(KEY_MIN, tq)
+        && bitcast<f32>(mrec(row, M_TP)) == tq) {
+        // One prediction per row: the histogram describes the stage's input only.
+        s[S_HAOK] = 0u;
+        let lo = predict_top_p(tq);
+        if (lo != NONE) {
+            // Verified after the read, on the exact masses (query_compacted).
+            s[S_QPRED] = 1u;
+            s[S_QLO] = lo;
+            request(3u, lo, KEY_MAX, 0u, floor_k, tq, PH_QCOMP);
+            return;
+        }
+    }
+    if (kind == K_COUNT && s[S_HAOK] == 1u) {
         s[S_QBIN] = 0u;
         // The statistics pass histogrammed the first digit already.
         s[S_PHASE] = PH_QBINS;
         return;
     }
-    clear_bins();
     if (kind == K_MASS) {
-        s[S_QBIN] = 1u;
-        write_thresholds(tq);
-        // The thresholds overwrite the first-digit histogram (clear_bins
-        // marked it spent).
-        request(1u, floor_k, KEY_MAX, 0u, floor_k, tq, PH_QBINS);
+        start_mass_rounds(floor_k, tq);
     } else {
         s[S_QBIN] = 2u;
         request(2u, floor_k, KEY_MAX, shift_for(floor_k, KEY_MAX), floor_k, tq, PH_QBINS);
@@ -336,15 +430,15 @@ fn shift_for(lo: u32, hi: u32) -> u32 {
     return select(0u, bits - nb_bits, bits > nb_bits);
 }
 
+// Bin b of the histogram a query reads (bin 0 holds the largest keys): the
+// statistics pass's first digit, or the last read's bins in sh_big.
 fn bin_count(b: u32) -> u32 {
-    let base = bins_at(row);
-    if (s[S_QBIN] == 0u) { return atomicLoad(&wsa[base + HA_BINS - 1u - b]); }
-    return atomicLoad(&wsa[base + b]);
+    if (s[S_QBIN] == 0u) { return atomicLoad(&bins[bins_at(row) + HA_BINS - 1u - b]); }
+    return atomicLoad(&sh_hb[b]);
 }
 
 fn bin_mass(b: u32) -> vec2<u32> {
-    let base = bins_at(row);
-    return vec2<u32>(atomicLoad(&wsa[base + HA_BINS + b]), atomicLoad(&wsa[base + HA_BINS + NB + b]));
+    return vec2<u32>(atomicLoad(&sh_hb[HB_MLO + b]), atomicLoad(&sh_hb[HB_MHI + b]));
 }
 
 // Key range [lo, hi] of bin b (bin 0 holds the largest keys), within the floor.
@@ -358,9 +452,8 @@ fn window_keys(b: u32) -> vec2<u32> {
         return vec2<u32>(max(floor_k, p << sh), whi);
     }
     if (q == 1u) {
-        let th = th_at(row);
-        let upper = atomicLoad(&wsa[th + b]);
-        return vec2<u32>(max(floor_k, atomicLoad(&wsa[th + b + 1u])), min(KEY_MAX, upper - 1u));
+        let upper = sh_big[HB_TH + b];
+        return vec2<u32>(max(floor_k, sh_big[HB_TH + b + 1u]), min(KEY_MAX, upper - 1u));
     }
     let lo = s[S_QLO];
     let hi = s[S_QHI];
@@ -400,7 +493,6 @@ fn wg_scan3(v: vec4<u32>) -> vec4<u32> {
 
 // Asks for a histogram round over the keys [lo, hi] whose cumulative above is given.
 fn refine(lo: u32, hi: u32, above_count: u32, above_mass: vec2<u32>) {
-    clear_bins();
     s[S_QBIN] = 2u;
     s[S_QLO] = lo;
     s[S_QHI] = hi;
@@ -489,21 +581,21 @@ fn query_bins() {
     }
 }
 
-var<workgroup> sh_n: u32;
-
-// After a COMPACT round: candidates in tile order, exact sums, exact solve.
+// After a COMPACT read: candidates in tile order, exact sums, exact solve.
 fn query_compacted() {
-    if (lid == 0u) {
-        sh_n = atomicLoad(&wsa[ra_at(row) + RA_CAND]);
-        atomicStore(&wsa[ra_at(row) + RA_CAND], 0u);
-    }
-    let n_raw = workgroupUniformLoad(&sh_n);
+    let n_raw = pass_cands;
     let lo = s[S_PLO];
     let hi = s[S_PHI];
     let tq = sf(S_PT);
     let floor_k = s[S_QFLOOR];
     let kind = s[S_QK];
     if (n_raw > CAP) {
+        if (s[S_QPRED] != 0u) {
+            // A predicted window that did not fit: the exact rounds instead.
+            s[S_QPRED] = 0u;
+            start_mass_rounds(floor_k, tq);
+            return;
+        }
         // More ids in the window than room: split it further instead.
         refine(lo, hi, s[S_QBC], vec2<u32>(s[S_QBM], s[S_QBM_HI]));
         return;
@@ -529,6 +621,13 @@ fn query_compacted() {
         let tau = bisect_count(lo_f, hi, kmax, floor_k, above_c, k);
         finish_query(tau, above_c + cand_count(tau), true);
         return;
+    }
+    if (s[S_QPRED] != 0u) {
+        // A predicted window [lo, ∞): every survivor is above it (none),
+        // a candidate, or below it, so the exact total — and the goal —
+        // are known now.
+        s[S_QPRED] = 0u;
+        set_goal(mass_goal(add64(cand_mass(lo_f), tiles_mass_below())));
     }
     let goal = vec2<u32>(s[S_QGOAL], s[S_QGOAL_HI]);
     let above_m = tiles_mass_above();
@@ -744,8 +843,14 @@ fn init_row() {
 
     // Errors in the reference's order: bad logit, bias, penalties, all masked.
     let res = res_at(row);
-    let bad = atomicLoad(&wsa[ra_at(row) + RA_BAD]);
-    let perr = atomicLoad(&wsa[ra_at(row) + RA_PERR]);
+    var errs = vec4<u32>(NONE);
+    for (var t = lid; t < ch.tiles; t += WG) {
+        let rec = tl_at(row, t);
+        errs = min(errs, vec4<u32>(ws[rec + T_BAD], ws[rec + T_PERR], NONE, NONE));
+    }
+    errs = wg_reduce4u(lid, errs, OP_MIN);
+    let bad = errs.x;
+    let perr = errs.y;
     if (bad != NONE || perr != NONE || n == 0u) {
         s[S_STATUS] = 2u;
         s[S_PHASE] = PH_DONE;
@@ -782,7 +887,7 @@ fn init_row() {
     let flags = mrec(row, M_FLAGS);
     let order = (flags >> 2u) & 3u;
     let t_stat = pf(M_TEMP);
-    s[S_HAOK] = select(0u, 1u, (flags & F_HIST_A) != 0u);
+    s[S_HAOK] = select(select(0u, 2u, (flags & F_HIST_P) != 0u), 1u, (flags & F_HIST_A) != 0u);
     // llama.cpp order with a dynamic temperature reports the survivors'
     // guide entropy even when the static temperature makes the row greedy.
     if (!(t_stat > 0.0) && !(order == 2u && (flags & F_DYN) != 0u)) {
@@ -960,7 +1065,7 @@ fn write_results() {
     }
     storageBarrier();
     workgroupBarrier();
-    let n = min(mrec(row, M_LOGPROBS), ch.ntop);
+    let n = select(0u, min(mrec(row, M_LOGPROBS), ch.ntop), HAS_TOPN);
     var nr = 0u;
     var np = 0u;
     if (n > 0u) {
@@ -973,65 +1078,218 @@ fn write_results() {
     }
 }
 
+// One read of the row by this workgroup, as request() asked (S_PMODE), over
+// the survivors (key ≥ S_PFLOOR) at the request's temperature:
+//   1 HIST_D  histogram over the d-bin thresholds (bin b: y within
+//             (b, b+1]·T/8 below the max), counts and 64-bit masses
+//   2 HIST_K  histogram of keys in [lo, hi], bin (hi − key) >> shift
+//   3 COMPACT ids with lo ≤ key ≤ hi become candidates (one block per tile, in
+//             thread order, blocks in tile order); per tile the count / Σe /
+//             Σ((y−m)/T)e and the 64-bit mass of the keys above hi, Σe and
+//             the 64-bit mass of the survivors below lo.
+// Masses are the exact integers of common.wgsl (`mass_of`): the histograms'
+// integer sums do not depend on the order they are added in, and they are
+// the same numbers the solver bisects.
+fn run_pass() {
+    let mode = s[S_PMODE];
+    let lo = s[S_PLO];
+    let hi = s[S_PHI];
+    let shift = s[S_PSHIFT];
+    let floor_k = s[S_PFLOOR];
+    let inv_t = 1.0 / sf(S_PT);
+    let m = sf(S_M);
+    let mm = row_max();
+    if (mode == 1u || mode == 2u) {
+        for (var b = lid; b < 3u * NB; b += WG) { atomicStore(&sh_hb[b], 0u); }
+    }
+    var placed = 0u;
+    var c = tile_setup(lid, row, 0u);
+    for (var t = 0u; t < ch.tiles; t++) {
+        if (t > 0u) { c = tile_next(lid, c); }
+        var ab = vec4<f32>(0.0);   // above: count, Σe, Σde ; below Σe
+        var qa = vec2<u32>(0u);    // above: 64-bit mass
+        var qb = vec2<u32>(0u);    // below: 64-bit mass
+        var ncand = 0u;
+        var ckeys: array<u32, EPT>;
+        var clo: array<f32, EPT>;
+        for (var j = 0u; j < EPT; j++) {
+            let li = lid * EPT + j;
+            ckeys[j] = NONE;
+            var y = vec2<f32>(NEG_INF, 0.0);
+            if (li < c.n) { y = y_of(c, li, load_x(row, c.t0 + li)); }
+            let k = key_of(y.x);
+            if (y.x != NEG_INF && k >= floor_k) {
+                let w = weight(y, mm, inv_t);
+                if (mode == 1u) {
+                    // Estimate the bin from d, then settle it on the thresholds.
+                    var b = u32(min((m - y.x) * inv_t * 8.0, f32(NB - 1u)));
+                    if (k < sh_big[HB_TH + b + 1u]) { b += 1u; } else if (k >= sh_big[HB_TH + b]) { b -= 1u; }
+                    if (k < sh_big[HB_TH + b + 1u] || k >= sh_big[HB_TH + b]) {
+                        // Rounding moved it further: the exact bin by bisection
+                        // (the thresholds descend; th[0] is above every key).
+                        b = 0u;
+                        for (var st = NB / 2u; st > 0u; st >>= 1u) {
+                            if (k < sh_big[HB_TH + b + st]) { b += st; }
+                        }
+                    }
+                    add_bin(b, mass_of(w));
+                } else if (mode == 2u) {
+                    if (k >= lo && k <= hi) { add_bin((hi - k) >> shift, mass_of(w)); }
+                } else if (k > hi) {
+                    ab += vec4<f32>(1.0, w, scaled(y, mm, inv_t) * w, 0.0);
+                    qa = add64(qa, mass_of(w));
+                } else if (k >= lo) {
+                    ckeys[j] = k;
+                    clo[j] = y.y;
+                    ncand += 1u;
+                } else {
+                    ab.w += w;
+                    qb = add64(qb, mass_of(w));
+                }
+            }
+        }
+        if (mode == 3u) {
+            let ps = pass_scan(ab, vec4<u32>(qa, qb), ncand);
+            let sums = ps.ab;
+            let qsa = ps.q.xy;
+            let qsb = ps.q.zw;
+            let total = ps.total;
+            var pos = placed + ps.incl - ncand;
+            for (var j = 0u; j < EPT; j++) {
+                if (ckeys[j] != NONE) {
+                    if (pos < CAP) {
+                        ws[cand_at(row) + 2u * pos] = ckeys[j];
+                        ws[cand_at(row) + 2u * pos + 1u] = bitcast<u32>(clo[j]);
+                    }
+                    pos += 1u;
+                }
+            }
+            let rec = tl_at(row, t);
+            if (lid == 0u) {
+                ws[rec + T_REF] = bitcast<u32>(m);
+                ws[rec + T_REFLO] = bitcast<u32>(mm.y);
+                ws[rec + T_CNT] = u32(sums.x);
+                ws[rec + T_S] = bitcast<u32>(sums.y);
+                ws[rec + T_A] = bitcast<u32>(sums.z);
+                ws[rec + T_BS] = bitcast<u32>(sums.w);
+                ws[rec + T_QA] = qsa.x;
+                ws[rec + T_QA + 1u] = qsa.y;
+                ws[rec + T_QB] = qsb.x;
+                ws[rec + T_QB + 1u] = qsb.y;
+                ws[rec + T_COFF] = select(0u, placed, total > 0u);
+                ws[rec + T_CCNT] = total;
+            }
+            placed += total;
+        }
+    }
+    pass_cands = placed;
+    // The tile records and candidates are read by every invocation next.
+    storageBarrier();
+    s[S_PASSES] += 1u;
+}
+
+struct PassScan { ab: vec4<f32>, q: vec4<u32>, total: u32, incl: u32 }
+
+// One tile's COMPACT partials in one Hillis–Steele scan (fixed order): the
+// totals of the sums and of the two 64-bit masses, and the inclusive prefix
+// of the candidate counts that places each invocation's candidates.
+fn pass_scan(ab: vec4<f32>, q: vec4<u32>, n: u32) -> PassScan {
+    red4[lid] = ab;
+    redu4[lid] = q;
+    red_u[lid] = n;
+    workgroupBarrier();
+    for (var s = 1u; s < WG; s <<= 1u) {
+        var a4 = vec4<f32>(0.0);
+        var aq = vec4<u32>(0u);
+        var an = 0u;
+        if (lid >= s) {
+            a4 = red4[lid - s];
+            aq = redu4[lid - s];
+            an = red_u[lid - s];
+        }
+        workgroupBarrier();
+        red4[lid] = red4[lid] + a4;
+        let mq = redu4[lid];
+        redu4[lid] = vec4<u32>(add64(mq.xy, aq.xy), add64(mq.zw, aq.zw));
+        red_u[lid] = red_u[lid] + an;
+        workgroupBarrier();
+    }
+    let out = PassScan(red4[WG - 1u], redu4[WG - 1u], red_u[WG - 1u], red_u[lid]);
+    workgroupBarrier();
+    return out;
+}
+
+fn add_bin(b: u32, q: vec2<u32>) {
+    atomicAdd(&sh_hb[b], 1u);
+    let old = atomicAdd(&sh_hb[HB_MLO + b], q.x);
+    atomicAdd(&sh_hb[HB_MHI + b], q.y + select(0u, 1u, old + q.x < old));
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let wid = vec3<u32>(group(wid0.x, nwg.x), group(wid0.y, nwg.y), 0u);
     init_consts();
     lid = lane(lid3.x);
-    if (ch.round == 0u) {
-        row = wid.y;
-    } else {
-        if (lid == 0u) { sh_row = atomicLoad(&args[ch.al_base + ch.round * ch.rows + wid.y]); }
-        row = workgroupUniformLoad(&sh_row);
-    }
+    row = wid.y;
     if (row >= ch.rows) { return; }
-    let st = st_at(row);
-    load_state(st);
-    if (s[S_STATUS] != 0u) { return; }
-    want_pass = false;
-    if (ch.round > 0u) { s[S_PASSES] += 1u; }
-    for (var guard = 0u; guard < 64u; guard++) {
-        let ph = s[S_PHASE];
-        if (ph == PH_INIT) {
-            init_row();
-        } else if (ph == PH_STAGE) {
-            run_stage();
-        } else if (ph == PH_POST) {
-            post_stages();
-        } else if (ph == PH_FINAL) {
-            finalize();
-        } else if (ph == PH_QBINS) {
-            query_bins();
-        } else if (ph == PH_QCOMP) {
-            query_compacted();
+    // Phase steps until the row is done, with the reads the phases ask for
+    // in between. Each query narrows its key window 256-fold per read, so a
+    // row needs a few dozen steps at most; the bound turns a bug into an
+    // error instead of a hang.
+    loop {
+        loop {
+            if (steps >= 256u) { break; }
+            steps += 1u;
+            let ph = s[S_PHASE];
+            if (ph == PH_INIT) {
+                init_row();
+            } else if (ph == PH_STAGE) {
+                run_stage();
+            } else if (ph == PH_POST) {
+                post_stages();
+            } else if (ph == PH_FINAL) {
+                finalize();
+            } else if (ph == PH_QBINS) {
+                query_bins();
+            } else if (ph == PH_QCOMP) {
+                query_compacted();
+            }
+            if (want_pass || s[S_PHASE] == PH_DONE) { break; }
         }
-        if (want_pass || s[S_PHASE] == PH_DONE) { break; }
+        if (!want_pass || steps >= 256u) { break; }
+        want_pass = false;
+        run_pass();
     }
+    let res = res_at(row);
     if (s[S_STATUS] == 0u && s[S_PHASE] == PH_DONE) {
         write_results();
         s[S_STATUS] = 1u;
-    }
-    if (want_pass && ch.round + 1u > ch.nrounds) {
-        // Out of rounds (the host bounds them from the parameters).
-        want_pass = false;
+        // The results and the tiles' kept-mass prefix are read by every invocation.
+        storageBarrier();
+        var tok = s[S_ARG];
+        if (s[S_GREEDY] == 0u) {
+            var cache: DrawCache;
+            cache.tile = NONE;
+            tok = draw_token(lid, row, 0u, &cache);
+        }
+        if (lid == 0u) {
+            outb[res + R_TOKEN] = tok;
+            outb[res + R_TOKX] = bitcast<u32>(load_x(row, tok));
+            outb[ch.dr_base + grow(row) * ch.draws] = tok;
+            if ((ch.opts & OPT_TOKENS) != 0u) { aux[ch.aux_off + grow(row)] = tok; }
+        }
+    } else if (s[S_STATUS] == 0u) {
         s[S_STATUS] = 2u;
         if (lid == 0u) {
-            outb[res_at(row) + R_STATUS] = 2u;
-            outb[res_at(row) + R_ERRC] = E_ROUNDS;
+            outb[res + R_STATUS] = 2u;
+            outb[res + R_ERRC] = E_ROUNDS;
         }
     }
-    // Every invocation loaded the state from `ws` at the start; thread 0
-    // stores it only after all of them have (a path without any barrier
-    // would otherwise let it overwrite what a late warp has yet to load).
-    storageBarrier();
-    if (lid == 0u) {
-        store_state(st);
-        if (want_pass) {
-            let k = ch.round + 1u;
-            let slot = atomicAdd(&cnt[ch.cnt_base + k * 8u + 1u], 1u);
-            atomicAdd(&cnt[ch.cnt_base + k * 8u + 5u], 1u);
-            atomicStore(&args[ch.al_base + k * ch.rows + slot], row);
-        }
+    if (lid == 0u) { outb[res + R_CALL] = ch.call; }
+    // Leave the statistics pass's histogram zeroed for the next call.
+    if ((mrec(row, M_FLAGS) & (F_HIST_A | F_HIST_P)) != 0u) {
+        let b = bins_at(row);
+        for (var i = lid; i < HA_BINS; i += WG) { atomicStore(&bins[b + i], 0u); }
     }
 }

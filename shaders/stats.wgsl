@@ -1,14 +1,62 @@
-// Pass A: one read of every tile of every row. Per tile it records, after
-// bias / mask / penalties: the max, Σe^(y−m), Σ(y−m)e^(y−m), Σ(y−m)²e^(y−m)
+// Pass A: one read of every tile of every row (one workgroup per tile and
+// row). It first computes the processed logit of the few ids of its tile
+// that a bias, history or prompt names (SPEC §3 stages 1–2, from the compact
+// per-row lists: never a V-sized mask or copy), then records, after bias /
+// mask / penalties: the max, Σe^(y−m), Σ(y−m)e^(y−m), Σ(y−m)²e^(y−m)
 // (entropy and varentropy in one read, GPU_NOTES), the finite count and the
 // argmax (lowest id); for the raw logits the max and Σe (raw_logprob); the
 // smallest index holding NaN/+inf; and, at the row's pass temperature T_A,
 // the kept-mass sums that a row without truncation samples from directly.
 // Rows with top-k (or min_tokens_to_keep > 1) also histogram the top HA_BITS
 // bits of their keys: the first radix digit of the k-th-largest search.
+// Rows with top-p alone histogram y in bins of T/16 instead (F_HIST_P): the
+// solver predicts the top-p cut from it.
 // Rows asking for logprobs keep their tile's top-n raw and processed logits.
 
 var<workgroup> sh_hist: array<atomic<u32>, HA_BINS>;
+
+// The processed logit of patch entry e (an id of this tile named by the
+// row's bias, history or prompt) in two-float, as the reference's f64: x +
+// bias exactly, then the penalties with the f64 values of their parameters
+// (the f32 rounding of such an id would be magnified by a small T). Written
+// to the workspace for every later read; returns the entry's error code (a
+// bias or penalty that makes a finite logit non-finite, SPEC §3.1) or NONE.
+// Codes order as the reference reports errors: bias before penalties, then
+// by id.
+fn patch_entry(c: TileCtx, e: u32) -> u32 {
+    let base = ch.meta_patch + e * 4u;
+    let id = prm[base];
+    let bias = bitcast<f32>(prm[base + 1u]);
+    let cf = prm[base + 2u];
+    let count = cf >> 2u;
+    let x = load_x(c.r, id);
+    let li = id - c.t0;
+    var y = vec2<f32>(x, 0.0);
+    if ((c.allow != 0u && (atomicLoad(&sh_abits[li >> 5u]) & (1u << (li & 31u))) == 0u) || is_bad(x)) {
+        y = vec2<f32>(NEG_INF, 0.0);
+    }
+    var err = NONE;
+    if (y.x != NEG_INF) {
+        if ((cf & 1u) != 0u) {
+            y = two_sum(y.x, bias);
+            if (abs(y.x) > 3.40282347e38) { err = (id << 1u); }
+        }
+        if (err == NONE && (cf & 2u) != 0u) {
+            let rp = vec2<f32>(bitcast<f32>(mrec(c.r, M_REP)), bitcast<f32>(mrec(c.r, M_REP_LO)));
+            y = select(dd_mul(y, rp), dd_div(y, rp), y.x > 0.0);
+            if (abs(y.x) > 3.40282347e38) { err = 0x80000000u | (id << 1u); }
+            if (err == NONE && count > 0u) {
+                let freq = vec2<f32>(bitcast<f32>(mrec(c.r, M_FREQ)), bitcast<f32>(mrec(c.r, M_FREQ_LO)));
+                let pres = vec2<f32>(bitcast<f32>(mrec(c.r, M_PRES)), bitcast<f32>(mrec(c.r, M_PRES_LO)));
+                y = dd_sub(y, dd_add(dd_mul(freq, dd(f32(count))), pres));
+                if (abs(y.x) > 3.40282347e38) { err = 0x80000000u | (id << 1u) | 1u; }
+            }
+        }
+    }
+    ws[ch.pv_base + 2u * e] = bitcast<u32>(y.x);
+    ws[ch.pv_base + 2u * e + 1u] = bitcast<u32>(y.y);
+    return err;
+}
 // Lexicographic "better" for top-n: larger value, then lower id.
 fn better(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
     return va > vb || (va == vb && ia < ib);
@@ -51,9 +99,19 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let c = tile_entry(lid, wid);
     let r = c.r;
     let flags = mrec(r, M_FLAGS);
-    let hist = (flags & F_HIST_A) != 0u;
-    if (hist) {
+    let hist = (flags & (F_HIST_A | F_HIST_P)) != 0u;
+    let hist_p = (flags & F_HIST_P) != 0u;
+    let per_unit = PBINS_PER_T / bitcast<f32>(mrec(r, M_TP));
+    if (HAS_HIST && hist) {
         for (var b = lid; b < HA_BINS; b += WG) { atomicStore(&sh_hist[b], 0u); }
+    }
+    var perr = NONE;
+    if (HAS_PATCH && c.p_hi > c.p_lo) {
+        var mine = NONE;
+        for (var e = c.p_lo + lid; e < c.p_hi; e += WG) { mine = min(mine, patch_entry(c, e)); }
+        // Every invocation's patch values are visible before any y_of reads them.
+        storageBarrier();
+        perr = wg_min_u(lid, mine);
     }
     workgroupBarrier();
 
@@ -82,8 +140,9 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                 ylo[j] = y.y;
                 my = max(my, ys[j]);
                 mr = max(mr, x);
-                if (hist && ys[j] != NEG_INF) {
-                    atomicAdd(&sh_hist[key_of(ys[j]) >> (32u - HA_BITS)], 1u);
+                if (HAS_HIST && hist && ys[j] != NEG_INF) {
+                    let b = select(key_of(ys[j]) >> (32u - HA_BITS), pbin(ys[j], per_unit), hist_p);
+                    atomicAdd(&sh_hist[b], 1u);
                 }
             }
         }
@@ -99,7 +158,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     }
     // Only ids a bias or penalty names carry a lo; a tile without any skips the reduction.
     var m_lo = 0.0;
-    if (c.p_hi > c.p_lo) { m_lo = wg_max4(lid, vec4<f32>(my_lo, 0.0, 0.0, 0.0)).x; }
+    if (HAS_PATCH && c.p_hi > c.p_lo) { m_lo = wg_max4(lid, vec4<f32>(my_lo, 0.0, 0.0, 0.0)).x; }
     let mm = vec2<f32>(m, m_lo);
     var arg = NONE;
     for (var j = 0u; j < EPT; j++) {
@@ -130,7 +189,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let mins = tail.m;
     let rec = tl_at(r, c.t);
     if (lid == 0u) {
-        if (mins.x != NONE) { atomicMin(&wsa[ra_at(r) + RA_BAD], mins.x); }
+        ws[rec + T_BAD] = mins.x;
+        ws[rec + T_PERR] = perr;
         ws[rec + T_M1] = bitcast<u32>(m);
         ws[rec + T_MLO] = bitcast<u32>(m_lo);
         ws[rec + T_REFLO] = bitcast<u32>(m_lo);
@@ -149,16 +209,16 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         ws[rec + T_COFF] = 0u;
         ws[rec + T_CCNT] = 0u;
     }
-    if (hist) {
+    if (HAS_HIST && hist) {
         workgroupBarrier();
         let gb = bins_at(r);
         for (var bb = lid; bb < HA_BINS; bb += WG) {
             let cnt = atomicLoad(&sh_hist[bb]);
-            if (cnt != 0u) { atomicAdd(&wsa[gb + bb], cnt); }
+            if (cnt != 0u) { atomicAdd(&bins[gb + bb], cnt); }
         }
     }
     let n = min(mrec(r, M_LOGPROBS), ch.ntop);
-    if (n > 0u) {
+    if (HAS_TOPN && n > 0u) {
         let base = ch.tn_base + (r * ch.tiles + c.t) * 4u * ch.ntop;
         tile_topn(lid, n, xs, ids, base);
         tile_topn(lid, n, ys, ids, base + 2u * ch.ntop);

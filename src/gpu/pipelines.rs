@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 
-use super::shaders::{Job, LaneOrder, ShaderConsts};
+use super::shaders::{Features, Job, LaneOrder, ShaderConsts};
 
+/// Pipelines by job and feature variant, compiled on first use.
 pub struct Pipelines {
     pub consts: ShaderConsts,
     pub layout: wgpu::BindGroupLayout,
     pub stream_layout: wgpu::BindGroupLayout,
     pub philox_layout: wgpu::BindGroupLayout,
-    map: HashMap<Job, wgpu::ComputePipeline>,
+    device: wgpu::Device,
+    map: HashMap<(Job, Features), wgpu::ComputePipeline>,
 }
 
 /// Sizes for this device: 256 invocations and 1024-id tiles where the limits
@@ -31,7 +33,7 @@ pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
     }
     if software {
         c.wg = 64;
-        c.solve_wg = 32;
+        c.solve_wg = 64;
     }
     if limits.max_compute_workgroup_storage_size < 32 * 1024 {
         c.ha_bits = 10;
@@ -65,18 +67,20 @@ impl Pipelines {
             lanes,
             ..consts_for(limits, software)
         };
+        // common.wgsl's bindings: logits, parameters, workspace, histogram
+        // bins, results, bitmask, aux (probs or the caller's token buffer),
+        // then the chunk's uniform.
         let mut entries: Vec<wgpu::BindGroupLayoutEntry> = vec![
             storage(0, true),
             storage(1, true),
             storage(2, false),
             storage(3, false),
             storage(4, false),
-            storage(5, false),
-            storage(6, true),
-            storage(7, false),
+            storage(5, true),
+            storage(6, false),
         ];
         entries.push(wgpu::BindGroupLayoutEntry {
-            binding: 8,
+            binding: 7,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Uniform,
@@ -85,7 +89,6 @@ impl Pipelines {
             },
             count: None,
         });
-        entries.push(storage(9, false));
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("sampler"),
             entries: &entries,
@@ -98,59 +101,75 @@ impl Pipelines {
         };
         let stream_layout = two("stream");
         let philox_layout = two("philox");
-        let mut map = HashMap::new();
-        for job in Job::ALL {
-            let bgl = match job {
-                Job::Stream => &stream_layout,
-                Job::PhiloxCheck => &philox_layout,
-                _ => &layout,
-            };
-            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(job.name()),
-                bind_group_layouts: &[Some(bgl)],
-                immediate_size: 0,
-            });
-            let desc = wgpu::ShaderModuleDescriptor {
-                label: Some(job.name()),
-                source: wgpu::ShaderSource::Wgsl(job.source(&consts).into()),
-            };
-            let module = if knob("TOKEN_SAMPLER_GPU_CHECKS") == Some(false) {
-                // SAFETY: an experiment switch (off by default) for measuring
-                // what naga's bounds checks and loop bounding cost; every index
-                // in the shaders is in range by construction.
-                unsafe {
-                    device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-                }
-            } else {
-                device.create_shader_module(desc)
-            };
-            let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(job.name()),
-                layout: Some(&pl),
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    // Every workgroup variable is written before it is read,
-                    // so zero-initialising workgroup memory is optional.
-                    zero_initialize_workgroup_memory: knob("TOKEN_SAMPLER_GPU_ZERO_INIT")
-                        .unwrap_or(true),
-                    ..Default::default()
-                },
-                cache: None,
-            });
-            map.insert(job, p);
-        }
-        Pipelines {
+        let mut p = Pipelines {
             consts,
             layout,
             stream_layout,
             philox_layout,
-            map,
+            device: device.clone(),
+            map: HashMap::new(),
+        };
+        // The variants every call may need at once are built up front, so the
+        // first call's time is not a compiler's.
+        for job in [Job::Stream, Job::PhiloxCheck] {
+            p.ensure(job, Features::ALL);
         }
+        for job in [Job::Stats, Job::Solve, Job::Pick, Job::Probs] {
+            p.ensure(job, Features::NONE);
+            p.ensure(job, Features::ALL);
+        }
+        p
     }
 
-    pub fn get(&self, job: Job) -> &wgpu::ComputePipeline {
-        &self.map[&job]
+    /// Builds the `features` variant of `job` unless it exists.
+    pub fn ensure(&mut self, job: Job, features: Features) {
+        if self.map.contains_key(&(job, features)) {
+            return;
+        }
+        let bgl = match job {
+            Job::Stream => &self.stream_layout,
+            Job::PhiloxCheck => &self.philox_layout,
+            _ => &self.layout,
+        };
+        let device = &self.device;
+        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(job.name()),
+            bind_group_layouts: &[Some(bgl)],
+            immediate_size: 0,
+        });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(job.name()),
+            source: wgpu::ShaderSource::Wgsl(job.source_with(&self.consts, features).into()),
+        };
+        let module = if knob("TOKEN_SAMPLER_GPU_CHECKS") == Some(false) {
+            // SAFETY: an experiment switch (off by default) for measuring
+            // what naga's bounds checks and loop bounding cost; every index
+            // in the shaders is in range by construction.
+            unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+        } else {
+            device.create_shader_module(desc)
+        };
+        let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(job.name()),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                // Every workgroup variable is written before it is read,
+                // so zero-initialising workgroup memory is optional.
+                zero_initialize_workgroup_memory: knob("TOKEN_SAMPLER_GPU_ZERO_INIT")
+                    .unwrap_or(true),
+                ..Default::default()
+            },
+            cache: None,
+        });
+        self.map.insert((job, features), p);
+    }
+
+    /// A variant built by [`ensure`](Self::ensure) (every job's `ALL` and
+    /// `NONE` variants are always there).
+    pub fn get(&self, job: Job, features: Features) -> &wgpu::ComputePipeline {
+        &self.map[&(job, features)]
     }
 }
 

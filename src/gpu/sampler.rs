@@ -1,16 +1,18 @@
 //! `GpuSampler`: the host side of the pipeline. Per call it only encodes the
 //! parameters compactly (one record per row, the bias / history / prompt ids
-//! and allowed ids as CSR lists), writes them, and records one submission:
-//! per chunk of rows, init → patch → statistics → solver, then up to
-//! `nrounds` (scan, solver) rounds dispatched indirectly for the rows that
-//! still need a read, then the draws. Only per-row results come back.
+//! and allowed ids as CSR lists), writes them, and records one compute pass:
+//! per chunk of rows, the statistics pass (tiles × rows) and the row solver
+//! (one workgroup per row, which reads its row again itself when a stage
+//! needs it, and draws token 0), then `pick` for the other draws of a
+//! multi-draw call and `probs` for a `probs` call. Only per-row results come
+//! back.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
 use super::pipelines::Pipelines;
-use super::shaders::{Job, LaneOrder, ShaderConsts};
+use super::shaders::{Features, Job, LaneOrder, ShaderConsts};
 use super::workspace::Workspace;
 use crate::backend::{check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
@@ -21,12 +23,10 @@ use crate::params::{
 use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 
 const MR: usize = 48;
-const ST: u64 = 64;
-const TR: u64 = 24;
+const TR: u64 = 28;
 const RES: usize = 32;
 /// Word of a row's result record holding the number of the call that wrote it.
 const R_CALL: usize = 26;
-const RA: u64 = 4;
 const NTOP_MAX: usize = 20;
 /// Words of a row's top-n lists: raw and processed, (id, raw x) each.
 const TOPW: usize = 4 * NTOP_MAX;
@@ -207,6 +207,23 @@ pub struct GpuSampler {
     last_profile: Vec<(&'static str, f64)>,
     last_kernel_ms: Option<f64>,
     last_reads: Vec<u32>,
+    last_counts: CallCounts,
+    /// Test hook: every top-p prediction misses, so the exact fallback runs.
+    force_miss: bool,
+}
+
+/// The structure of the last recorded call (SPEC §9), exact on any adapter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CallCounts {
+    /// Compute dispatches the call recorded (all chunks).
+    pub dispatches: u32,
+    /// Workgroups those dispatches launched.
+    pub workgroups: u64,
+    /// Row chunks (batches past one storage binding are split).
+    pub chunks: u32,
+    /// Reads of the logits the row that read most took (the statistics pass
+    /// plus the solver's own reads); filled in when the results are read.
+    pub reads_per_row: u32,
 }
 
 /// Where a chunk's logits come from.
@@ -223,7 +240,8 @@ struct Encoded {
     /// Per row: first patch entry, count.
     patches: Vec<(u32, u32)>,
     ntop: u32,
-    nrounds: u32,
+    /// What the rows use: the shader variant the call runs.
+    features: Features,
     summary: Vec<RowSummary>,
 }
 
@@ -237,42 +255,6 @@ fn two_float(x: f64) -> [u32; 2] {
     [hi.to_bits(), ((x - hi as f64) as f32).to_bits()]
 }
 
-/// An upper bound on the scan rounds a row can need, so that the submission
-/// holds enough (indirect, possibly empty) rounds; each empty round still
-/// costs two dispatches, so the bound follows shaders/solve.wgsl closely.
-/// Every query's histogram windows are exact (integer counts and masses), so
-/// each round either ends the query or narrows its key window 256-fold:
-/// a count query needs ≤ 4 reads (3 after the statistics pass's first digit),
-/// a mass query ≤ 5 (the d-bin round, then ≤ 4 on keys). `min_tokens_to_keep`
-/// adds per active stage a count of the stage's input and of its output and
-/// one more count query (6). The final sums take one more read unless the
-/// statistics pass already holds them (static T, no truncation), and the
-/// llama.cpp order's dynamic T one for the survivors' entropy.
-fn rounds_for(p: &SamplingParams) -> u32 {
-    let llama_dyn = p.order == Order::LlamaCpp && p.dynamic_temperature.is_some();
-    if p.temperature == 0.0 && !llama_dyn {
-        return 0;
-    }
-    let mk = if p.min_tokens_to_keep > 1 { 6 } else { 0 };
-    let dyn_top_p = p
-        .dynamic_temperature
-        .as_ref()
-        .is_some_and(|d| d.top_p.is_some());
-    let stages = [
-        (p.top_k > 0, 4),
-        (p.top_p < 1.0 || dyn_top_p, 5),
-        (p.min_p > 0.0, 0),
-    ];
-    let mut n: u32 = stages.iter().filter(|s| s.0).map(|s| s.1 + mk).sum();
-    if llama_dyn {
-        n += 1;
-    }
-    if stages.iter().any(|s| s.0) || p.dynamic_temperature.is_some() {
-        n += 1;
-    }
-    n
-}
-
 fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Encoded {
     let b = params.len();
     let mut rows = vec![0u32; b * MR];
@@ -281,7 +263,7 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
     let mut tail_refs: Vec<(usize, usize)> = Vec::new(); // (row word index, tail offset)
     let mut patches = Vec::with_capacity(b);
     let mut ntop = 0u32;
-    let mut nrounds = 0u32;
+    let mut features = Features::NONE.with(Features::ALLOW, bitmask);
     let mut summary = Vec::with_capacity(b);
     for (r, p) in params.iter().enumerate() {
         let rec = &mut rows[r * MR..(r + 1) * MR];
@@ -299,9 +281,21 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         if bitmask {
             flags |= 2;
         }
+        // The statistics pass's histogram: key digits for a count query
+        // first (top-k, min_tokens_to_keep), else bins of y for predicting a
+        // top-p cut at a temperature known before the row is read.
+        let hist_p = !(top_k > 0 || p.min_tokens_to_keep > 1)
+            && p.top_p < 1.0
+            && dynamic.is_none()
+            && p.temperature > 0.0;
         if top_k > 0 || p.min_tokens_to_keep > 1 {
             flags |= 4096;
+        } else if hist_p {
+            flags |= 8192;
         }
+        features = features
+            .with(Features::HIST, flags & (4096 | 8192) != 0)
+            .with(Features::ALLOW, p.allowed_token_ids.is_some());
         if let Some(d) = dynamic {
             flags |= 16;
             let kind = match d.mapping {
@@ -402,12 +396,23 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         rec[12] = p.step as u32;
         rec[13] = (p.step >> 32) as u32;
         rec[18] = p.logprobs.unwrap_or(0);
-        let t_a = if dynamic.is_none() && p.temperature > 0.0 {
+        // The statistics pass's sums are at T_A: the row's static T, or 1
+        // where top-p sees the T = 1 distribution (llama.cpp order) and its
+        // prediction needs the total there.
+        let t_a = if dynamic.is_none() && p.temperature > 0.0 && !(hist_p && p.order == Order::LlamaCpp)
+        {
             p.temperature
         } else {
             1.0
         };
         rec[19] = f32w(t_a);
+        if hist_p {
+            rec[36] = f32w(if p.order == Order::LlamaCpp {
+                1.0
+            } else {
+                p.temperature
+            });
+        }
         if let Some(allowed) = &p.allowed_token_ids {
             let mut ids = allowed.clone();
             ids.sort_unstable();
@@ -436,9 +441,10 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         }
         rec[14] = first;
         rec[15] = entries.len() as u32;
+        features = features.with(Features::PATCH, !entries.is_empty());
         patches.push((first, entries.len() as u32));
         ntop = ntop.max(p.logprobs.unwrap_or(0).min(NTOP_MAX as u32));
-        nrounds = nrounds.max(rounds_for(p));
+        features = features.with(Features::TOPN, ntop > 0);
         summary.push(RowSummary {
             dynamic: dynamic.is_some(),
             dyn_top_p: dynamic.is_some_and(|d| d.top_p.is_some()),
@@ -465,49 +471,34 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         meta,
         patches,
         ntop,
-        nrounds,
+        features,
         summary,
     }
 }
 
-/// Per-chunk workspace layout (u32 words).
+/// Per-chunk workspace layout (u32 words): the patched logits, the tile
+/// records, the candidates and the top-n lists in `ws`; the first-digit
+/// histograms have a buffer of their own (`bins`, zero between calls).
 #[derive(Clone, Copy, Default)]
 struct Layout {
-    st: u64,
     tl: u64,
     cd: u64,
     tn: u64,
     pv: u64,
     ws_words: u64,
-    bn: u64,
-    ra: u64,
-    wsa_words: u64,
-    al: u64,
-    args_words: u64,
+    bins_words: u64,
 }
 
-fn layout(
-    rows: u64,
-    tiles: u64,
-    c: &ShaderConsts,
-    ntop: u64,
-    entries: u64,
-    nrounds: u64,
-) -> Layout {
+fn layout(rows: u64, tiles: u64, c: &ShaderConsts, ntop: u64, entries: u64) -> Layout {
     let mut l = Layout {
         pv: 0,
         ..Default::default()
     };
-    l.st = 2 * entries;
-    l.tl = l.st + rows * ST;
+    l.tl = 2 * entries;
     l.cd = l.tl + rows * tiles * TR;
     l.tn = l.cd + rows * c.cap as u64 * 2;
     l.ws_words = l.tn + rows * tiles * 4 * ntop;
-    l.bn = 0;
-    l.ra = rows * ((1u64 << c.ha_bits) + 2 * c.nb as u64);
-    l.wsa_words = l.ra + rows * RA;
-    l.al = (nrounds + 1) * 8;
-    l.args_words = l.al + (nrounds + 1) * rows;
+    l.bins_words = rows << c.ha_bits;
     l
 }
 
@@ -575,6 +566,8 @@ impl GpuSampler {
             last_profile: Vec::new(),
             last_kernel_ms: None,
             last_reads: Vec::new(),
+            last_counts: CallCounts::default(),
+            force_miss: false,
         }
     }
 
@@ -591,6 +584,19 @@ impl GpuSampler {
     /// read-equivalents; `pick`'s one-tile reads are not counted).
     pub fn last_reads(&self) -> &[u32] {
         &self.last_reads
+    }
+
+    /// Dispatches, workgroups and chunks of the last recorded call, and the
+    /// most reads of the logits any of its rows took (once read back).
+    pub fn last_counts(&self) -> CallCounts {
+        self.last_counts
+    }
+
+    /// Test hook: makes every top-p prediction miss, so that the exact
+    /// fallback runs (its results must be the same, bit for bit).
+    #[doc(hidden)]
+    pub fn set_force_prediction_miss(&mut self, on: bool) {
+        self.force_miss = on;
     }
 
     /// Bytes of device memory the reusable workspace holds.
@@ -615,9 +621,9 @@ impl GpuSampler {
     }
 
     /// Milliseconds per kind of dispatch of the last profiled call, summed
-    /// over chunks and rounds, in the order first run: `init`, `patch`,
-    /// `stats`, `solve`, `scan` and `solve rounds` (every recorded round,
-    /// empty ones included), `pick`, `probs` / `tokens`. Each span runs from
+    /// over chunks, in the order first run: `stats`, `solve` (with the reads
+    /// it makes itself and draw 0), `pick` (multi-draw calls), `probs`. Each
+    /// span runs from
     /// the timestamp before, so it includes the barrier and the launch of its
     /// dispatch; together they make up `last_kernel_ms`. Empty when not
     /// profiled.
@@ -646,13 +652,9 @@ impl GpuSampler {
         let c = &self.pipes.consts;
         let tiles = vocab.div_ceil(c.tile as usize) as u64;
         let per = self.rows_per_chunk(vocab as u64 * 4, tiles, 0)?.min(rows) as u64;
-        let nrounds = 10;
-        let l = layout(per, tiles, c, 0, 0, nrounds);
-        let chunks = (rows as u64).div_ceil(per);
+        let l = layout(per, tiles, c, 0, 0);
         let words = l.ws_words
-            + l.wsa_words
-            + l.args_words
-            + 2 * chunks * (nrounds + 1) * 8
+            + l.bins_words
             + rows as u64 * (MR as u64 + RES as u64 + 1 + TOPW as u64);
         Ok(words * 4 + rows as u64 * vocab as u64 * 4)
     }
@@ -665,7 +667,7 @@ impl GpuSampler {
             )));
         }
         let c = &self.pipes.consts;
-        let ws_row = (ST + tiles * TR + 2 * c.cap as u64 + tiles * 4 * ntop) * 4;
+        let ws_row = (tiles * TR + 2 * c.cap as u64 + tiles * 4 * ntop) * 4;
         let by_logits = (lim - 256) / row_bytes;
         let by_ws = (lim / 2) / ws_row;
         // Rows are the y dimension of the per-row dispatches.
@@ -709,29 +711,12 @@ impl GpuSampler {
         }
         let max_rows = chunks.iter().map(|c| c.1).max().unwrap_or(1) as u64;
         let entries = e.patches.iter().map(|p| p.1 as u64).sum::<u64>();
-        let l = layout(
-            max_rows,
-            tiles,
-            &c,
-            e.ntop as u64,
-            entries,
-            e.nrounds as u64,
-        );
+        let l = layout(max_rows, tiles, &c, e.ntop as u64, entries);
         let s = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
         let meta = self.buf("meta", e.meta.len() as u64, s);
         let ws = self.buf("ws", l.ws_words, s);
-        let wsa = self.buf("wsa", l.wsa_words, s);
-        let args = self.buf("args", l.args_words, s);
-        let per_chunk_slots = (e.nrounds as u64 + 1) * 8;
-        let cnt_words = chunks.len() as u64 * per_chunk_slots;
-        let cnt = [
-            self.buf("dispatch0", cnt_words, s | wgpu::BufferUsages::INDIRECT),
-            self.buf("dispatch1", cnt_words, s | wgpu::BufferUsages::INDIRECT),
-        ];
-        let mut init_cnt = Vec::with_capacity(cnt_words as usize);
-        for _ in 0..chunks.len() as u64 * (e.nrounds as u64 + 1) {
-            init_cnt.extend_from_slice(&[tiles as u32, 0, 1, 0, 1, 0, 1, 0]);
-        }
+        // Only ever the histograms: every word is zero between calls.
+        let bins = self.buf("bins", l.bins_words, s);
         let n = samples as u64;
         let res_words = rows as u64 * RES as u64;
         let dr = res_words;
@@ -749,8 +734,7 @@ impl GpuSampler {
         let dummy = self.buf("dummy", 4, s);
         let dummy_aux = self.buf("dummy_aux", 4, s);
         let align = self.ctx.limits.min_uniform_buffer_offset_alignment.max(256) as u64;
-        let per_chunk = e.nrounds as u64 + 1;
-        let n_uni = chunks.len() as u64 * per_chunk;
+        let n_uni = chunks.len() as u64;
         let uni = self.ws.get(
             &self.ctx.device,
             "uniform",
@@ -761,57 +745,50 @@ impl GpuSampler {
         let call = self.calls;
         let q = &self.ctx.queue;
         q.write_buffer(&meta, 0, bytemuck::cast_slice(&e.meta));
-        q.write_buffer(&cnt[0], 0, bytemuck::cast_slice(&init_cnt));
-        q.write_buffer(&cnt[1], 0, bytemuck::cast_slice(&init_cnt));
         let mut uni_bytes = vec![0u8; (n_uni * align) as usize];
         let bm_words = vocab.div_ceil(32) as u32;
+        let (aux_off, aux_stride) = match &aux {
+            AuxOut::Probs(_) => (0u32, vocab as u32),
+            AuxOut::Tokens(_, off) => ((*off / 4) as u32, 1),
+            AuxOut::None => (0, 0),
+        };
+        let mut opts = 0u32;
+        if matches!(aux, AuxOut::Tokens(..)) {
+            opts |= 1;
+        }
+        if self.force_miss {
+            opts |= 2;
+        }
         for (ci, (row0, nrows, src)) in chunks.iter().enumerate() {
-            let e0 = e.patches[*row0].0;
-            let last = row0 + nrows - 1;
-            let e1 = e.patches[last].0 + e.patches[last].1;
-            for round in 0..per_chunk {
-                let (aux_off, aux_stride) = match &aux {
-                    AuxOut::Probs(_) => (0u32, vocab as u32),
-                    AuxOut::Tokens(_, off) => ((*off / 4) as u32, 1),
-                    AuxOut::None => (0, 0),
-                };
-                let w: [u32; UNIFORM_WORDS] = [
-                    *row0 as u32,
-                    *nrows as u32,
-                    vocab as u32,
-                    stride as u32,
-                    src.elem_off,
-                    dtype.code(),
-                    tiles as u32,
-                    samples,
-                    round as u32,
-                    e.nrounds,
-                    e.ntop,
-                    bm_words,
-                    0,
-                    e0,
-                    e1,
-                    (params.len() * MR) as u32,
-                    l.st as u32,
-                    l.tl as u32,
-                    l.cd as u32,
-                    call,
-                    l.tn as u32,
-                    l.pv as u32,
-                    l.bn as u32,
-                    l.ra as u32,
-                    l.al as u32,
-                    0,
-                    dr as u32,
-                    to as u32,
-                    aux_off,
-                    aux_stride,
-                    f32::INFINITY.to_bits(),
-                    (ci as u64 * per_chunk_slots) as u32,
-                ];
-                let at = ((ci as u64 * per_chunk + round) * align) as usize;
-                uni_bytes[at..at + UNIFORM_WORDS * 4].copy_from_slice(bytemuck::cast_slice(&w));
-            }
+            let mut w = [0u32; UNIFORM_WORDS];
+            w[..24].copy_from_slice(&[
+                *row0 as u32,
+                *nrows as u32,
+                vocab as u32,
+                stride as u32,
+                src.elem_off,
+                dtype.code(),
+                tiles as u32,
+                samples,
+                e.ntop,
+                bm_words,
+                0,
+                (params.len() * MR) as u32,
+                l.tl as u32,
+                l.cd as u32,
+                l.tn as u32,
+                l.pv as u32,
+                0,
+                dr as u32,
+                to as u32,
+                call,
+                aux_off,
+                aux_stride,
+                f32::INFINITY.to_bits(),
+                opts,
+            ]);
+            let at = (ci as u64 * align) as usize;
+            uni_bytes[at..at + UNIFORM_WORDS * 4].copy_from_slice(bytemuck::cast_slice(&w));
         }
         q.write_buffer(&uni, 0, &uni_bytes);
         let ts_resolve = self.query.as_ref().map(|_| {
@@ -823,7 +800,7 @@ impl GpuSampler {
             )
         });
         // At most 4096 queries in a set: profile only calls that fit.
-        let n_marks = 1 + chunks.len() as u64 * (6 + 2 * e.nrounds as u64);
+        let n_marks = 1 + chunks.len() as u64 * 4;
         let mut marks = (profile
             && self
                 .ctx
@@ -839,14 +816,25 @@ impl GpuSampler {
                 labels: Vec::new(),
                 staging: None,
             });
+        for job in [Job::Stats, Job::Solve, Job::Pick, Job::Probs] {
+            self.pipes.ensure(job, e.features);
+        }
+        let mut counts = CallCounts {
+            chunks: chunks.len() as u32,
+            ..Default::default()
+        };
         {
             let mut pass = enc.begin_compute_pass(&timed_pass("sample", self.query.as_ref()));
             if let Some(m) = &mut marks {
                 m.mark(&mut pass, "start");
             }
-            let mut mark = |pass: &mut wgpu::ComputePass<'_>, label| {
+            let mut dispatch = |pass: &mut wgpu::ComputePass<'_>, job: Job, x: u32, y: u32| {
+                pass.set_pipeline(self.pipes.get(job, e.features));
+                pass.dispatch_workgroups(x, y, 1);
+                counts.dispatches += 1;
+                counts.workgroups += x as u64 * y as u64;
                 if let Some(m) = &mut marks {
-                    m.mark(pass, label);
+                    m.mark(pass, job.name());
                 }
             };
             for (ci, (_, nrows, src)) in chunks.iter().enumerate() {
@@ -855,84 +843,40 @@ impl GpuSampler {
                     AuxOut::Tokens(b, _) => b.as_entire_binding(),
                     AuxOut::None => dummy_aux.as_entire_binding(),
                 };
-                let make_bg = |write: &wgpu::Buffer| {
-                    self.ctx
-                        .device
-                        .create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: Some("chunk"),
-                            layout: &self.pipes.layout,
-                            entries: &[
-                                bind_range(&src.buffer, 0, src.offset, src.size),
-                                bind(&meta, 1),
-                                bind(&ws, 2),
-                                bind(&wsa, 3),
-                                bind(&args, 4),
-                                bind(&outb, 5),
-                                bind(bitmask.unwrap_or(&dummy), 6),
-                                wgpu::BindGroupEntry {
-                                    binding: 7,
-                                    resource: aux_buf.clone(),
-                                },
-                                bind_range(&uni, 8, 0, UNIFORM_WORDS as u64 * 4),
-                                bind(write, 9),
-                            ],
-                        })
-                };
-                // Round k's solver writes round k+1's arguments into the
-                // buffer the round-k dispatches do not read indirectly.
-                let bgs = [make_bg(&cnt[1]), make_bg(&cnt[0])];
-                let off = |round: u64| ((ci as u64 * per_chunk + round) * align) as u32;
+                let bg = self
+                    .ctx
+                    .device
+                    .create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some("chunk"),
+                        layout: &self.pipes.layout,
+                        entries: &[
+                            bind_range(&src.buffer, 0, src.offset, src.size),
+                            bind(&meta, 1),
+                            bind(&ws, 2),
+                            bind(&bins, 3),
+                            bind(&outb, 4),
+                            bind(bitmask.unwrap_or(&dummy), 5),
+                            wgpu::BindGroupEntry {
+                                binding: 6,
+                                resource: aux_buf,
+                            },
+                            bind_range(&uni, 7, 0, UNIFORM_WORDS as u64 * 4),
+                        ],
+                    });
                 let nrows = *nrows as u32;
-                let rows_e = chunks[ci].0;
-                let last = rows_e + nrows as usize - 1;
-                let n_entries = e.patches[last].0 + e.patches[last].1 - e.patches[rows_e].0;
-                pass.set_bind_group(0, &bgs[0], &[off(0)]);
-                pass.set_pipeline(self.pipes.get(Job::Init));
-                pass.dispatch_workgroups(nrows, 1, 1);
-                mark(&mut pass, "init");
-                if n_entries > 0 {
-                    let groups = n_entries.div_ceil(c.wg);
-                    let x = groups.min(max_groups as u32);
-                    pass.set_pipeline(self.pipes.get(Job::Patch));
-                    pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
-                    mark(&mut pass, "patch");
+                pass.set_bind_group(0, &bg, &[(ci as u64 * align) as u32]);
+                dispatch(&mut pass, Job::Stats, tiles as u32, nrows);
+                dispatch(&mut pass, Job::Solve, 1, nrows);
+                if samples > 1 {
+                    let groups = (samples - 1).min(1024).min(max_groups as u32);
+                    dispatch(&mut pass, Job::Pick, groups, nrows);
                 }
-                pass.set_pipeline(self.pipes.get(Job::Stats));
-                pass.dispatch_workgroups(tiles as u32, nrows, 1);
-                mark(&mut pass, "stats");
-                pass.set_pipeline(self.pipes.get(Job::Solve));
-                pass.dispatch_workgroups(1, nrows, 1);
-                mark(&mut pass, "solve");
-                for k in 1..=e.nrounds as u64 {
-                    let p = (k % 2) as usize;
-                    let slot = (ci as u64 * per_chunk_slots + k * 8) * 4;
-                    pass.set_bind_group(0, &bgs[p], &[off(k)]);
-                    pass.set_pipeline(self.pipes.get(Job::Scan));
-                    pass.dispatch_workgroups_indirect(&cnt[p], slot);
-                    mark(&mut pass, "scan");
-                    pass.set_pipeline(self.pipes.get(Job::Solve));
-                    pass.dispatch_workgroups_indirect(&cnt[p], slot + 16);
-                    mark(&mut pass, "solve rounds");
-                }
-                pass.set_bind_group(0, &bgs[0], &[off(0)]);
-                pass.set_pipeline(self.pipes.get(Job::Pick));
-                pass.dispatch_workgroups(samples.min(1024).min(max_groups as u32), nrows, 1);
-                mark(&mut pass, "pick");
-                match &aux {
-                    AuxOut::Probs(_) => {
-                        pass.set_pipeline(self.pipes.get(Job::Probs));
-                        pass.dispatch_workgroups(tiles as u32, nrows, 1);
-                        mark(&mut pass, "probs");
-                    }
-                    AuxOut::Tokens(..) => {
-                        pass.set_pipeline(self.pipes.get(Job::Tokens));
-                        pass.dispatch_workgroups(nrows.div_ceil(c.wg), 1, 1);
-                        mark(&mut pass, "tokens");
-                    }
-                    AuxOut::None => {}
+                if let AuxOut::Probs(_) = &aux {
+                    dispatch(&mut pass, Job::Probs, tiles as u32, nrows);
                 }
             }
         }
+        self.last_counts = counts;
         if let Some(m) = &mut marks {
             let n = m.labels.len() as u64;
             let resolve = self.ws.get(
@@ -1035,6 +979,7 @@ impl GpuSampler {
             }
         }
         let (rows, reads) = parsed?;
+        self.last_counts.reads_per_row = reads.iter().copied().max().unwrap_or(0);
         self.last_reads = reads;
         Ok(rows)
     }
@@ -1193,7 +1138,7 @@ impl GpuSampler {
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(self.pipes.get(Job::PhiloxCheck));
+            pass.set_pipeline(self.pipes.get(Job::PhiloxCheck, Features::ALL));
             pass.set_bind_group(0, &bg, &[]);
             pass.dispatch_workgroups((inputs.len() as u32).div_ceil(64), 1, 1);
         }
@@ -1504,7 +1449,9 @@ fn row_error(row: usize, w: &[u32]) -> SamplerError {
         3 => non_finite("repetition_penalty"),
         4 => non_finite("frequency_penalty/presence_penalty"),
         5 => SamplerError::AllMasked { row },
-        6 => SamplerError::Gpu(format!("row {row}: the pipeline ran out of scan rounds")),
+        6 => SamplerError::Gpu(format!(
+            "row {row}: the row solver gave up after its bound on steps (a bug: please report it)"
+        )),
         code => SamplerError::Gpu(format!(
             "row {row}: no result (status {}, code {code})",
             w[0]
@@ -1632,7 +1579,7 @@ impl Sampler for GpuSampler {
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&timed_pass("stream", self.query.as_ref()));
-            pass.set_pipeline(self.pipes.get(Job::Stream));
+            pass.set_pipeline(self.pipes.get(Job::Stream, Features::ALL));
             for (_, _, src) in &chunks {
                 let bg = self
                     .ctx

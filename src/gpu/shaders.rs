@@ -121,6 +121,10 @@ impl Default for ShaderConsts {
 
 impl ShaderConsts {
     pub fn header(&self) -> String {
+        assert!(
+            self.tile % (4 * self.wg) == 0 && self.tile / 32 <= self.wg,
+            "tiles are a multiple of 4 ids per invocation and one bitmap word per invocation at most"
+        );
         format!(
             "const WG: u32 = {}u;\nconst TILE: u32 = {}u;\nconst EPT: u32 = {}u;\nconst CAP: u32 = {}u;\n\
              const HA_BITS: u32 = {}u;\nconst HA_BINS: u32 = {}u;\nconst NB: u32 = {}u;\n\
@@ -137,50 +141,82 @@ impl ShaderConsts {
     }
 }
 
+/// What a call's rows use, compiled in or out of a pipeline variant: code a
+/// call needs no row of is not in the shader it runs (a software adapter
+/// such as lavapipe runs both sides of every branch under a mask, so dead
+/// code costs there as much as live code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Features(pub u8);
+
+impl Features {
+    /// Bias or penalty entries (patched logits).
+    pub const PATCH: Features = Features(1);
+    /// Allowed-token lists or bitmasks.
+    pub const ALLOW: Features = Features(2);
+    /// A histogram in the statistics pass (top-k, min_tokens_to_keep, top-p prediction).
+    pub const HIST: Features = Features(4);
+    /// Top-n log-probabilities.
+    pub const TOPN: Features = Features(8);
+    pub const NONE: Features = Features(0);
+    pub const ALL: Features = Features(15);
+
+    pub fn has(self, f: Features) -> bool {
+        self.0 & f.0 == f.0
+    }
+
+    pub fn with(self, f: Features, on: bool) -> Features {
+        if on {
+            Features(self.0 | f.0)
+        } else {
+            self
+        }
+    }
+
+    fn header(self) -> String {
+        format!(
+            "const HAS_PATCH: bool = {};\nconst HAS_ALLOW: bool = {};\nconst HAS_HIST: bool = {};\nconst HAS_TOPN: bool = {};\n",
+            self.has(Self::PATCH),
+            self.has(Self::ALLOW),
+            self.has(Self::HIST),
+            self.has(Self::TOPN)
+        )
+    }
+}
+
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 const MAPPING: &str = include_str!("../../shaders/mapping.wgsl");
 const TWOFLOAT: &str = include_str!("../../shaders/twofloat.wgsl");
 
+const DRAW: &str = include_str!("../../shaders/draw.wgsl");
+
 /// Which pieces a job is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Job {
-    Init,
-    Patch,
     Stats,
     Solve,
-    Scan,
     Pick,
     Probs,
-    Tokens,
     Stream,
     PhiloxCheck,
 }
 
 impl Job {
-    pub const ALL: [Job; 10] = [
-        Job::Init,
-        Job::Patch,
+    pub const ALL: [Job; 6] = [
         Job::Stats,
         Job::Solve,
-        Job::Scan,
         Job::Pick,
         Job::Probs,
-        Job::Tokens,
         Job::Stream,
         Job::PhiloxCheck,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Job::Init => "init",
-            Job::Patch => "patch",
             Job::Stats => "stats",
             Job::Solve => "solve",
-            Job::Scan => "scan",
             Job::Pick => "pick",
             Job::Probs => "probs",
-            Job::Tokens => "tokens",
             Job::Stream => "stream",
             Job::PhiloxCheck => "philox_check",
         }
@@ -188,39 +224,49 @@ impl Job {
 
     fn body(self) -> &'static str {
         match self {
-            Job::Init => include_str!("../../shaders/init.wgsl"),
-            Job::Patch => include_str!("../../shaders/patch.wgsl"),
             Job::Stats => include_str!("../../shaders/stats.wgsl"),
             Job::Solve => include_str!("../../shaders/solve.wgsl"),
-            Job::Scan => include_str!("../../shaders/scan.wgsl"),
             Job::Pick => include_str!("../../shaders/pick.wgsl"),
             Job::Probs => include_str!("../../shaders/probs.wgsl"),
-            Job::Tokens => include_str!("../../shaders/tokens.wgsl"),
             Job::Stream => include_str!("../../shaders/stream.wgsl"),
             Job::PhiloxCheck => include_str!("../../shaders/philox_check.wgsl"),
         }
     }
 
-    /// The complete WGSL source of this job for the given sizes.
+    /// The workgroup size this job is built for: the solver's for the solver
+    /// and for `pick`, whose draws must repeat the solver's arithmetic.
+    pub fn wg(self, consts: &ShaderConsts) -> u32 {
+        match self {
+            Job::Solve | Job::Pick => consts.solve_wg,
+            _ => consts.wg,
+        }
+    }
+
+    /// The complete WGSL source of this job for the given sizes, every
+    /// feature compiled in.
     pub fn source(self, consts: &ShaderConsts) -> String {
-        let mut s = match self {
-            Job::Solve => ShaderConsts {
-                wg: consts.solve_wg,
-                ..*consts
-            }
-            .header(),
-            _ => consts.header(),
-        };
+        self.source_with(consts, Features::ALL)
+    }
+
+    /// The WGSL source of the variant with only `features` compiled in.
+    pub fn source_with(self, consts: &ShaderConsts, features: Features) -> String {
+        let mut s = ShaderConsts {
+            wg: self.wg(consts),
+            ..*consts
+        }
+        .header();
+        s.push_str(&features.header());
         match self {
             Job::PhiloxCheck => s.push_str(PHILOX),
             Job::Stream => {}
             _ => {
                 s.push_str(COMMON);
-                if matches!(self, Job::Pick) {
-                    s.push_str(PHILOX);
-                }
-                if matches!(self, Job::Patch | Job::Solve) {
+                if matches!(self, Job::Stats | Job::Solve) {
                     s.push_str(TWOFLOAT);
+                }
+                if matches!(self, Job::Solve | Job::Pick) {
+                    s.push_str(PHILOX);
+                    s.push_str(DRAW);
                 }
                 if matches!(self, Job::Solve) {
                     s.push_str(MAPPING);
@@ -228,41 +274,122 @@ impl Job {
             }
         }
         s.push_str(self.body());
-        if matches!(self, Job::Solve) {
-            s.push_str(&state_copies());
-        }
-        s
+        unroll_by_4(&unroll_trees(&s, self.wg(consts), consts.nb))
     }
 }
 
-/// Words of a row's solver state (`ST` in common.wgsl).
-const STATE_WORDS: usize = 64;
+/// Every per-invocation element loop `for (var j = 0u; j < EPT; j++) { … }`
+/// (EPT is a multiple of 4; the bodies have no `break` or `continue`) as a
+/// loop over groups of four with the body written out four times: a quarter
+/// of the loop iterations (see [`unroll_trees`] on why they are counted) and
+/// four independent loads in flight per iteration.
+pub fn unroll_by_4(src: &str) -> String {
+    const HEAD: &str = "for (var j = 0u; j < EPT; j++) {";
+    let mut out = String::with_capacity(src.len() * 2);
+    let mut rest = src;
+    while let Some(at) = rest.find(HEAD) {
+        out.push_str(&rest[..at]);
+        let open = at + HEAD.len() - 1;
+        let close = matching_brace(rest, open);
+        let body = &rest[open + 1..close];
+        out.push_str("for (var j4 = 0u; j4 < EPT; j4 += 4u) {\n");
+        for k in 0..4 {
+            out.push_str(&format!("{{ let j = j4 + {k}u;{body}}}\n"));
+        }
+        out.push('}');
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
 
-/// The solver's `load_state` / `store_state`, written out word by word: with
-/// only constant indices into the private state array `s`, a compiler can
-/// keep it in registers instead of per-invocation local memory (a loop over
-/// the words would index it dynamically).
-fn state_copies() -> String {
-    let mut f = String::from("fn load_state(st: u32) {\n");
-    for i in 0..STATE_WORDS {
-        f.push_str(&format!("    s[{i}] = ws[st + {i}u];\n"));
+/// The offset of the `}` closing the `{` at `open`.
+fn matching_brace(src: &str, open: usize) -> usize {
+    let mut depth = 0usize;
+    for (i, ch) in src[open..].char_indices() {
+        match ch {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return open + i;
+                }
+            }
+            _ => {}
+        }
     }
-    f.push_str("}\nfn store_state(st: u32) {\n");
-    for i in 0..STATE_WORDS {
-        f.push_str(&format!("    ws[st + {i}u] = s[{i}];\n"));
+    panic!("unbalanced braces in a shader")
+}
+
+/// Writes out the workgroup reduction and scan trees (`for (var s = WG / 2u;
+/// s > 0u; s >>= 1u) { … }` and `for (var s = 1u; s < WG; s <<= 1u) { … }`,
+/// `st` as the variable too; the upper bound may also be `NB`) as straight-line steps for this workgroup size: no loop
+/// counters, and no loop iterations — lavapipe ends every loop of a shader
+/// invocation once all its loops together have iterated 65 535 times, and the
+/// row solver's own reads need that budget.
+pub fn unroll_trees(src: &str, wg: u32, nb: u32) -> String {
+    let mut out = String::with_capacity(src.len() * 2);
+    let mut rest = src;
+    while let Some((at, var, steps)) = next_tree(rest, wg, nb) {
+        out.push_str(&rest[..at]);
+        let open = at + rest[at..].find('{').expect("loop body");
+        let close = matching_brace(rest, open);
+        let body = &rest[open + 1..close];
+        for v in steps {
+            out.push_str(&format!("{{ let {var} = {v}u;{body}}}\n"));
+        }
+        rest = &rest[close + 1..];
     }
-    f.push_str("}\n");
-    f
+    out.push_str(rest);
+    out
+}
+
+/// The next tree loop in `src`: its offset, variable and step values.
+fn next_tree(src: &str, wg: u32, nb: u32) -> Option<(usize, String, Vec<u32>)> {
+    let mut best: Option<(usize, String, Vec<u32>)> = None;
+    for var in ["s", "st"] {
+        let down = format!("for (var {var} = WG / 2u; {var} > 0u; {var} >>= 1u) {{");
+        let down_nb = format!("for (var {var} = NB / 2u; {var} > 0u; {var} >>= 1u) {{");
+        let up = format!("for (var {var} = 1u; {var} < WG; {var} <<= 1u) {{");
+        let mut halves: Vec<u32> = std::iter::successors(Some(wg / 2), |&x| (x > 1).then_some(x / 2))
+            .filter(|&x| x > 0)
+            .collect();
+        let nb_halves: Vec<u32> = std::iter::successors(Some(nb / 2), |&x| (x > 1).then_some(x / 2)).collect();
+        for (pat, steps) in [(down, halves.clone()), (down_nb, nb_halves), (up, {
+            halves.reverse();
+            halves.clone()
+        })] {
+            if let Some(at) = src.find(&pat) {
+                if best.as_ref().is_none_or(|b| at < b.0) {
+                    best = Some((at, var.to_string(), steps));
+                }
+            }
+        }
+    }
+    best
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn state_copies_cover_the_state() {
-        let f = super::state_copies();
-        assert!(f.contains("s[0] = ws[st + 0u];") && f.contains("s[63] = ws[st + 63u];"));
-        assert!(f.contains("ws[st + 63u] = s[63];") && !f.contains("s[64]"));
-        let common = include_str!("../../shaders/common.wgsl");
-        assert!(common.contains(&format!("const ST: u32 = {}u;", super::STATE_WORDS)));
+    fn trees_unroll_to_straight_steps() {
+        let src = "a\nfor (var s = WG / 2u; s > 0u; s >>= 1u) {\n    if (x) { y(s); }\n}\nb\nfor (var st = 1u; st < WG; st <<= 1u) { z(st); }\nc";
+        let out = unroll_trees(src, 8, 256);
+        assert_eq!(
+            out,
+            "a\n{ let s = 4u;\n    if (x) { y(s); }\n}\n{ let s = 2u;\n    if (x) { y(s); }\n}\n{ let s = 1u;\n    if (x) { y(s); }\n}\n\nb\n{ let st = 1u; z(st); }\n{ let st = 2u; z(st); }\n{ let st = 4u; z(st); }\n\nc"
+        );
+    }
+
+    #[test]
+    fn no_tree_loop_survives_assembly() {
+        let c = ShaderConsts::default();
+        for job in Job::ALL {
+            let src = job.source(&c);
+            assert!(!src.contains("s >>= 1u) {") && !src.contains("<<= 1u) {"), "{}", job.name());
+            assert!(!src.contains("j < EPT; j++"), "{}", job.name());
+        }
     }
 }
