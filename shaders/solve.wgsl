@@ -1102,6 +1102,8 @@ fn run_pass() {
     if (mode == 1u || mode == 2u) {
         for (var b = lid; b < 3u * NB; b += WG) { atomicStore(&sh_hb[b], 0u); }
     }
+    // The thresholds (write_thresholds) and the zeroed bins are everyone's.
+    workgroupBarrier();
     var placed = 0u;
     var c = tile_setup(lid, row, 0u);
     for (var t = 0u; t < ch.tiles; t++) {
