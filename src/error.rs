@@ -64,7 +64,7 @@ pub enum SamplerError {
         message: String,
     },
 
-    /// A backend that is not built into this binary or cannot run here.
+    /// A backend that is not in this build or cannot run here.
     #[error("backend `{backend}` is not available: {reason}")]
     BackendUnavailable { backend: String, reason: String },
 

@@ -33,7 +33,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod cpu;
 pub mod error;
-pub mod experiments;
+pub mod open;
 pub mod params;
 pub mod presets;
 pub mod reference;
@@ -45,9 +45,15 @@ pub use backend::{BackendKind, Sampler};
 pub use batch::{Batch, LogitsView, RawDtype};
 pub use cpu::CpuSampler;
 pub use error::{Result, SamplerError};
+pub use open::{open, open_default};
 pub use params::{DynamicTemperature, EntropyUnit, Mapping, Order, SamplingParams, Stage, TopPRange};
 pub use presets::{preset, Preset, PRESETS};
 pub use reference::ReferenceSampler;
 pub use result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 #[cfg(feature = "gpu")]
 pub mod gpu;
+/// The `wgpu` this crate is built against, so a host that hands the GPU
+/// backend its own device, buffers and encoders names the same version
+/// (`token_sampler::wgpu::Buffer`) without pinning it separately.
+#[cfg(feature = "gpu")]
+pub use wgpu;

@@ -6,8 +6,8 @@ use super::plot::{color, BarSeries, Bars, Figure, LineSpec, Lines, Panel, Scatte
 use super::presets::{preset_parameters_figure, task_presets};
 use super::table::{row, Table};
 use super::{bits, strings, Eval, ExperimentKind, Lab, Report, Result};
-use crate::params::widen;
-use crate::params::SamplingParams;
+use token_sampler::params::widen;
+use token_sampler::params::SamplingParams;
 
 pub(crate) const STAGES: [&str; 5] = ["logits (T = 1)", "temperature", "top-k", "top-p", "final"];
 

@@ -2,53 +2,10 @@
 //! params files and flags, and a clear message with a non-zero exit for each
 //! kind of bad input.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
+use common::{data, fails_with, ok_json, run, tmp};
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_token-sampler"));
-    c.env("XDG_RUNTIME_DIR", "/tmp");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("binary runs")
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
-}
-
-/// Fails with exit code ≠ 0 and a stderr that mentions every `needle`.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} should fail");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: stderr lacks `{n}`:\n{err}");
-    }
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-}
-
-fn data(name: &str) -> String {
-    format!("{}/examples/data/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tmp(name: &str, contents: &[u8]) -> String {
-    let dir = std::env::temp_dir().join(format!("ts-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p: PathBuf = dir.join(name);
-    std::fs::write(&p, contents).unwrap();
-    p.to_string_lossy().into_owned()
-}
 
 #[test]
 fn sample_json_has_every_spec_key() {

@@ -6,9 +6,9 @@ use super::data::{SWEEP_LOGITS, SWEEP_TOKENS};
 use super::plot::{color, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel};
 use super::table::{row, Table};
 use super::{bits, strings, Eval, ExperimentKind, Lab, Report, Result};
-use crate::params::widen;
-use crate::params::SamplingParams;
-use crate::reference::bias_mask_penalties;
+use token_sampler::params::widen;
+use token_sampler::params::SamplingParams;
+use token_sampler::reference::bias_mask_penalties;
 
 /// The generated text so far: approve ×4, reject, review.
 const HISTORY: [u32; 6] = [0, 0, 1, 0, 2, 0];

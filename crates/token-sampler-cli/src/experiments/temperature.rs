@@ -4,8 +4,8 @@ use super::data::{temperature_grid, SWEEP_LOGITS, SWEEP_TEMPERATURES, SWEEP_TOKE
 use super::plot::{color, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel};
 use super::table::{row, Table};
 use super::{bits, strings, ExperimentKind, Lab, Report, Result};
-use crate::params::widen;
-use crate::params::SamplingParams;
+use token_sampler::params::widen;
+use token_sampler::params::SamplingParams;
 
 pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let base = lab.base();

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::args::BackendArgs;
 use super::{envelope, print_json, Outcome};
-use token_sampler::experiments::{
+use token_sampler_cli::experiments::{
     self, ExperimentKind, Options, Report, DEFAULT_SAMPLES, DEFAULT_SEED,
 };
 use token_sampler::preset;

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{Map, Value};
 
-use token_sampler::backend::{self, BackendKind, Sampler};
+use token_sampler::{open, open_default, BackendKind, Sampler};
 use token_sampler::{preset, Batch, Order, RawDtype, SamplingParams};
 
 #[derive(Debug, Args, Clone)]
@@ -191,12 +191,12 @@ impl BackendArgs {
     pub fn open(&self) -> anyhow::Result<Box<dyn Sampler>> {
         match self.backend {
             Some(kind) => {
-                let s = backend::open(kind, true)?;
+                let s = open(kind, true)?;
                 eprintln!("token-sampler: backend {} on {}", kind, s.device());
                 Ok(s)
             }
             None => {
-                let (s, why) = backend::open_default()?;
+                let (s, why) = open_default()?;
                 eprintln!("token-sampler: {why} (default; choose with --backend)");
                 Ok(s)
             }

@@ -7,8 +7,8 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::{print_json, Outcome};
-use token_sampler::backend::{self, BackendKind};
-use token_sampler::experiments::{plot, preset_parameters_figure};
+use token_sampler::{open, open_default, BackendKind};
+use token_sampler_cli::experiments::{plot, preset_parameters_figure};
 use token_sampler::PRESETS;
 
 #[derive(Debug, Args)]
@@ -79,13 +79,13 @@ pub struct InfoArgs {
 pub fn run_info(a: InfoArgs) -> anyhow::Result<Outcome> {
     let mut backends = Vec::new();
     for kind in BackendKind::ALL {
-        let entry = match backend::open(kind, true) {
+        let entry = match open(kind, true) {
             Ok(s) => json!({"backend": kind.name(), "available": true, "device": s.device()}),
             Err(e) => json!({"backend": kind.name(), "available": false, "reason": e.to_string()}),
         };
         backends.push(entry);
     }
-    let default = backend::open_default()
+    let default = open_default()
         .map(|(s, _)| s.kind().name().to_string())
         .unwrap_or_else(|_| "none".into());
     #[allow(unused_mut)]

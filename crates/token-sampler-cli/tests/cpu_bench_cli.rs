@@ -2,23 +2,9 @@
 //! SPEC §8, flags over named sets, `--logits`, and clear errors. These check
 //! the harness, not speed (timings are never asserted).
 
-use std::process::{Command, Output};
+mod common;
 
-use serde_json::Value;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_token-sampler"))
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = run(args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("stdout is exactly one JSON document")
-}
+use common::{ok_json, run};
 
 const TINY: [&str; 8] = ["--backend", "cpu", "--batch", "1,3", "--vocab", "256", "--runs", "10"];
 

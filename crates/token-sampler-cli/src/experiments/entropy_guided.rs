@@ -4,9 +4,9 @@
 use super::plot::{color, Figure, LineSpec, Lines, Panel};
 use super::table::{row, Table};
 use super::{bits, ExperimentKind, Lab, Report, Result};
-use crate::calibrate::{entropy_percentiles, Unit};
-use crate::params::widen;
-use crate::params::{DynamicTemperature, Mapping, SamplingParams};
+use token_sampler::calibrate::{entropy_percentiles, Unit};
+use token_sampler::params::widen;
+use token_sampler::params::{DynamicTemperature, Mapping, SamplingParams};
 
 /// Vocabulary of the synthetic rows.
 const VOCAB: usize = 100;
@@ -95,7 +95,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let base = lab.base();
     let seq = synthetic_rows();
     let logits: Vec<Vec<f32>> = seq.iter().map(|(_, x)| x.clone()).collect();
-    let batch = crate::batch::Batch::from_rows(&logits)?;
+    let batch = token_sampler::batch::Batch::from_rows(&logits)?;
     let stats = entropy_percentiles(batch.view(), &vec![base.clone(); ROWS], Unit::Nats)?;
     // f32 parameters, as a user would write them (3 decimals).
     let round = |v: f64| ((v * 1000.0).round() / 1000.0) as f32;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::args::ParamArgs;
 use super::{print_json, progress_bar, Outcome};
-use token_sampler::backend::{self, BackendKind, Sampler};
+use token_sampler::{open, open_default, BackendKind, Sampler};
 use token_sampler::bench::{
     bench_case, format_table, host_cpu_model, normal_logits, BenchOptions, BenchResult, ParamSet,
     PerRow, MIN_RUNS, SET_NAMES,
@@ -171,12 +171,12 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
     };
     let mut samplers: Vec<Box<dyn Sampler>> = Vec::new();
     if a.backend.is_empty() {
-        let (s, why) = backend::open_default()?;
+        let (s, why) = open_default()?;
         eprintln!("token-sampler: {why} (default; choose with --backend)");
         samplers.push(s);
     } else {
         for &kind in &a.backend {
-            let s = backend::open(kind, true)?;
+            let s = open(kind, true)?;
             eprintln!("token-sampler: backend {} on {}", kind, s.device());
             samplers.push(s);
         }
