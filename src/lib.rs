@@ -39,6 +39,7 @@ pub mod presets;
 pub mod reference;
 pub mod result;
 pub mod rng;
+pub mod sequence;
 pub mod validate;
 
 pub use backend::{BackendKind, Sampler};
@@ -50,6 +51,7 @@ pub use params::{DynamicTemperature, EntropyUnit, Mapping, Order, SamplingParams
 pub use presets::{preset, Preset, PRESETS};
 pub use reference::ReferenceSampler;
 pub use result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
+pub use sequence::{PenaltyToken, SequenceState};
 #[cfg(feature = "gpu")]
 pub mod gpu;
 /// The `wgpu` this crate is built against, so a host that hands the GPU

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SamplerError};
+use crate::sequence::{PenaltyTokens, SequenceState};
 
 /// An f32 parameter as the decimal number it was written as (0.9f32 → 0.9, not
 /// 0.8999999761581421), so reports and f64 maths see the value the user gave.
@@ -308,6 +309,11 @@ pub struct SamplingParams {
     pub logprobs: Option<u32>,
     pub dynamic_temperature: Option<DynamicTemperature>,
     pub order: Order,
+    /// The row's penalty inputs kept across steps (docs/spec.md §13.2) in
+    /// place of `history` and `prompt_token_ids` (setting both is an error).
+    /// A library-only field: JSON has `history` and `prompt_token_ids`.
+    #[serde(skip)]
+    pub sequence: Option<SequenceState>,
 }
 
 impl Default for SamplingParams {
@@ -330,6 +336,7 @@ impl Default for SamplingParams {
             logprobs: None,
             dynamic_temperature: None,
             order: Order::Standard,
+            sequence: None,
         }
     }
 }
@@ -376,10 +383,39 @@ impl SamplingParams {
 
     /// Whether any penalty is active.
     pub fn has_penalties(&self) -> bool {
-        (self.repetition_penalty != 1.0
-            && !(self.history.is_empty() && self.prompt_token_ids.is_empty()))
-            || ((self.presence_penalty != 0.0 || self.frequency_penalty != 0.0)
-                && !self.history.is_empty())
+        let (any_token, any_history) = match &self.sequence {
+            Some(s) => (s.distinct() > 0, s.has_history()),
+            None => (
+                !(self.history.is_empty() && self.prompt_token_ids.is_empty()),
+                !self.history.is_empty(),
+            ),
+        };
+        (self.repetition_penalty != 1.0 && any_token)
+            || ((self.presence_penalty != 0.0 || self.frequency_penalty != 0.0) && any_history)
+    }
+
+    /// The penalty inputs (docs/spec.md §3.2): every distinct id of history ∪
+    /// prompt, ascending, with its count in the history and whether the prompt
+    /// holds it. Read as kept from [`SamplingParams::sequence`], else counted
+    /// from `history` and `prompt_token_ids`.
+    pub fn penalty_tokens(&self) -> PenaltyTokens<'_> {
+        match &self.sequence {
+            Some(s) => PenaltyTokens::from_state(s),
+            None => PenaltyTokens::from_lists(&self.history, &self.prompt_token_ids),
+        }
+    }
+
+    /// Records the token this row just generated, for the next step
+    /// (docs/spec.md §13.2): it joins the penalty inputs (the
+    /// [`SequenceState`] when the row has one, else `history`), and `step`
+    /// advances by one, so the next draw uses a fresh random key. Neither path
+    /// copies the history.
+    pub fn accept(&mut self, token: u32) {
+        match &mut self.sequence {
+            Some(s) => s.accept(token),
+            None => self.history.push(token),
+        }
+        self.step += 1;
     }
 
     /// Checks every field against SPEC §2 and §4 for a vocabulary of `vocab`
@@ -422,6 +458,26 @@ impl SamplingParams {
         }
         check_ids(row, "history", &self.history, vocab)?;
         check_ids(row, "prompt_token_ids", &self.prompt_token_ids, vocab)?;
+        if let Some(state) = &self.sequence {
+            if !(self.history.is_empty() && self.prompt_token_ids.is_empty()) {
+                let field = if self.history.is_empty() { "prompt_token_ids" } else { "history" };
+                return err(
+                    field,
+                    "given with a sequence state, which holds the penalty inputs; use one".into(),
+                );
+            }
+            // Ids are checked once, at the largest (O(log d)).
+            if let Some(id) = state.max_id().filter(|&id| id as usize >= vocab) {
+                let (list, position) = state.locate(id);
+                return Err(SamplerError::TokenOutOfRange {
+                    row,
+                    field: format!("sequence.{list}"),
+                    position,
+                    id: id as u64,
+                    vocab,
+                });
+            }
+        }
         for (position, (&id, &b)) in self.logit_bias.iter().enumerate() {
             if id as usize >= vocab {
                 return Err(SamplerError::TokenOutOfRange {

@@ -4,7 +4,7 @@
 //! each function reads like the paragraph of SPEC.md it implements. The fast
 //! backends are tested against it; its own tests are hand-derived goldens.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::backend::{check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
@@ -137,16 +137,11 @@ pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<
             check_f32_range(row, i, "logit_bias", y[i])?;
         }
     }
-    // Penalties, over every distinct token of history ∪ prompt.
-    let mut count: BTreeMap<u32, u64> = BTreeMap::new();
-    for &t in &p.history {
-        *count.entry(t).or_insert(0) += 1;
-    }
-    let mut seen: BTreeSet<u32> = p.prompt_token_ids.iter().copied().collect();
-    seen.extend(p.history.iter().copied());
+    // Penalties, over every distinct token of history ∪ prompt, ascending;
+    // c_i is its count in the history.
     let r = widen(p.repetition_penalty);
-    for &t in &seen {
-        let i = t as usize;
+    for t in p.penalty_tokens() {
+        let i = t.id as usize;
         if !y[i].is_finite() {
             continue;
         }
@@ -156,7 +151,7 @@ pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<
             y[i] *= r;
         }
         check_f32_range(row, i, "repetition_penalty", y[i])?;
-        let c = count.get(&t).copied().unwrap_or(0) as f64;
+        let c = t.count as f64;
         if c > 0.0 {
             y[i] -= widen(p.frequency_penalty) * c + widen(p.presence_penalty);
             check_f32_range(row, i, "frequency_penalty/presence_penalty", y[i])?;

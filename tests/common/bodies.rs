@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use token_sampler::{
     DynamicTemperature, EntropyUnit, Mapping, Order, Sampler, SamplerError, SamplingParams,
-    TopPRange,
+    SequenceState, TopPRange,
 };
 
 use super::{assert_close, assert_pi, ln, normal_logits, one_row, probs1, sample1};
@@ -635,4 +635,187 @@ pub fn masked_inputs_stay_masked(s: &mut dyn Sampler) {
     assert_pi(&r.probs, &[1.0, 0.0, 1f64.exp()]);
     let r = sample1(s, &x, p, 200);
     assert!(r.draws.iter().all(|&t| t != 1));
+}
+
+/// Penalised parameter sets for the sequence-state bodies: every penalty, both
+/// signs, with bias, mask, truncation, dynamic temperature, logprobs and the
+/// three orders around them.
+fn sequence_configs(vocab: u32) -> Vec<SamplingParams> {
+    let mut bias = BTreeMap::new();
+    bias.insert(3u32, 1.5f32);
+    bias.insert(11, -2.0);
+    vec![
+        SamplingParams {
+            repetition_penalty: 1.3,
+            frequency_penalty: 0.4,
+            presence_penalty: 0.2,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: 0.7,
+            top_k: 20,
+            repetition_penalty: 0.8,
+            frequency_penalty: -0.1,
+            logprobs: Some(3),
+            order: Order::Vllm,
+            ..Default::default()
+        },
+        SamplingParams {
+            top_p: 0.9,
+            frequency_penalty: 0.5,
+            logit_bias: bias,
+            allowed_token_ids: Some((0..vocab).filter(|id| id % 7 != 5).collect()),
+            ..Default::default()
+        },
+        SamplingParams {
+            min_p: 0.05,
+            presence_penalty: -0.3,
+            repetition_penalty: 1.1,
+            order: Order::LlamaCpp,
+            dynamic_temperature: Some(DynamicTemperature::new(Mapping::Linear {
+                h_low: 1.0,
+                h_high: 3.5,
+                t_min: 0.4,
+                t_max: 1.2,
+            })),
+            ..Default::default()
+        },
+    ]
+}
+
+/// docs/spec.md §13.2: a decode loop that keeps each row's penalty inputs in a
+/// `SequenceState` and accepts every drawn token gets, at every step, exactly
+/// the results (penalised π, entropies, draws, log-probabilities) of passing
+/// the whole history and prompt as lists.
+pub fn sequence_state_matches_whole_history(s: &mut dyn Sampler) {
+    let vocab = 48u32;
+    let configs = sequence_configs(vocab);
+    let rows = configs.len();
+    let prompts: Vec<Vec<u32>> = vec![vec![1, 2, 2, 9], vec![], vec![4, 40, 4], vec![0, 47]];
+    let mut kept: Vec<SamplingParams> = configs
+        .iter()
+        .zip(&prompts)
+        .enumerate()
+        .map(|(r, (c, prompt))| SamplingParams {
+            seed: Some(500 + r as u64),
+            sequence: Some(SequenceState::new(prompt)),
+            ..c.clone()
+        })
+        .collect();
+    let mut histories: Vec<Vec<u32>> = vec![Vec::new(); rows];
+    let mut repeats = 0;
+    for step in 0..14u64 {
+        // A flat row (σ 1) over few tokens, so tokens repeat and counts grow.
+        let batch = normal_logits(rows, vocab as usize, 1.0, 900 + step);
+        let listed: Vec<SamplingParams> = (0..rows)
+            .map(|r| SamplingParams {
+                history: histories[r].clone(),
+                prompt_token_ids: prompts[r].clone(),
+                sequence: None,
+                ..kept[r].clone()
+            })
+            .collect();
+        let a = s.sample(batch.view(), &kept, 3).unwrap();
+        let b = s.sample(batch.view(), &listed, 3).unwrap();
+        assert_eq!(a, b, "step {step}: sample with the kept state vs the whole lists");
+        let pa = s.probs(batch.view(), &kept).unwrap();
+        let pb = s.probs(batch.view(), &listed).unwrap();
+        assert_eq!(pa, pb, "step {step}: probs with the kept state vs the whole lists");
+        for r in 0..rows {
+            assert_eq!(kept[r].step, step);
+            repeats += usize::from(histories[r].contains(&a[r].token));
+            kept[r].accept(a[r].token);
+            histories[r].push(a[r].token);
+        }
+    }
+    // The loop exercised counts above one, not only first occurrences.
+    assert!(repeats >= 4, "only {repeats} repeated tokens");
+    for r in 0..rows {
+        let state = kept[r].sequence.as_ref().unwrap();
+        assert_eq!(state.generated(), 14);
+        assert_eq!(state.history().collect::<Vec<_>>(), histories[r]);
+    }
+}
+
+/// docs/spec.md §13.2: a windowed state (llama.cpp's `penalty_last_n`) gets the
+/// results of passing only the last `window` generated tokens as `history`; a
+/// state accepted through `SamplingParams::accept` and one built from the
+/// lists agree; and the penalties change the distribution (the comparison is
+/// not vacuous).
+pub fn sequence_state_window_and_accept(s: &mut dyn Sampler) {
+    let vocab = 40u32;
+    let window = 3usize;
+    let base = SamplingParams {
+        repetition_penalty: 1.5,
+        frequency_penalty: 0.6,
+        presence_penalty: 0.3,
+        seed: Some(77),
+        ..Default::default()
+    };
+    let prompt = [5u32, 6];
+    let mut p = SamplingParams {
+        sequence: Some(SequenceState::new(&prompt).with_window(window)),
+        ..base.clone()
+    };
+    let mut generated: Vec<u32> = Vec::new();
+    let mut penalised = false;
+    for step in 0..10u64 {
+        let batch = normal_logits(1, vocab as usize, 0.7, 40 + step);
+        let last = &generated[generated.len().saturating_sub(window)..];
+        let listed = SamplingParams {
+            history: last.to_vec(),
+            prompt_token_ids: prompt.to_vec(),
+            step,
+            ..base.clone()
+        };
+        let rebuilt = SamplingParams {
+            sequence: Some(SequenceState::from_lists(&prompt, &generated).with_window(window)),
+            step,
+            ..base.clone()
+        };
+        let a = s.sample(batch.view(), std::slice::from_ref(&p), 2).unwrap();
+        let b = s.sample(batch.view(), &[listed.clone()], 2).unwrap();
+        let c = s.sample(batch.view(), &[rebuilt], 2).unwrap();
+        assert_eq!(a, b, "step {step}: windowed state vs the last {window} tokens");
+        assert_eq!(a, c, "step {step}: accepted vs rebuilt state");
+        let off = SamplingParams {
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            ..listed
+        };
+        let (with, without) = (
+            s.probs(batch.view(), std::slice::from_ref(&p)).unwrap(),
+            s.probs(batch.view(), &[off]).unwrap(),
+        );
+        penalised |= with[0].probs != without[0].probs;
+        p.accept(a[0].token);
+        generated.push(a[0].token);
+    }
+    assert!(penalised, "the penalties never changed π");
+    assert_eq!(p.step, 10);
+}
+
+/// docs/spec.md §13.2: a state and the lists together are an error naming the
+/// list; an id of the state beyond the vocabulary names where it is.
+pub fn sequence_state_errors_name_the_field(s: &mut dyn Sampler) {
+    let x = [0.0f32, 1.0, 2.0];
+    let both = SamplingParams {
+        history: vec![1],
+        sequence: Some(SequenceState::new(&[0])),
+        ..Default::default()
+    };
+    let err = s.sample(one_row(&x).view(), &[both], 1).unwrap_err();
+    assert!(matches!(&err, SamplerError::InvalidParam { row: 0, field, .. } if field == "history"), "{err}");
+    let too_big = SamplingParams {
+        sequence: Some(SequenceState::from_lists(&[1], &[2, 0, 7])),
+        ..Default::default()
+    };
+    let err = s.sample(one_row(&x).view(), &[too_big], 1).unwrap_err();
+    match err {
+        SamplerError::TokenOutOfRange { row, field, position, id, vocab } => {
+            assert_eq!((row, field.as_str(), position, id, vocab), (0, "sequence.history", 2, 7, 3));
+        }
+        other => panic!("expected TokenOutOfRange, got {other}"),
+    }
 }

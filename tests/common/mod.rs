@@ -60,6 +60,9 @@ macro_rules! backend_tests {
             statistics_of_many_draws,
             batch_invariance,
             masked_inputs_stay_masked,
+            sequence_state_matches_whole_history,
+            sequence_state_window_and_accept,
+            sequence_state_errors_name_the_field,
         );
     };
 }
