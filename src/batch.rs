@@ -244,7 +244,7 @@ pub fn load_raw(path: &Path, bytes: &[u8], dtype: RawDtype, vocab: usize) -> Res
     if bytes.is_empty() {
         return Err(err("the file is empty".into()));
     }
-    if bytes.len() % row_bytes != 0 {
+    if !bytes.len().is_multiple_of(row_bytes) {
         return Err(err(format!(
             "{} bytes is not a whole number of rows of {vocab} {dtype:?} values ({row_bytes} bytes each): truncated file or wrong --vocab/--dtype",
             bytes.len()

@@ -186,9 +186,9 @@ pub fn entropy_stats(x: &[f64], keep: &[bool]) -> (f64, f64, usize) {
     let live = |i: usize| keep[i] && x[i].is_finite();
     let mut m = f64::NEG_INFINITY;
     let mut n = 0;
-    for i in 0..x.len() {
+    for (i, &v) in x.iter().enumerate() {
         if live(i) {
-            m = m.max(x[i]);
+            m = m.max(v);
             n += 1;
         }
     }
@@ -389,7 +389,8 @@ pub fn process_row(
         }
     }
 
-    let greedy = !(t > 0.0);
+    // A NaN from a mapping is greedy too, as T = 0 is.
+    let greedy = t.is_nan() || t <= 0.0;
     if greedy {
         t = 0.0;
         keep = vec![false; y.len()];

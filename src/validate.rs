@@ -749,8 +749,8 @@ impl RowCheck<'_> {
         let b = &self.probs.probs;
         let mut equal = true;
         let mut explained = true;
-        for i in 0..b.len() {
-            let in_b = b[i] > 0.0;
+        for (i, &bi) in b.iter().enumerate() {
+            let in_b = bi > 0.0;
             let in_r = pr.kept[i];
             if in_b == in_r || (in_r && pr.pi[i] < F32_UNDERFLOW) {
                 continue;

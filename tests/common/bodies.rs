@@ -774,7 +774,7 @@ pub fn sequence_state_window_and_accept(s: &mut dyn Sampler) {
             ..base.clone()
         };
         let a = s.sample(batch.view(), std::slice::from_ref(&p), 2).unwrap();
-        let b = s.sample(batch.view(), &[listed.clone()], 2).unwrap();
+        let b = s.sample(batch.view(), std::slice::from_ref(&listed), 2).unwrap();
         let c = s.sample(batch.view(), &[rebuilt], 2).unwrap();
         assert_eq!(a, b, "step {step}: windowed state vs the last {window} tokens");
         assert_eq!(a, c, "step {step}: accepted vs rebuilt state");

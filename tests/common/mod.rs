@@ -22,7 +22,7 @@ macro_rules! backend_tests {
             #[test]
             fn $name() {
                 if let Some(mut sampler) = $make {
-                    crate::common::bodies::$name(&mut *sampler);
+                    $crate::common::bodies::$name(&mut *sampler);
                 }
             }
         )*

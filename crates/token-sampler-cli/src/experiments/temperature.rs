@@ -91,7 +91,9 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
 
     // The seed's two small hand calculations, through the sampler: the
     // customer-service scenario (5 tokens) and the 3-token worked example.
-    let examples: [(&str, &[&str], &[f32], &[(f32, &[f64])]); 2] = [
+    // (name, tokens, logits, [(temperature, the probabilities the seed printed)]).
+    type Example<'a> = (&'a str, &'a [&'a str], &'a [f32], &'a [(f32, &'a [f64])]);
+    let examples: [Example; 2] = [
         (
             "customer service",
             &["escalate", "notify", "delay", "close", "optimize"],
