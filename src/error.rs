@@ -32,7 +32,11 @@ pub enum SamplerError {
 
     /// NaN or +inf in the logits; only −inf (a masked token) is legal.
     #[error("row {row}, index {index}: logit is {value}; only finite values and -inf are allowed")]
-    InvalidLogit { row: usize, index: usize, value: f32 },
+    InvalidLogit {
+        row: usize,
+        index: usize,
+        value: f32,
+    },
 
     /// A bias or penalty turned a finite logit into a non-finite one.
     #[error("row {row}, index {index}: `{field}` makes the logit non-finite ({value})")]
@@ -44,7 +48,9 @@ pub enum SamplerError {
     },
 
     /// No finite logit is left after bias, mask and penalties.
-    #[error("row {row}: every token is masked (no finite logit left after bias, mask and penalties)")]
+    #[error(
+        "row {row}: every token is masked (no finite logit left after bias, mask and penalties)"
+    )]
     AllMasked { row: usize },
 
     /// Shapes or counts that do not fit together.

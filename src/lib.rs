@@ -47,7 +47,9 @@ pub use batch::{Batch, LogitsView, RawDtype};
 pub use cpu::CpuSampler;
 pub use error::{Result, SamplerError};
 pub use open::{open, open_default};
-pub use params::{DynamicTemperature, EntropyUnit, Mapping, Order, SamplingParams, Stage, TopPRange};
+pub use params::{
+    DynamicTemperature, EntropyUnit, Mapping, Order, SamplingParams, Stage, TopPRange,
+};
 pub use presets::{preset, Preset, PRESETS};
 pub use reference::ReferenceSampler;
 pub use result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};

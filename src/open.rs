@@ -14,7 +14,9 @@ pub fn open(kind: BackendKind, allow_software: bool) -> Result<Box<dyn Sampler>>
         BackendKind::Reference => Ok(Box::new(crate::reference::ReferenceSampler::new())),
         BackendKind::Cpu => Ok(Box::new(crate::cpu::CpuSampler::new())),
         #[cfg(feature = "gpu")]
-        BackendKind::Gpu => Ok(Box::new(crate::gpu::GpuSampler::new_blocking(allow_software)?)),
+        BackendKind::Gpu => Ok(Box::new(crate::gpu::GpuSampler::new_blocking(
+            allow_software,
+        )?)),
         // Reached only by `gpu` in a build without the `gpu` feature.
         #[allow(unreachable_patterns)]
         other => Err(SamplerError::BackendUnavailable {
@@ -34,5 +36,8 @@ pub fn open_default() -> Result<(Box<dyn Sampler>, String)> {
         }
     }
     let sampler = open(BackendKind::Reference, false)?;
-    Ok((sampler, "backend reference (no faster backend is usable here)".into()))
+    Ok((
+        sampler,
+        "backend reference (no faster backend is usable here)".into(),
+    ))
 }

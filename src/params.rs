@@ -365,7 +365,11 @@ impl SamplingParams {
     /// decided before truncation from the model entropy `h_nats` over `finite`
     /// tokens: `(guide entropy, T, top-p)`. A static T of 0 stays greedy (the
     /// mapping is not evaluated); T = 0 from a mapping also means greedy.
-    pub fn temperature_before_truncation(&self, h_nats: f64, finite: usize) -> (Option<f64>, f64, f64) {
+    pub fn temperature_before_truncation(
+        &self,
+        h_nats: f64,
+        finite: usize,
+    ) -> (Option<f64>, f64, f64) {
         let static_t = widen(self.temperature);
         let mut top_p = widen(self.top_p);
         let Some(d) = &self.dynamic_temperature else {
@@ -442,7 +446,10 @@ impl SamplingParams {
         }
         let r = self.repetition_penalty;
         if !(r.is_finite() && r > 0.0) {
-            return err("repetition_penalty", format!("{r} (must be finite and > 0)"));
+            return err(
+                "repetition_penalty",
+                format!("{r} (must be finite and > 0)"),
+            );
         }
         if !self.presence_penalty.is_finite() {
             return err(
@@ -460,7 +467,11 @@ impl SamplingParams {
         check_ids(row, "prompt_token_ids", &self.prompt_token_ids, vocab)?;
         if let Some(state) = &self.sequence {
             if !(self.history.is_empty() && self.prompt_token_ids.is_empty()) {
-                let field = if self.history.is_empty() { "prompt_token_ids" } else { "history" };
+                let field = if self.history.is_empty() {
+                    "prompt_token_ids"
+                } else {
+                    "history"
+                };
                 return err(
                     field,
                     "given with a sequence state, which holds the penalty inputs; use one".into(),
@@ -522,7 +533,11 @@ impl SamplingParams {
             if v.is_finite() {
                 Ok(())
             } else {
-                Err(SamplerError::param(row, &field(name), format!("{v} (must be finite)")))
+                Err(SamplerError::param(
+                    row,
+                    &field(name),
+                    format!("{v} (must be finite)"),
+                ))
             }
         };
         let t_range = |t_min: f32, t_max: f32| -> Result<()> {
@@ -619,7 +634,10 @@ impl SamplingParams {
             }
             Mapping::LlamaCpp { range, exponent } => {
                 if !(range.is_finite() && *range >= 0.0) {
-                    return err("mapping.range", format!("{range} (must be finite and >= 0)"));
+                    return err(
+                        "mapping.range",
+                        format!("{range} (must be finite and >= 0)"),
+                    );
                 }
                 if !(exponent.is_finite() && *exponent > 0.0) {
                     return err(
@@ -755,13 +773,28 @@ mod tests {
             (serde_json::json!({"top_p": 0.0}), "top_p"),
             (serde_json::json!({"top_p": 1.5}), "top_p"),
             (serde_json::json!({"min_p": 1.5}), "min_p"),
-            (serde_json::json!({"min_tokens_to_keep": 0}), "min_tokens_to_keep"),
-            (serde_json::json!({"repetition_penalty": 0.0}), "repetition_penalty"),
+            (
+                serde_json::json!({"min_tokens_to_keep": 0}),
+                "min_tokens_to_keep",
+            ),
+            (
+                serde_json::json!({"repetition_penalty": 0.0}),
+                "repetition_penalty",
+            ),
             (serde_json::json!({"history": [1, 99]}), "history"),
-            (serde_json::json!({"prompt_token_ids": [10]}), "prompt_token_ids"),
+            (
+                serde_json::json!({"prompt_token_ids": [10]}),
+                "prompt_token_ids",
+            ),
             (serde_json::json!({"logit_bias": {"10": 1.0}}), "logit_bias"),
-            (serde_json::json!({"allowed_token_ids": []}), "allowed_token_ids"),
-            (serde_json::json!({"allowed_token_ids": [3, 10]}), "allowed_token_ids"),
+            (
+                serde_json::json!({"allowed_token_ids": []}),
+                "allowed_token_ids",
+            ),
+            (
+                serde_json::json!({"allowed_token_ids": [3, 10]}),
+                "allowed_token_ids",
+            ),
             (serde_json::json!({"logprobs": 21}), "logprobs"),
             (
                 serde_json::json!({"dynamic_temperature": {"mapping": {"kind": "linear", "h_low": 2, "h_high": 1, "t_min": 0, "t_max": 1}}}),

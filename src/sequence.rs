@@ -130,7 +130,10 @@ impl SequenceState {
     fn evict(&mut self) {
         let Some(window) = self.window else { return };
         while self.history.len() > window {
-            let old = self.history.pop_front().expect("non-empty beyond the window");
+            let old = self
+                .history
+                .pop_front()
+                .expect("non-empty beyond the window");
             if let btree_map::Entry::Occupied(mut e) = self.counts.entry(old) {
                 let v = e.get_mut();
                 v.count -= 1;
@@ -194,7 +197,10 @@ impl SequenceState {
         if let Some(i) = self.prompt.iter().position(|&t| t == id) {
             return ("prompt", i);
         }
-        ("history", self.history.iter().position(|&t| t == id).unwrap_or(0))
+        (
+            "history",
+            self.history.iter().position(|&t| t == id).unwrap_or(0),
+        )
     }
 }
 
@@ -273,7 +279,12 @@ mod tests {
         for (k, &t) in tokens.iter().enumerate() {
             s.accept(t);
             let got: Vec<PenaltyToken> = s.tokens().collect();
-            assert_eq!(got, listed(&tokens[..=k], &prompt), "after {} tokens", k + 1);
+            assert_eq!(
+                got,
+                listed(&tokens[..=k], &prompt),
+                "after {} tokens",
+                k + 1
+            );
             assert_eq!(s.generated(), k as u64 + 1);
         }
         assert_eq!(s.max_id(), Some(100));
@@ -296,7 +307,12 @@ mod tests {
                 let seen = &tokens[..=k];
                 let last = &seen[seen.len().saturating_sub(window)..];
                 let got: Vec<PenaltyToken> = s.tokens().collect();
-                assert_eq!(got, listed(last, &prompt), "window {window}, {} tokens", k + 1);
+                assert_eq!(
+                    got,
+                    listed(last, &prompt),
+                    "window {window}, {} tokens",
+                    k + 1
+                );
                 assert_eq!(s.history().collect::<Vec<_>>(), last);
             }
             assert_eq!(s.generated(), tokens.len() as u64);

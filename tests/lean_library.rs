@@ -7,19 +7,39 @@
 use std::process::Command;
 
 /// Crates only the CLI (crates/token-sampler-cli) may pull in.
-const CLI_ONLY: [&str; 6] = ["clap", "plotters", "plotters-backend", "ab_glyph", "indicatif", "anyhow"];
+const CLI_ONLY: [&str; 6] = [
+    "clap",
+    "plotters",
+    "plotters-backend",
+    "ab_glyph",
+    "indicatif",
+    "anyhow",
+];
 
 /// `cargo tree` of the library with one package name per line.
 fn library_tree(extra: &[&str]) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["tree", "--locked", "-p", "token-sampler", "-e", "normal", "--prefix", "none"])
+        .args([
+            "tree",
+            "--locked",
+            "-p",
+            "token-sampler",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
         .args(["--format", "{p}"])
         .args(extra)
         .output()
         .expect("cargo runs");
-    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -32,13 +52,20 @@ fn library_tree(extra: &[&str]) -> Vec<String> {
 fn library_dependency_tree_excludes_cli_only_crates() {
     for features in [&[][..], &["--no-default-features"][..]] {
         let tree = library_tree(features);
-        assert_eq!(tree.first().map(String::as_str), Some("token-sampler"), "{tree:?}");
+        assert_eq!(
+            tree.first().map(String::as_str),
+            Some("token-sampler"),
+            "{tree:?}"
+        );
         let found: Vec<&str> = CLI_ONLY
             .iter()
             .copied()
             .filter(|c| tree.iter().any(|p| p == c))
             .collect();
-        assert!(found.is_empty(), "the library ({features:?}) depends on {found:?}");
+        assert!(
+            found.is_empty(),
+            "the library ({features:?}) depends on {found:?}"
+        );
         assert!(!tree.iter().any(|p| p == "token-sampler-cli"), "{tree:?}");
     }
     // The default build has the GPU backend, and with it the wgpu it re-exports.
@@ -52,13 +79,36 @@ fn cli_crate_has_them() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["tree", "--locked", "-p", "token-sampler-cli", "-e", "normal", "--prefix", "none"])
+        .args([
+            "tree",
+            "--locked",
+            "-p",
+            "token-sampler-cli",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
         .args(["--format", "{p}", "--depth", "1"])
         .output()
         .expect("cargo runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    for c in ["clap", "plotters", "ab_glyph", "indicatif", "anyhow", "token-sampler"] {
-        assert!(text.lines().any(|l| l.starts_with(&format!("{c} "))), "{c} missing:\n{text}");
+    for c in [
+        "clap",
+        "plotters",
+        "ab_glyph",
+        "indicatif",
+        "anyhow",
+        "token-sampler",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{c} "))),
+            "{c} missing:\n{text}"
+        );
     }
 }

@@ -31,8 +31,5 @@ pub fn params_for(set: &str) -> SamplingParams {
         "entropy_guided" => named("entropy_guided"),
         _ => named("temperature"),
     };
-    SamplingParams {
-        seed: Some(1),
-        ..p
-    }
+    SamplingParams { seed: Some(1), ..p }
 }

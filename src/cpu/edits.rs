@@ -96,7 +96,12 @@ impl Penalties {
         if count > 0 {
             y -= self.frequency * count as f64 + self.presence;
             if !in_range(y) {
-                return Err(range_error(row, id, "frequency_penalty/presence_penalty", y));
+                return Err(range_error(
+                    row,
+                    id,
+                    "frequency_penalty/presence_penalty",
+                    y,
+                ));
             }
         }
         match slot {
@@ -211,9 +216,30 @@ impl Edits {
         p.logit_bias
             .keys()
             .copied()
-            .chain(if p.has_penalties() { &p.history[..] } else { &[] }.iter().copied())
-            .chain(if p.has_penalties() { &p.prompt_token_ids[..] } else { &[] }.iter().copied())
-            .chain(p.sequence.iter().filter(|_| p.has_penalties()).flat_map(|s| s.tokens().map(|t| t.id)))
+            .chain(
+                if p.has_penalties() {
+                    &p.history[..]
+                } else {
+                    &[]
+                }
+                .iter()
+                .copied(),
+            )
+            .chain(
+                if p.has_penalties() {
+                    &p.prompt_token_ids[..]
+                } else {
+                    &[]
+                }
+                .iter()
+                .copied(),
+            )
+            .chain(
+                p.sequence
+                    .iter()
+                    .filter(|_| p.has_penalties())
+                    .flat_map(|s| s.tokens().map(|t| t.id)),
+            )
     }
 
     /// The blocks of the edited row of `vocab` tokens, in id order: live
@@ -242,7 +268,11 @@ impl Edits {
                     lo += (end - start) as u32;
                     *e = end;
                 } else {
-                    let next = if *e < self.ids.len() { self.ids[*e].min(hi) } else { hi };
+                    let next = if *e < self.ids.len() {
+                        self.ids[*e].min(hi)
+                    } else {
+                        hi
+                    };
                     push_pieces(out, lo, next - lo, lo, false);
                     lo = next;
                 }
@@ -297,7 +327,11 @@ mod tests {
             assert!(b.len as usize <= BLOCK && b.len > 0);
             next = b.id + b.len;
             for k in 0..b.len {
-                let v = if b.edited { e.vals[(b.start + k) as usize] } else { x[(b.start + k) as usize] };
+                let v = if b.edited {
+                    e.vals[(b.start + k) as usize]
+                } else {
+                    x[(b.start + k) as usize]
+                };
                 out[(b.id + k) as usize] = v;
             }
         }
@@ -306,7 +340,9 @@ mod tests {
 
     #[test]
     fn edited_rows_match_the_reference_stage() {
-        let x: Vec<f32> = (0..1500).map(|i| ((i * 37) % 101) as f32 * 0.1 - 5.0).collect();
+        let x: Vec<f32> = (0..1500)
+            .map(|i| ((i * 37) % 101) as f32 * 0.1 - 5.0)
+            .collect();
         let cases = [
             serde_json::json!({}),
             serde_json::json!({"logit_bias": {"0": 1.5, "3": -2, "1499": 4}}),
@@ -331,11 +367,16 @@ mod tests {
     #[test]
     fn range_errors_name_the_field_like_the_reference() {
         let x = vec![1.0f32, 3.0e38, -3.0e38];
-        let p = SamplingParams::from_json_value(0, serde_json::json!({"logit_bias": {"1": 1e38}})).unwrap();
+        let p = SamplingParams::from_json_value(0, serde_json::json!({"logit_bias": {"1": 1e38}}))
+            .unwrap();
         let e = Edits::default().build(4, &x, &p).unwrap_err().to_string();
         let r = bias_mask_penalties(4, &x, &p).unwrap_err().to_string();
         assert_eq!(e, r);
-        let p = SamplingParams::from_json_value(0, serde_json::json!({"repetition_penalty": 0.01, "history": [1]})).unwrap();
+        let p = SamplingParams::from_json_value(
+            0,
+            serde_json::json!({"repetition_penalty": 0.01, "history": [1]}),
+        )
+        .unwrap();
         let e = Edits::default().build(4, &x, &p).unwrap_err().to_string();
         assert_eq!(e, bias_mask_penalties(4, &x, &p).unwrap_err().to_string());
     }

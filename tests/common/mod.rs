@@ -70,7 +70,15 @@ macro_rules! backend_tests {
 /// Natural logs of the given weights: softmax of the result is `w / Σw`, which
 /// makes hand derivation exact.
 pub fn ln(w: &[f64]) -> Vec<f32> {
-    w.iter().map(|&v| if v == 0.0 { f32::NEG_INFINITY } else { v.ln() as f32 }).collect()
+    w.iter()
+        .map(|&v| {
+            if v == 0.0 {
+                f32::NEG_INFINITY
+            } else {
+                v.ln() as f32
+            }
+        })
+        .collect()
 }
 
 pub fn one_row(x: &[f32]) -> Batch {
@@ -92,13 +100,19 @@ pub fn assert_pi(pi: &[f64], expected_weights: &[f64]) {
     assert_eq!(pi.len(), expected_weights.len());
     for (i, (&a, &w)) in pi.iter().zip(expected_weights).enumerate() {
         let e = w / total;
-        assert!((a - e).abs() <= 1e-5, "π[{i}] = {a}, expected {e} (all: {pi:?})");
+        assert!(
+            (a - e).abs() <= 1e-5,
+            "π[{i}] = {a}, expected {e} (all: {pi:?})"
+        );
     }
 }
 
 #[track_caller]
 pub fn assert_close(a: f64, b: f64, tol: f64, what: &str) {
-    assert!((a - b).abs() <= tol, "{what}: {a} vs expected {b} (tolerance {tol})");
+    assert!(
+        (a - b).abs() <= tol,
+        "{what}: {a} vs expected {b} (tolerance {tol})"
+    );
 }
 
 /// Seeded normal(0, σ) logits without a dependency: Box–Muller over Philox.

@@ -3,8 +3,8 @@
 //! checked with independent arithmetic), and empirical frequencies within a
 //! stated binomial tolerance.
 
-use token_sampler_cli::experiments::{run, Cell, ExperimentKind, Options, Report, Table};
 use token_sampler::{preset, ReferenceSampler};
+use token_sampler_cli::experiments::{run, Cell, ExperimentKind, Options, Report, Table};
 
 const SAMPLES: u32 = 2000;
 

@@ -99,8 +99,14 @@ impl ParamArgs {
         put("top_k", self.top_k.map(Value::from));
         put("top_p", self.top_p.map(Value::from));
         put("min_p", self.min_p.map(Value::from));
-        put("min_tokens_to_keep", self.min_tokens_to_keep.map(Value::from));
-        put("repetition_penalty", self.repetition_penalty.map(Value::from));
+        put(
+            "min_tokens_to_keep",
+            self.min_tokens_to_keep.map(Value::from),
+        );
+        put(
+            "repetition_penalty",
+            self.repetition_penalty.map(Value::from),
+        );
         put("presence_penalty", self.presence_penalty.map(Value::from));
         put("frequency_penalty", self.frequency_penalty.map(Value::from));
         put("seed", self.seed.map(Value::from));
@@ -115,7 +121,10 @@ impl ParamArgs {
         let mut base = Map::new();
         if let Some(name) = &self.preset {
             let p = preset(name)?;
-            merge(&mut base, p.to_json().as_object().expect("preset is an object"));
+            merge(
+                &mut base,
+                p.to_json().as_object().expect("preset is an object"),
+            );
         }
         let mut per_row = vec![base; rows];
         if let Some(path) = &self.params {

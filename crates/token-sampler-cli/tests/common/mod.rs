@@ -53,7 +53,10 @@ pub fn fails_with(args: &[&str], needles: &[&str]) {
 /// `crates/token-sampler-cli/`, two levels below the root).
 pub fn data(name: &str) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.join("examples/data").join(name).to_string_lossy().into_owned()
+    root.join("examples/data")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Writes `contents` to a file named `name` in this process's scratch folder.
