@@ -56,7 +56,10 @@ impl std::str::FromStr for BackendKind {
 /// Both calls validate the parameters against the batch (one per row, ids below
 /// V, SPEC §2 ranges) and the logits (NaN and +inf are errors naming row and
 /// index), and return rows in input order.
-pub trait Sampler {
+///
+/// `Send` so that a server can move a `Box<dyn Sampler>` to the thread that
+/// runs its decode loop (docs/spec.md §13.3).
+pub trait Sampler: Send {
     fn kind(&self) -> BackendKind;
 
     /// A human-readable description of the device the backend runs on.
