@@ -7,7 +7,7 @@ use crate::error::{Result, SamplerError};
 use crate::params::SamplingParams;
 use crate::result::{RowProbs, RowResult};
 
-/// Which implementation runs the pipeline (SPEC §1).
+/// Which implementation runs the pipeline (docs/spec.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
     /// Plain f64 code that may sort: the executable spec.
@@ -54,7 +54,7 @@ impl std::str::FromStr for BackendKind {
 /// calls (scratch buffers, compiled pipelines), hence `&mut self`.
 ///
 /// Both calls validate the parameters against the batch (one per row, ids below
-/// V, SPEC §2 ranges) and the logits (NaN and +inf are errors naming row and
+/// V, docs/spec.md §2 ranges) and the logits (NaN and +inf are errors naming row and
 /// index), and return rows in input order.
 ///
 /// `Send` so that a server can move a `Box<dyn Sampler>` to the thread that

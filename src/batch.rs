@@ -1,6 +1,6 @@
 //! Logit batches: an owned [`Batch`] (B rows × V entries, row-major f32), a
 //! borrowed [`LogitsView`] that every backend takes, and loaders for `.npy`,
-//! `.json` and raw little-endian files (SPEC §8).
+//! `.json` and raw little-endian files (docs/spec.md §8).
 //!
 //! Loaders reject NaN and +inf (naming row and index), ragged rows, empty
 //! vocabularies and truncated files; −inf is a legal masked logit.

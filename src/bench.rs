@@ -1,4 +1,4 @@
-//! The benchmark harness behind `token-sampler bench` (SPEC §8, §9), usable
+//! The benchmark harness behind `token-sampler bench` (docs/spec.md §8, §9), usable
 //! from other programs and from the GPU device scripts: the named parameter
 //! sets, the seeded normal(0, 3) input, timing with warm-up, median and IQR,
 //! and the bandwidth figures against a streaming-read probe of the same run.
@@ -186,7 +186,7 @@ impl Default for BenchOptions {
 /// The fewest timed runs a result may come from.
 pub const MIN_RUNS: usize = 10;
 
-/// One row of the results table (SPEC §8 `bench --json`).
+/// One row of the results table (docs/spec.md §8 `bench --json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchResult {
     pub backend: String,

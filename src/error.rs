@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// ends up here.
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
-    /// A parameter value outside its valid range (SPEC §2, §4).
+    /// A parameter value outside its valid range (docs/spec.md §2, §4).
     #[error("row {row}: invalid `{field}`: {message}")]
     InvalidParam {
         row: usize,

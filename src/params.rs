@@ -1,4 +1,5 @@
-//! Per-row sampling parameters (SPEC §2) and entropy-guided temperature (SPEC §4).
+//! Per-row sampling parameters (docs/spec.md §2) and entropy-guided
+//! temperature (docs/spec.md §4).
 //!
 //! Every default means "off", as llama.cpp's `llama.h` documents each knob's no-op
 //! value; the serde names follow vLLM/OpenAI. Unknown fields are errors. Call
@@ -21,7 +22,7 @@ pub fn widen(x: f32) -> f64 {
     }
 }
 
-/// The order in which the truncation stages and temperature run (SPEC §3).
+/// The order in which the truncation stages and temperature run (docs/spec.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
@@ -69,7 +70,7 @@ impl std::str::FromStr for Order {
     }
 }
 
-/// A truncation stage (SPEC §3.4–3.6).
+/// A truncation stage (docs/spec.md §3.4–3.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
@@ -106,7 +107,7 @@ impl EntropyUnit {
     }
 }
 
-/// The entropy → temperature rule (SPEC §4). `T = t_min + (t_max − t_min)·s`
+/// The entropy → temperature rule (docs/spec.md §4). `T = t_min + (t_max − t_min)·s`
 /// for `linear` and `sigmoid`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -154,7 +155,7 @@ pub struct TopPRange {
     pub high: f32,
 }
 
-/// Entropy-guided temperature (SPEC §4).
+/// Entropy-guided temperature (docs/spec.md §4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DynamicTemperature {
@@ -361,7 +362,7 @@ impl SamplingParams {
         })
     }
 
-    /// SPEC §4 for the `standard` and `vllm` orders, where temperature is
+    /// docs/spec.md §4 for the `standard` and `vllm` orders, where temperature is
     /// decided before truncation from the model entropy `h_nats` over `finite`
     /// tokens: `(guide entropy, T, top-p)`. A static T of 0 stays greedy (the
     /// mapping is not evaluated); T = 0 from a mapping also means greedy.
@@ -422,7 +423,7 @@ impl SamplingParams {
         self.step += 1;
     }
 
-    /// Checks every field against SPEC §2 and §4 for a vocabulary of `vocab`
+    /// Checks every field against docs/spec.md §2 and §4 for a vocabulary of `vocab`
     /// tokens; the error names `row` and the field.
     pub fn validate(&self, row: usize, vocab: usize) -> Result<()> {
         let err = |field: &str, msg: String| Err(SamplerError::param(row, field, msg));

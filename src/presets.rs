@@ -1,4 +1,4 @@
-//! Named parameter presets (SPEC §10): the seven task presets and the four
+//! Named parameter presets (docs/spec.md §10): the seven task presets and the four
 //! production presets. A preset only sets the fields it names; everything else
 //! keeps its "off" default, and a params file or a flag overrides it.
 

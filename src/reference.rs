@@ -1,7 +1,7 @@
-//! The reference backend: SPEC §3–§6 in plain f64 code, one row at a time.
+//! The reference backend: docs/spec.md §3–§6 in plain f64 code, one row at a time.
 //!
 //! This file is the executable spec. It may sort, it never tries to be fast, and
-//! each function reads like the paragraph of SPEC.md it implements. The fast
+//! each function reads like the paragraph of docs/spec.md it implements. The fast
 //! backends are tested against it; its own tests are hand-derived goldens.
 
 use std::collections::BTreeSet;
@@ -14,7 +14,7 @@ use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 use crate::rng::uniform;
 
 /// Slack on the top-p target: a prefix whose mass reaches `p − 1e-6` is enough
-/// (SPEC §3.5), so f32 backends and rounding do not add a token.
+/// (docs/spec.md §3.5), so f32 backends and rounding do not add a token.
 pub const TOP_P_SLACK: f64 = 1e-6;
 
 /// The reference backend.
@@ -28,7 +28,7 @@ impl ReferenceSampler {
 }
 
 /// What one truncation stage did, for diagnostics and for explaining boundary
-/// disagreements between backends (SPEC §7).
+/// disagreements between backends (docs/spec.md §7).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageTrace {
     pub stage: Stage,
@@ -55,7 +55,7 @@ pub struct TopPCut {
 }
 
 /// Values a validator may force instead of the ones the reference computes
-/// (SPEC §7: a dynamic row's π is compared at the backend's own T).
+/// (docs/spec.md §7: a dynamic row's π is compared at the backend's own T).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Overrides {
     pub temperature: Option<f64>,
@@ -95,7 +95,7 @@ pub struct ProcessedRow {
 }
 
 impl ProcessedRow {
-    /// The inverse-CDF draw of SPEC §3.8 for a uniform `u`.
+    /// The inverse-CDF draw of docs/spec.md §3.8 for a uniform `u`.
     pub fn draw(&self, u: f64) -> u32 {
         if self.greedy {
             return argmax(&self.logits) as u32;
@@ -104,7 +104,7 @@ impl ProcessedRow {
     }
 }
 
-/// Stage 1 (bias & mask) and stage 2 (penalties) of SPEC §3, in f64. Rejects
+/// Stage 1 (bias & mask) and stage 2 (penalties) of docs/spec.md §3, in f64. Rejects
 /// NaN/+inf logits, values a bias or penalty pushes out of f32's finite range,
 /// and rows with nothing left.
 pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<Vec<f64>> {
@@ -178,7 +178,7 @@ fn check_f32_range(row: usize, index: usize, field: &str, v: f64) -> Result<()> 
     }
 }
 
-/// SPEC §4 entropy statistics of softmax(x) over the entries with `keep` set and
+/// docs/spec.md §4 entropy statistics of softmax(x) over the entries with `keep` set and
 /// x finite: `(H nats, varentropy, N)`. With `S = Σ e^(x−m)`,
 /// `H = ln S − Σ e^(x−m)(x−m)/S` (clamped ≥ 0) and
 /// `varentropy = Σ π (ln π)² − H²`.
@@ -244,7 +244,7 @@ fn count(keep: &[bool]) -> usize {
 }
 
 /// Runs one truncation stage on the survivor mask, then the
-/// `min_tokens_to_keep` rule (SPEC §3.7). `t` is the temperature the stage sees
+/// `min_tokens_to_keep` rule (docs/spec.md §3.7). `t` is the temperature the stage sees
 /// (1 in `llama_cpp` order).
 fn truncate(
     stage: Stage,
@@ -335,7 +335,7 @@ fn truncate(
     Some(trace)
 }
 
-/// The full pipeline of SPEC §3–§4 for one row, up to (not including) the draw.
+/// The full pipeline of docs/spec.md §3–§4 for one row, up to (not including) the draw.
 pub fn process_row(
     row: usize,
     x: &[f32],
@@ -446,7 +446,7 @@ pub fn process_row(
 }
 
 /// The smallest id t with `Σ_{j ≤ t} π_j > u`; if rounding leaves none, the
-/// highest id with π > 0 (SPEC §3.8).
+/// highest id with π > 0 (docs/spec.md §3.8).
 pub fn inverse_cdf(pi: &[f64], u: f64) -> u32 {
     let mut cum = 0.0;
     for (t, &q) in pi.iter().enumerate() {
@@ -489,7 +489,7 @@ pub fn top_n(logprobs: &[f64], n: usize) -> Vec<TokenLogprob> {
         .collect()
 }
 
-/// The whole result of SPEC §6 for one row.
+/// The whole result of docs/spec.md §6 for one row.
 pub fn sample_row(
     row: usize,
     x: &[f32],

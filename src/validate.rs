@@ -1,6 +1,6 @@
 //! The differential suite: seeded random batches (sizes, parameters, orders,
 //! mappings, ties, masks, peaked and flat rows) run on a backend and on the
-//! reference, compared as SPEC §7 says.
+//! reference, compared as docs/spec.md §7 says.
 //!
 //! * Kept sets equal, except tokens at a boundary: for top-k/min-p (and any
 //!   threshold) a logit within 1e-5 (relative) of the threshold; for top-p a cut
@@ -25,7 +25,7 @@ use crate::reference::{self, Overrides, ProcessedRow};
 use crate::result::{RowProbs, RowResult, TokenLogprob};
 use crate::rng::{philox4x32_10, uniform};
 
-/// SPEC §7 tolerances.
+/// docs/spec.md §7 tolerances.
 pub const PI_TOL: f64 = 1e-5;
 pub const LOGPROB_TOL: f64 = 1e-4;
 pub const ENTROPY_TOL: f64 = 1e-4;
@@ -34,7 +34,7 @@ pub const TOP_P_MASS_TOL: f64 = 1e-5;
 pub const DYN_T_REL: f64 = 1e-6;
 pub const CDF_TOL: f64 = 1e-6;
 
-/// The vocabulary sizes of SPEC §7's large-V suite.
+/// The vocabulary sizes of docs/spec.md §7's large-V suite.
 pub const LARGE_VOCABS: [usize; 5] = [32_000, 128_256, 151_936, 200_064, 262_144];
 
 /// A deterministic random stream (Philox in counter mode), so a suite seed
@@ -98,7 +98,7 @@ impl Stream {
     }
 }
 
-/// Seeded normal(0, σ) logits, the benchmark input of SPEC §8.
+/// Seeded normal(0, σ) logits, the benchmark input of docs/spec.md §8.
 pub fn normal_batch(rows: usize, vocab: usize, sigma: f64, seed: u64) -> Batch {
     let mut s = Stream::new(seed);
     let data = (0..rows * vocab)
@@ -409,7 +409,7 @@ pub struct Stats {
     pub kept_mismatch_unexplained: usize,
     pub token_mismatch_explained: usize,
     pub token_mismatch_unexplained: usize,
-    /// Rows where a number was outside its SPEC §7 tolerance.
+    /// Rows where a number was outside its docs/spec.md §7 tolerance.
     pub tolerance_failures: usize,
 }
 
@@ -501,7 +501,7 @@ impl fmt::Display for Report {
         line(f, "total".into(), &self.total)?;
         writeln!(
             f,
-            "(e/u = explained/unexplained per SPEC §7; {})",
+            "(e/u = explained/unexplained per docs/spec.md §7; {})",
             if self.ok() { "PASS" } else { "FAIL" }
         )?;
         for msg in &self.failures {
@@ -636,7 +636,7 @@ struct RowCheck<'a> {
 }
 
 /// Below f32's smallest normal number (1.18e-38) an f32 backend may flush a
-/// survivor's π to 0 (GPUs flush denormals); it still counts as kept (SPEC §3),
+/// survivor's π to 0 (GPUs flush denormals); it still counts as kept (docs/spec.md §3),
 /// and `kept` is compared separately.
 const F32_UNDERFLOW: f64 = 1.2e-38;
 
@@ -779,7 +779,7 @@ impl RowCheck<'_> {
     }
 
     /// `(equal, explained)`: whether the survivor sets agree, and if not,
-    /// whether every differing token sits on a SPEC §7 boundary.
+    /// whether every differing token sits on a docs/spec.md §7 boundary.
     fn compare_kept(&self) -> (bool, bool) {
         let pr = self.reference;
         let b = &self.probs.probs;
@@ -799,7 +799,7 @@ impl RowCheck<'_> {
         (equal, explained)
     }
 
-    /// Whether token `i` lies on a boundary of some stage (SPEC §7).
+    /// Whether token `i` lies on a boundary of some stage (docs/spec.md §7).
     fn boundary_token(&self, i: usize) -> bool {
         let pr = self.reference;
         let y = pr.logits[i];

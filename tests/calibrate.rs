@@ -76,8 +76,9 @@ fn each_row_hits_its_target() {
             assert!((c.entropy - target).abs() < 1e-6);
         }
     }
-    // The SPEC's sweep value: H = 2.611 bits at T = 1 (2.611016 exactly), so the
-    // temperature for 2.611016 bits is 1 within the bisection tolerance.
+    // The sweep value of docs/spec.md §10: H = 2.611 bits at T = 1 (2.611016
+    // exactly), so the temperature for 2.611016 bits is 1 within the bisection
+    // tolerance.
     let out = calibrate_rows(batch.view(), &params[..1], 2.611016, Unit::Bits);
     let one = Batch::from_rows(&rows[..1]).unwrap();
     let out2 = calibrate_rows(one.view(), &params[..1], 2.6110160, Unit::Bits).unwrap();

@@ -52,7 +52,7 @@ proptest! {
     fn cpu_pi_matches_reference(x in row(), p in params()) {
         let pr = process_row(0, &x, &p, Overrides::default()).unwrap();
         // A top-p cut whose cumulative mass sits within 1e-5 of p, or a min-p
-        // threshold within 1e-5 of a logit, is a boundary SPEC §7 lets the
+        // threshold within 1e-5 of a logit, is a boundary docs/spec.md §7 lets the
         // backends decide differently.
         let boundary = pr.trace.iter().any(|s| match (s.stage, s.top_p_cut) {
             (Stage::TopP, Some(c)) => (c.mass_above - c.p).abs() <= 1e-5 || (c.mass_at_or_above - c.p).abs() <= 1e-5,

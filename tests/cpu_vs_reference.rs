@@ -1,5 +1,5 @@
 //! Seeded differential suite: the `cpu` backend against the f64 `reference`,
-//! with the agreement rules of SPEC §7 (kept sets equal except boundary
+//! with the agreement rules of docs/spec.md §7 (kept sets equal except boundary
 //! tokens, π within 1e-5, logprob 1e-4, entropy 1e-4, dynamic rows' T equal to
 //! the mapping of their own guide entropy within 1e-6 relative, every token
 //! mismatch explained).
@@ -156,7 +156,7 @@ fn random_params(g: &mut Gen, vocab: usize) -> SamplingParams {
     p
 }
 
-/// Whether a kept-set difference is at a boundary the spec allows (SPEC §7).
+/// Whether a kept-set difference is at a boundary the spec allows (docs/spec.md §7).
 fn boundary_explained(pr: &ProcessedRow, token: usize) -> bool {
     let y = pr.logits[token];
     pr.trace.iter().any(|s| {
@@ -250,7 +250,7 @@ fn compare(tally: &mut Tally, label: &str, x: &[f32], p: &SamplingParams, cpu: &
     assert!((probs.top_p - pr.top_p).abs() < 1e-12, "{label}: top_p");
     let kept_cpu: Vec<bool> = probs.probs.iter().map(|&q| q > 0.0).collect();
     // π > 0 shows the cpu's kept set, except where π underflows f64 (a
-    // survivor still counts in `kept`, SPEC §3.8): those tokens are compared
+    // survivor still counts in `kept`, docs/spec.md §3.8): those tokens are compared
     // through the kept count only.
     let differing: Vec<usize> = (0..x.len())
         .filter(|&i| kept_cpu[i] != pr.kept[i] && pr.pi[i] > 1e-290)
@@ -439,7 +439,7 @@ fn rows_split_inside_a_batch_match_the_same_rows_alone() {
             let s = cpu.sample(single.view(), p, 8).unwrap().remove(0);
             assert_eq!(s.draws, drawn[i].draws, "row {i} {name}: draws");
         }
-        // And the reference agrees within SPEC §7.
+        // And the reference agrees within docs/spec.md §7.
         let pr = process_row(0, row, &params[i], Overrides::default()).unwrap();
         for (a, b) in together[i].probs.iter().zip(&pr.pi) {
             assert!((a - b).abs() <= 1e-5, "row {i}: π vs reference");

@@ -1,4 +1,4 @@
-//! Stages 1–2 of SPEC §3 (bias & mask, penalties) without copying the row.
+//! Stages 1–2 of docs/spec.md §3 (bias & mask, penalties) without copying the row.
 //!
 //! A row's edited logits are described as a list of blocks in token-id order:
 //! stretches of the caller's row that no bias or penalty touches, and short

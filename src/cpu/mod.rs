@@ -1,4 +1,4 @@
-//! The `cpu` backend (SPEC §1): the reference's semantics, sort-free and
+//! The `cpu` backend (docs/spec.md §1): the reference's semantics, sort-free and
 //! multi-threaded, in f32 with f64 accumulation.
 //!
 //! Rows are spread over a rayon pool owned by the sampler; when the batch has

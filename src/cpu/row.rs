@@ -1,4 +1,4 @@
-//! One row through SPEC §3–§6 without sorting it.
+//! One row through docs/spec.md §3–§6 without sorting it.
 //!
 //! 1. Edits (bias, mask, penalties) become a block list over the caller's row
 //!    (`edits.rs`); nothing is copied.
@@ -714,7 +714,7 @@ impl Row<'_> {
         }
     }
 
-    /// SPEC §3.5 on `{x ≥ tau_prev}` at temperature `t`.
+    /// docs/spec.md §3.5 on `{x ≥ tau_prev}` at temperature `t`.
     fn top_p_tau(&mut self, tau_prev: f32, t: f64, p: f64) -> f32 {
         let z = self.mass_ge(tau_prev, t);
         let target = (p - TOP_P_SLACK) * z;
@@ -731,7 +731,7 @@ impl Row<'_> {
         mass_threshold(self.mass, target)
     }
 
-    /// One truncation stage and the min_tokens_to_keep rule (SPEC §3.4–3.7),
+    /// One truncation stage and the min_tokens_to_keep rule (docs/spec.md §3.4–3.7),
     /// as the reference's `truncate`: `None` when the stage is off.
     fn truncate(
         &mut self,
@@ -883,7 +883,7 @@ impl Row<'_> {
         }
     }
 
-    /// The smallest id whose cumulative weight exceeds `u·Z` (SPEC §3.8).
+    /// The smallest id whose cumulative weight exceeds `u·Z` (docs/spec.md §3.8).
     fn draw(&mut self, how: &Draw, u: f64) -> u32 {
         let total = *self.cdf.last().unwrap_or(&0.0);
         let target = u * total;

@@ -18,7 +18,7 @@ pub fn kth_largest(vals: &mut [f32], k: usize) -> f32 {
     *v
 }
 
-/// Top-p on a weighted set (SPEC §3.5): the largest value `τ` whose set
+/// Top-p on a weighted set (docs/spec.md §3.5): the largest value `τ` whose set
 /// `{v ≥ τ}` has weight ≥ `target`; ties at `τ` are all in. If even the whole
 /// set falls short (rounding), its smallest value (keep everything).
 /// Reorders `items` (value, weight); expected O(n).

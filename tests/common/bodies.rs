@@ -20,7 +20,8 @@ fn seeded(p: SamplingParams) -> SamplingParams {
     }
 }
 
-/// SPEC §10 temperature sweep: logits [2.2, 1.8, 1.4, 0.9, 0.2, 0.1, −0.3, −0.6, −0.8, −1.0].
+/// The temperature sweep of docs/spec.md §10: logits
+/// [2.2, 1.8, 1.4, 0.9, 0.2, 0.1, −0.3, −0.6, −0.8, −1.0].
 pub fn temperature_sweep(s: &mut dyn Sampler) {
     let x = [2.2f32, 1.8, 1.4, 0.9, 0.2, 0.1, -0.3, -0.6, -0.8, -1.0];
     // With d_i = x_i − 2.2 = [0, −.4, −.8, −1.3, −2, −2.1, −2.5, −2.8, −3, −3.2]:

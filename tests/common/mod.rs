@@ -1,7 +1,7 @@
 //! Test bodies shared by every backend (one case, every backend: cubecl's
 //! `testgen`, candle's `test_device!`). Each body takes a `&mut dyn Sampler`
 //! and asserts hand-derived values with tolerances an f32 backend meets
-//! (SPEC §7: π within 1e-5, logprob within 1e-4, entropy within 1e-4).
+//! (docs/spec.md §7: π within 1e-5, logprob within 1e-4, entropy within 1e-4).
 //!
 //! A test file instantiates them with
 //! `backend_tests!(make_sampler());` where `make_sampler()` returns

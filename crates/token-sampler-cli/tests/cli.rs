@@ -107,7 +107,7 @@ fn probs_json_is_a_distribution_per_row() {
             assert!(r[key].is_f64(), "{key}");
         }
     }
-    // Temperature-sweep row at T = 1, no truncation: p(approve) = 0.3468 (SPEC §10).
+    // Temperature-sweep row at T = 1, no truncation: p(approve) = 0.3468 (docs/spec.md §10).
     let v = ok_json(&[
         "probs",
         "--backend",

@@ -1,5 +1,5 @@
 //! `token-sampler bench` as a user runs it: a tiny grid, the `--json` shape of
-//! SPEC §8, flags over named sets, `--logits`, and clear errors. These check
+//! docs/spec.md §8, flags over named sets, `--logits`, and clear errors. These check
 //! the harness, not speed (timings are never asserted).
 
 mod common;

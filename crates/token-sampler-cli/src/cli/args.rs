@@ -1,6 +1,6 @@
 //! Arguments shared by several commands: where the logits come from, how the
 //! per-row parameters are assembled (defaults < preset < params file < flags,
-//! SPEC §8), and which backend runs.
+//! docs/spec.md §8), and which backend runs.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,5 @@
 //! `bench`: a grid of backends × batch sizes × vocabularies × parameter sets
-//! (SPEC §8), timed end to end (and kernel-only where the backend has a device
+//! (docs/spec.md §8), timed end to end (and kernel-only where the backend has a device
 //! clock), with a streaming-read probe of the same run for the bandwidth
 //! fraction.
 

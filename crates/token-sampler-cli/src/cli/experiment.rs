@@ -1,4 +1,4 @@
-//! `experiment NAME`: the seed experiments through a real backend (SPEC §10).
+//! `experiment NAME`: the seed experiments through a real backend (docs/spec.md §10).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -1,4 +1,4 @@
-//! `token-sampler` commands (SPEC §8). Each command is a module; `main` parses,
+//! `token-sampler` commands (docs/spec.md §8). Each command is a module; `main` parses,
 //! dispatches and turns errors into a message and a non-zero exit code.
 
 mod args;
@@ -82,7 +82,7 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The top-level keys every JSON output carries (SPEC §6).
+/// The top-level keys every JSON output carries (docs/spec.md §6).
 pub fn envelope(backend: &str, device: &str) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     m.insert("schema".into(), 1.into());

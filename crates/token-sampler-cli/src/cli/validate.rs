@@ -1,5 +1,5 @@
-//! `validate`: the seeded differential suite of SPEC §7 on one backend against
-//! `reference`; exit 1 on any disagreement beyond SPEC §7.
+//! `validate`: the seeded differential suite of docs/spec.md §7 on one backend against
+//! `reference`; exit 1 on any disagreement beyond docs/spec.md §7.
 
 use clap::Args;
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! Entropy-guided temperature (SPEC §4): a synthetic sequence of rows going from
+//! Entropy-guided temperature (docs/spec.md §4): a synthetic sequence of rows going from
 //! confident to uncertain, and the temperature each mapping chooses per row.
 
 use super::plot::{color, Figure, LineSpec, Lines, Panel};
@@ -286,7 +286,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     };
     let about = format!(
         "A synthetic sequence of {ROWS} rows over {VOCAB} tokens whose entropy rises from confident \
-         to uncertain. Each mapping of SPEC §4 turns the row's entropy into a temperature: linear \
+         to uncertain. Each mapping of docs/spec.md §4 turns the row's entropy into a temperature: linear \
          and sigmoid between T = {T_LOW} and {T_HIGH} on the 25th–75th percentile of the sequence's \
          entropies (as the entropy-guided article advises; `token-sampler calibrate --percentiles` \
          computes them for a logits file), a lookup table, EDT (T = t0·0.8^(θ/H)) and llama.cpp's \

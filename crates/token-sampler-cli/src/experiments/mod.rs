@@ -1,4 +1,4 @@
-//! The seed experiments (SPEC §10), run through a real [`Sampler`].
+//! The seed experiments (docs/spec.md §10), run through a real [`Sampler`].
 //!
 //! Each experiment builds rows of logits and per-row parameters, asks the
 //! sampler for the processed distribution π (`probs`) and, where frequencies

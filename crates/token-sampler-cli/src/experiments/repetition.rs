@@ -91,7 +91,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         ],
     );
     for ((c, p), e) in CONFIGS.iter().zip(&params).zip(&evals) {
-        // The penalised logits, by the reference's stage 1–2 (SPEC §3.2).
+        // The penalised logits, by the reference's stage 1–2 (docs/spec.md §3.2).
         let y = bias_mask_penalties(0, &SWEEP_LOGITS, p)?;
         let (top, _) = e.top();
         configs.push(row![
