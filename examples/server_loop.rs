@@ -27,7 +27,8 @@ fn request(seed: u64, prompt: &[u32]) -> SamplingParams {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// `pub` so that tests/server_loop_example.rs runs it on lavapipe.
+pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = pollster::block_on(GpuContext::new(true))?;
     let (device, queue) = (ctx.device.clone(), ctx.queue.clone());
     let mut sampler = GpuSampler::from_device(device.clone(), queue.clone());

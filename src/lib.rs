@@ -56,6 +56,12 @@ pub use result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 pub use sequence::{PenaltyToken, SequenceState};
 #[cfg(feature = "gpu")]
 pub mod gpu;
+
+/// The README's Rust snippets ("Library", "Embedding in a server"), compiled
+/// and run as doc tests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 /// The `wgpu` this crate is built against, so a host that hands the GPU
 /// backend its own device, buffers and encoders names the same version
 /// (`token_sampler::wgpu::Buffer`) without pinning it separately.
