@@ -32,7 +32,10 @@ fn features(c: &mut Criterion) {
     let (rows, vocab) = (32usize, 131_072usize);
     let batch = normal_logits(rows, vocab, 2);
     let mut cpu = CpuSampler::new();
-    let base = ParamSet::named("top_k_top_p").unwrap().rows(rows, 1).unwrap();
+    let base = ParamSet::named("top_k_top_p")
+        .unwrap()
+        .rows(rows, 1)
+        .unwrap();
     let mut group = c.benchmark_group("cpu/features_B32_V131072");
     group.throughput(Throughput::Elements((rows * vocab) as u64));
     group.sample_size(20);
@@ -60,7 +63,9 @@ fn features(c: &mut Criterion) {
     group.bench_function("logprobs_20", |b| {
         b.iter(|| cpu.sample(batch.view(), &logprobs, 1).unwrap())
     });
-    group.bench_function("draws_64", |b| b.iter(|| cpu.sample(batch.view(), &base, 64).unwrap()));
+    group.bench_function("draws_64", |b| {
+        b.iter(|| cpu.sample(batch.view(), &base, 64).unwrap())
+    });
     group.finish();
 }
 

@@ -31,7 +31,10 @@ use token_sampler::{Batch, CpuSampler, Sampler};
 use llama_cpp_sys_2 as ll;
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Median wall time (ms) per callee. Each callee runs in blocks of
@@ -111,11 +114,15 @@ impl Chain {
     /// array from the logits, apply the chain, read the selection.
     fn sample(&mut self, row: &[f32], cur: &mut Vec<ll::llama_token_data>) -> i32 {
         cur.clear();
-        cur.extend(row.iter().enumerate().map(|(id, &logit)| ll::llama_token_data {
-            id: id as i32,
-            logit,
-            p: 0.0,
-        }));
+        cur.extend(
+            row.iter()
+                .enumerate()
+                .map(|(id, &logit)| ll::llama_token_data {
+                    id: id as i32,
+                    logit,
+                    p: 0.0,
+                }),
+        );
         let mut arr = ll::llama_token_data_array {
             data: cur.as_mut_ptr(),
             size: cur.len(),
@@ -155,9 +162,18 @@ fn candle_sampling(set: &str) -> Option<Sampling> {
 /// thread or with the rows spread over the pool (a chain per thread).
 fn llama_call<'a>(batch: &'a Batch, set: &str, parallel: bool) -> Box<dyn FnMut() + 'a> {
     let rows = batch.rows();
-    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
     let mut workers: Vec<(Chain, Vec<ll::llama_token_data>)> = (0..threads)
-        .map(|i| (Chain::new(set, 7 + i as u32).expect("known set"), Vec::new()))
+        .map(|i| {
+            (
+                Chain::new(set, 7 + i as u32).expect("known set"),
+                Vec::new(),
+            )
+        })
         .collect();
     let per = rows.div_ceil(threads);
     Box::new(move || {
@@ -167,7 +183,10 @@ fn llama_call<'a>(batch: &'a Batch, set: &str, parallel: bool) -> Box<dyn FnMut(
             }
         };
         if parallel {
-            workers.par_iter_mut().enumerate().for_each(|(w, x)| run(w, x));
+            workers
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(w, x)| run(w, x));
         } else {
             run(0, &mut workers[0]);
         }
@@ -175,8 +194,16 @@ fn llama_call<'a>(batch: &'a Batch, set: &str, parallel: bool) -> Box<dyn FnMut(
 }
 
 /// The same for candle's `LogitsProcessor` (tensors built beforehand).
-fn candle_call<'a>(tensors: &'a [Tensor], sampling: &Sampling, parallel: bool) -> Box<dyn FnMut() + 'a> {
-    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+fn candle_call<'a>(
+    tensors: &'a [Tensor],
+    sampling: &Sampling,
+    parallel: bool,
+) -> Box<dyn FnMut() + 'a> {
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
     let mut workers: Vec<LogitsProcessor> = (0..threads)
         .map(|i| LogitsProcessor::from_sampling(7 + i as u64, sampling.clone()))
         .collect();
@@ -188,7 +215,10 @@ fn candle_call<'a>(tensors: &'a [Tensor], sampling: &Sampling, parallel: bool) -
             }
         };
         if parallel {
-            workers.par_iter_mut().enumerate().for_each(|(w, lp)| run(w, lp));
+            workers
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(w, lp)| run(w, lp));
         } else {
             run(0, &mut workers[0]);
         }
@@ -238,7 +268,11 @@ fn main() {
         let cpu_ref = &mut cpu;
         let mut labels = vec!["cpu"];
         let mut callees: Vec<Box<dyn FnMut() + '_>> = vec![Box::new(|| {
-            std::hint::black_box(cpu_ref.sample(batch.view(), &params, 1).expect("cpu sample"));
+            std::hint::black_box(
+                cpu_ref
+                    .sample(batch.view(), &params, 1)
+                    .expect("cpu sample"),
+            );
         })];
         let sampling = candle_sampling(name);
         for (label, parallel) in [("llama_1t", false), ("llama_nt", true)] {
@@ -248,7 +282,10 @@ fn main() {
             }
         }
         for (label, parallel) in [("candle_1t", false), ("candle_nt", true)] {
-            if let Some(s) = sampling.as_ref().filter(|_| wanted.iter().any(|w| w == label)) {
+            if let Some(s) = sampling
+                .as_ref()
+                .filter(|_| wanted.iter().any(|w| w == label))
+            {
                 labels.push(label);
                 callees.push(candle_call(&tensors, s, parallel));
             }
@@ -287,6 +324,7 @@ fn main() {
     println!("(reads = cpu time ÷ one streaming read of the same logits; × = that peer's time ÷ cpu time; 1T = one thread, row after row; nT = rows over all cores)");
     if let Ok(path) = std::env::var("PEERS_JSON") {
         let out = serde_json::json!({"schema": 1, "host_cpu": token_sampler::bench::host_cpu_model(), "results": json});
-        std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).expect("write PEERS_JSON");
+        std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap())
+            .expect("write PEERS_JSON");
     }
 }

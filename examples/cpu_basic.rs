@@ -46,8 +46,11 @@ fn main() -> Result<(), token_sampler::SamplerError> {
                 r.entropy
             );
             if let Some(top) = &r.top_logprobs {
-                let fmt: Vec<String> =
-                    top.processed.iter().map(|t| format!("{}:{:.3}", t.id, t.logprob)).collect();
+                let fmt: Vec<String> = top
+                    .processed
+                    .iter()
+                    .map(|t| format!("{}:{:.3}", t.id, t.logprob))
+                    .collect();
                 println!("             top processed logprobs {}", fmt.join(" "));
             }
         }

@@ -33,7 +33,7 @@ done
 if [ "${PEERS:-1}" != "0" ]; then
   if command -v cmake >/dev/null && { ldconfig -p 2>/dev/null | grep -q libclang || ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; }; then
     PEERS_RUNS="$runs" PEERS_JSON="$PWD/$out/peers.json" \
-      cargo bench --locked --features peers --bench peers | tee "$out/peers.txt"
+      cargo bench --locked -p token-sampler --features peers --bench peers | tee "$out/peers.txt"
   else
     echo "peers skipped: llama-cpp-sys-2 needs cmake and libclang (apt-get install cmake clang libclang-dev)" | tee "$out/peers.txt"
   fi

@@ -18,5 +18,7 @@ if [ -n "$missing" ]; then
 fi
 
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-cargo build --release --locked 2>&1 | tail -n 3 >&2
-echo "setup: built target/release/token-sampler" >&2
+# The whole workspace: the library and the `token-sampler` binary
+# (crates/token-sampler-cli).
+cargo build --release --locked --workspace 2>&1 | tail -n 3 >&2
+echo "setup: built ${CARGO_TARGET_DIR:-target}/release/token-sampler" >&2

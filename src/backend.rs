@@ -1,11 +1,13 @@
-//! The backend interface every sampler implements, and how the CLI picks one.
+//! The interface every backend implements. Opening one by kind is
+//! [`crate::open`] (`src/open.rs`): this module names no backend, so the
+//! backends that implement the trait never import the module that imports them.
 
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
 use crate::params::SamplingParams;
 use crate::result::{RowProbs, RowResult};
 
-/// Which implementation runs the pipeline (SPEC §1).
+/// Which implementation runs the pipeline (docs/spec.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
     /// Plain f64 code that may sort: the executable spec.
@@ -52,9 +54,12 @@ impl std::str::FromStr for BackendKind {
 /// calls (scratch buffers, compiled pipelines), hence `&mut self`.
 ///
 /// Both calls validate the parameters against the batch (one per row, ids below
-/// V, SPEC §2 ranges) and the logits (NaN and +inf are errors naming row and
+/// V, docs/spec.md §2 ranges) and the logits (NaN and +inf are errors naming row and
 /// index), and return rows in input order.
-pub trait Sampler {
+///
+/// `Send` so that a server can move a `Box<dyn Sampler>` to the thread that
+/// runs its decode loop (docs/spec.md §13.3).
+pub trait Sampler: Send {
     fn kind(&self) -> BackendKind;
 
     /// A human-readable description of the device the backend runs on.
@@ -95,35 +100,4 @@ pub fn check_samples(samples: u32) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Opens a backend by kind. `allow_software` lets the GPU backend use a
-/// software adapter such as lavapipe (an explicit `--backend gpu` does).
-pub fn open(kind: BackendKind, allow_software: bool) -> Result<Box<dyn Sampler>> {
-    let _ = allow_software;
-    match kind {
-        BackendKind::Reference => Ok(Box::new(crate::reference::ReferenceSampler::new())),
-        BackendKind::Cpu => Ok(Box::new(crate::cpu::CpuSampler::new())),
-        #[cfg(feature = "gpu")]
-        BackendKind::Gpu => Ok(Box::new(crate::gpu::GpuSampler::new_blocking(allow_software)?)),
-        // Reached only by `gpu` in a build without the `gpu` feature.
-        #[allow(unreachable_patterns)]
-        other => Err(SamplerError::BackendUnavailable {
-            backend: other.name().into(),
-            reason: "not built into this binary yet".into(),
-        }),
-    }
-}
-
-/// The best backend built and usable here, and why it was chosen: `gpu` on a
-/// hardware adapter, else `cpu`, else `reference`.
-pub fn open_default() -> Result<(Box<dyn Sampler>, String)> {
-    for kind in [BackendKind::Gpu, BackendKind::Cpu] {
-        if let Ok(sampler) = open(kind, false) {
-            let why = format!("backend {} on {}", kind, sampler.device());
-            return Ok((sampler, why));
-        }
-    }
-    let sampler = open(BackendKind::Reference, false)?;
-    Ok((sampler, "backend reference (no faster backend is usable here)".into()))
 }

@@ -1,6 +1,6 @@
 //! Logit batches: an owned [`Batch`] (B rows × V entries, row-major f32), a
 //! borrowed [`LogitsView`] that every backend takes, and loaders for `.npy`,
-//! `.json` and raw little-endian files (SPEC §8).
+//! `.json` and raw little-endian files (docs/spec.md §8).
 //!
 //! Loaders reject NaN and +inf (naming row and index), ragged rows, empty
 //! vocabularies and truncated files; −inf is a legal masked logit.
@@ -94,7 +94,9 @@ impl std::str::FromStr for RawDtype {
             "f32" => Ok(RawDtype::F32),
             "f16" => Ok(RawDtype::F16),
             "bf16" => Ok(RawDtype::Bf16),
-            other => Err(format!("unknown dtype `{other}` (expected f32, f16 or bf16)")),
+            other => Err(format!(
+                "unknown dtype `{other}` (expected f32, f16 or bf16)"
+            )),
         }
     }
 }
@@ -244,7 +246,7 @@ pub fn load_raw(path: &Path, bytes: &[u8], dtype: RawDtype, vocab: usize) -> Res
     if bytes.is_empty() {
         return Err(err("the file is empty".into()));
     }
-    if bytes.len() % row_bytes != 0 {
+    if !bytes.len().is_multiple_of(row_bytes) {
         return Err(err(format!(
             "{} bytes is not a whole number of rows of {vocab} {dtype:?} values ({row_bytes} bytes each): truncated file or wrong --vocab/--dtype",
             bytes.len()
@@ -276,17 +278,15 @@ pub fn load_npy(path: &Path, bytes: &[u8]) -> Result<Batch> {
     };
     let npy = npyz::NpyFile::new(bytes).map_err(|e| err(format!("not a valid .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
-        return Err(err("Fortran-order arrays are not supported; save in C order".into()));
+        return Err(err(
+            "Fortran-order arrays are not supported; save in C order".into(),
+        ));
     }
     let shape = npy.shape().to_vec();
     let (rows, vocab) = match shape.as_slice() {
         [v] => (1usize, *v as usize),
         [b, v] => (*b as usize, *v as usize),
-        other => {
-            return Err(err(format!(
-                "shape {other:?}: expected [B, V] or [V]"
-            )))
-        }
+        other => return Err(err(format!("shape {other:?}: expected [B, V] or [V]"))),
     };
     let type_str = match npy.dtype() {
         npyz::DType::Plain(ts) => ts,
@@ -512,13 +512,24 @@ mod tests {
     fn json_errors_name_row_and_index() {
         let e = load_json(p(), "[[1,2],[3,NaN]]").unwrap_err().to_string();
         assert!(e.contains("row 1, index 1") && e.contains("NaN"), "{e}");
-        let e = load_json(p(), "[[1,2],[3,Infinity]]").unwrap_err().to_string();
-        assert!(e.contains("row 1, index 1") && e.contains("Infinity"), "{e}");
+        let e = load_json(p(), "[[1,2],[3,Infinity]]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("row 1, index 1") && e.contains("Infinity"),
+            "{e}"
+        );
         let e = load_json(p(), "[[1,2],[3]]").unwrap_err().to_string();
         assert!(e.contains("ragged") && e.contains("row 1"), "{e}");
-        assert!(load_json(p(), "[]").unwrap_err().to_string().contains("empty"));
+        assert!(load_json(p(), "[]")
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
         assert!(load_json(p(), "[[1,2]").is_err());
-        assert!(load_json(p(), "[1e40]").unwrap_err().to_string().contains("overflows"));
+        assert!(load_json(p(), "[1e40]")
+            .unwrap_err()
+            .to_string()
+            .contains("overflows"));
         assert!(load_json(p(), "[1,2] x").is_err());
     }
 
@@ -533,16 +544,29 @@ mod tests {
             .iter()
             .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
             .collect();
-        assert_eq!(load_raw(p(), &f16b, RawDtype::F16, 4).unwrap().data(), &vals);
+        assert_eq!(
+            load_raw(p(), &f16b, RawDtype::F16, 4).unwrap().data(),
+            &vals
+        );
         let bf16b: Vec<u8> = vals
             .iter()
             .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
             .collect();
-        assert_eq!(load_raw(p(), &bf16b, RawDtype::Bf16, 4).unwrap().data(), &vals);
-        let e = load_raw(p(), &f32b[..15], RawDtype::F32, 2).unwrap_err().to_string();
+        assert_eq!(
+            load_raw(p(), &bf16b, RawDtype::Bf16, 4).unwrap().data(),
+            &vals
+        );
+        let e = load_raw(p(), &f32b[..15], RawDtype::F32, 2)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("truncated"), "{e}");
-        let nan: Vec<u8> = [0.0f32, f32::NAN].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let e = load_raw(p(), &nan, RawDtype::F32, 1).unwrap_err().to_string();
+        let nan: Vec<u8> = [0.0f32, f32::NAN]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let e = load_raw(p(), &nan, RawDtype::F32, 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("row 1, index 0"), "{e}");
     }
 
@@ -564,14 +588,17 @@ mod tests {
             .writer(f)
             .begin_nd()
             .unwrap();
-        w.extend(vals.iter().map(|v| half::f16::from_f32(*v))).unwrap();
+        w.extend(vals.iter().map(|v| half::f16::from_f32(*v)))
+            .unwrap();
         w.finish().unwrap();
         let h = Batch::load(&path16, None).unwrap();
         assert_eq!((h.rows(), h.vocab()), (1, 3));
         assert_eq!(h.data(), &vals);
         // truncated
         let bytes = std::fs::read(&path).unwrap();
-        let e = load_npy(&path, &bytes[..bytes.len() - 3]).unwrap_err().to_string();
+        let e = load_npy(&path, &bytes[..bytes.len() - 3])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("truncated") || e.contains("valid"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }

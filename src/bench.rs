@@ -1,4 +1,4 @@
-//! The benchmark harness behind `token-sampler bench` (SPEC §8, §9), usable
+//! The benchmark harness behind `token-sampler bench` (docs/spec.md §8, §9), usable
 //! from other programs and from the GPU device scripts: the named parameter
 //! sets, the seeded normal(0, 3) input, timing with warm-up, median and IQR,
 //! and the bandwidth figures against a streaming-read probe of the same run.
@@ -27,7 +27,13 @@ use crate::error::{Result, SamplerError};
 use crate::params::{DynamicTemperature, EntropyUnit, Mapping, SamplingParams};
 
 /// The named parameter sets, in table order.
-pub const SET_NAMES: [&str; 5] = ["temperature", "top_k_top_p", "top_p", "min_p", "entropy_guided"];
+pub const SET_NAMES: [&str; 5] = [
+    "temperature",
+    "top_k_top_p",
+    "top_p",
+    "min_p",
+    "entropy_guided",
+];
 
 /// The parameters of a named set (every other field off):
 ///
@@ -180,7 +186,7 @@ impl Default for BenchOptions {
 /// The fewest timed runs a result may come from.
 pub const MIN_RUNS: usize = 10;
 
-/// One row of the results table (SPEC §8 `bench --json`).
+/// One row of the results table (docs/spec.md §8 `bench --json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchResult {
     pub backend: String,
@@ -301,7 +307,17 @@ pub fn host_cpu_model() -> String {
 pub fn format_table(results: &[BenchResult]) -> String {
     let mut s = format!(
         "{:<10} {:<10} {:>5} {:>7} {:<16} {:>4} {:>10} {:>9} {:>10} {:>8} {:>8}\n",
-        "backend", "mode", "B", "V", "params", "runs", "median ms", "IQR ms", "µs/row", "GB/s", "bw frac"
+        "backend",
+        "mode",
+        "B",
+        "V",
+        "params",
+        "runs",
+        "median ms",
+        "IQR ms",
+        "µs/row",
+        "GB/s",
+        "bw frac"
     );
     for r in results {
         s.push_str(&format!(
@@ -346,7 +362,13 @@ mod tests {
         assert_ne!(a, normal_logits(2, 50_000, 10));
         let n = a.data().len() as f64;
         let mean = a.data().iter().map(|&v| v as f64).sum::<f64>() / n;
-        let sd = (a.data().iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let sd = (a
+            .data()
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
         // 100k samples: the mean's sd is 0.0095 and the sd's about 0.0067.
         assert!(mean.abs() < 0.05 && (sd - 3.0).abs() < 0.04, "{mean} {sd}");
     }
@@ -363,7 +385,10 @@ mod tests {
     fn per_row_sets_get_seeds_and_check_length() {
         let set = ParamSet::named("temperature").unwrap();
         let rows = set.rows(3, 100).unwrap();
-        assert_eq!(rows.iter().map(|p| p.seed.unwrap()).collect::<Vec<_>>(), [100, 101, 102]);
+        assert_eq!(
+            rows.iter().map(|p| p.seed.unwrap()).collect::<Vec<_>>(),
+            [100, 101, 102]
+        );
         let set = ParamSet {
             name: "file".into(),
             params: PerRow::Rows(vec![SamplingParams::default(); 2]),

@@ -1,7 +1,7 @@
-//! Temperature calibration (SPEC §8 `calibrate`): the temperature at which the
+//! Temperature calibration (docs/spec.md §8 `calibrate`): the temperature at which the
 //! sampled distribution π reaches a target entropy, per row or for a whole
 //! batch (mean of per-row entropies), and entropy percentiles that suggest
-//! `h_low`/`h_high` for the `linear` mapping of SPEC §4.
+//! `h_low`/`h_high` for the `linear` mapping of docs/spec.md §4.
 //!
 //! The entropy is that of π computed by the reference pipeline
 //! ([`crate::reference::process_row`]) with every other parameter of the row
@@ -360,7 +360,7 @@ impl Percentiles {
 
 /// The entropy of every row's model distribution — softmax of the logits after
 /// bias, mask and penalties at T = 1, the guide entropy of the `standard` and
-/// `vllm` orders (SPEC §4) — and its percentiles.
+/// `vllm` orders (docs/spec.md §4) — and its percentiles.
 pub fn entropy_percentiles(
     logits: LogitsView<'_>,
     params: &[SamplingParams],

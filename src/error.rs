@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// ends up here.
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
-    /// A parameter value outside its valid range (SPEC §2, §4).
+    /// A parameter value outside its valid range (docs/spec.md §2, §4).
     #[error("row {row}: invalid `{field}`: {message}")]
     InvalidParam {
         row: usize,
@@ -32,7 +32,11 @@ pub enum SamplerError {
 
     /// NaN or +inf in the logits; only −inf (a masked token) is legal.
     #[error("row {row}, index {index}: logit is {value}; only finite values and -inf are allowed")]
-    InvalidLogit { row: usize, index: usize, value: f32 },
+    InvalidLogit {
+        row: usize,
+        index: usize,
+        value: f32,
+    },
 
     /// A bias or penalty turned a finite logit into a non-finite one.
     #[error("row {row}, index {index}: `{field}` makes the logit non-finite ({value})")]
@@ -44,7 +48,9 @@ pub enum SamplerError {
     },
 
     /// No finite logit is left after bias, mask and penalties.
-    #[error("row {row}: every token is masked (no finite logit left after bias, mask and penalties)")]
+    #[error(
+        "row {row}: every token is masked (no finite logit left after bias, mask and penalties)"
+    )]
     AllMasked { row: usize },
 
     /// Shapes or counts that do not fit together.
@@ -64,7 +70,7 @@ pub enum SamplerError {
         message: String,
     },
 
-    /// A backend that is not built into this binary or cannot run here.
+    /// A backend that is not in this build or cannot run here.
     #[error("backend `{backend}` is not available: {reason}")]
     BackendUnavailable { backend: String, reason: String },
 

@@ -33,21 +33,37 @@ pub mod bench;
 pub mod calibrate;
 pub mod cpu;
 pub mod error;
-pub mod experiments;
+pub mod open;
 pub mod params;
 pub mod presets;
 pub mod reference;
 pub mod result;
 pub mod rng;
+pub mod sequence;
 pub mod validate;
 
 pub use backend::{BackendKind, Sampler};
 pub use batch::{Batch, LogitsView, RawDtype};
 pub use cpu::CpuSampler;
 pub use error::{Result, SamplerError};
-pub use params::{DynamicTemperature, EntropyUnit, Mapping, Order, SamplingParams, Stage, TopPRange};
+pub use open::{open, open_default};
+pub use params::{
+    DynamicTemperature, EntropyUnit, Mapping, Order, SamplingParams, Stage, TopPRange,
+};
 pub use presets::{preset, Preset, PRESETS};
 pub use reference::ReferenceSampler;
 pub use result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
+pub use sequence::{PenaltyToken, SequenceState};
 #[cfg(feature = "gpu")]
 pub mod gpu;
+
+/// The README's Rust snippets ("Library", "Embedding in a server"), compiled
+/// and run as doc tests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+/// The `wgpu` this crate is built against, so a host that hands the GPU
+/// backend its own device, buffers and encoders names the same version
+/// (`token_sampler::wgpu::Buffer`) without pinning it separately.
+#[cfg(feature = "gpu")]
+pub use wgpu;

@@ -1,4 +1,5 @@
-//! Per-row sampling parameters (SPEC §2) and entropy-guided temperature (SPEC §4).
+//! Per-row sampling parameters (docs/spec.md §2) and entropy-guided
+//! temperature (docs/spec.md §4).
 //!
 //! Every default means "off", as llama.cpp's `llama.h` documents each knob's no-op
 //! value; the serde names follow vLLM/OpenAI. Unknown fields are errors. Call
@@ -9,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SamplerError};
+use crate::sequence::{PenaltyTokens, SequenceState};
 
 /// An f32 parameter as the decimal number it was written as (0.9f32 → 0.9, not
 /// 0.8999999761581421), so reports and f64 maths see the value the user gave.
@@ -20,7 +22,7 @@ pub fn widen(x: f32) -> f64 {
     }
 }
 
-/// The order in which the truncation stages and temperature run (SPEC §3).
+/// The order in which the truncation stages and temperature run (docs/spec.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
@@ -68,7 +70,7 @@ impl std::str::FromStr for Order {
     }
 }
 
-/// A truncation stage (SPEC §3.4–3.6).
+/// A truncation stage (docs/spec.md §3.4–3.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
@@ -105,7 +107,7 @@ impl EntropyUnit {
     }
 }
 
-/// The entropy → temperature rule (SPEC §4). `T = t_min + (t_max − t_min)·s`
+/// The entropy → temperature rule (docs/spec.md §4). `T = t_min + (t_max − t_min)·s`
 /// for `linear` and `sigmoid`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -153,7 +155,7 @@ pub struct TopPRange {
     pub high: f32,
 }
 
-/// Entropy-guided temperature (SPEC §4).
+/// Entropy-guided temperature (docs/spec.md §4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DynamicTemperature {
@@ -308,6 +310,11 @@ pub struct SamplingParams {
     pub logprobs: Option<u32>,
     pub dynamic_temperature: Option<DynamicTemperature>,
     pub order: Order,
+    /// The row's penalty inputs kept across steps (docs/spec.md §13.2) in
+    /// place of `history` and `prompt_token_ids` (setting both is an error).
+    /// A library-only field: JSON has `history` and `prompt_token_ids`.
+    #[serde(skip)]
+    pub sequence: Option<SequenceState>,
 }
 
 impl Default for SamplingParams {
@@ -330,6 +337,7 @@ impl Default for SamplingParams {
             logprobs: None,
             dynamic_temperature: None,
             order: Order::Standard,
+            sequence: None,
         }
     }
 }
@@ -354,11 +362,15 @@ impl SamplingParams {
         })
     }
 
-    /// SPEC §4 for the `standard` and `vllm` orders, where temperature is
+    /// docs/spec.md §4 for the `standard` and `vllm` orders, where temperature is
     /// decided before truncation from the model entropy `h_nats` over `finite`
     /// tokens: `(guide entropy, T, top-p)`. A static T of 0 stays greedy (the
     /// mapping is not evaluated); T = 0 from a mapping also means greedy.
-    pub fn temperature_before_truncation(&self, h_nats: f64, finite: usize) -> (Option<f64>, f64, f64) {
+    pub fn temperature_before_truncation(
+        &self,
+        h_nats: f64,
+        finite: usize,
+    ) -> (Option<f64>, f64, f64) {
         let static_t = widen(self.temperature);
         let mut top_p = widen(self.top_p);
         let Some(d) = &self.dynamic_temperature else {
@@ -376,13 +388,42 @@ impl SamplingParams {
 
     /// Whether any penalty is active.
     pub fn has_penalties(&self) -> bool {
-        (self.repetition_penalty != 1.0
-            && !(self.history.is_empty() && self.prompt_token_ids.is_empty()))
-            || ((self.presence_penalty != 0.0 || self.frequency_penalty != 0.0)
-                && !self.history.is_empty())
+        let (any_token, any_history) = match &self.sequence {
+            Some(s) => (s.distinct() > 0, s.has_history()),
+            None => (
+                !(self.history.is_empty() && self.prompt_token_ids.is_empty()),
+                !self.history.is_empty(),
+            ),
+        };
+        (self.repetition_penalty != 1.0 && any_token)
+            || ((self.presence_penalty != 0.0 || self.frequency_penalty != 0.0) && any_history)
     }
 
-    /// Checks every field against SPEC §2 and §4 for a vocabulary of `vocab`
+    /// The penalty inputs (docs/spec.md §3.2): every distinct id of history ∪
+    /// prompt, ascending, with its count in the history and whether the prompt
+    /// holds it. Read as kept from [`SamplingParams::sequence`], else counted
+    /// from `history` and `prompt_token_ids`.
+    pub fn penalty_tokens(&self) -> PenaltyTokens<'_> {
+        match &self.sequence {
+            Some(s) => PenaltyTokens::from_state(s),
+            None => PenaltyTokens::from_lists(&self.history, &self.prompt_token_ids),
+        }
+    }
+
+    /// Records the token this row just generated, for the next step
+    /// (docs/spec.md §13.2): it joins the penalty inputs (the
+    /// [`SequenceState`] when the row has one, else `history`), and `step`
+    /// advances by one, so the next draw uses a fresh random key. Neither path
+    /// copies the history.
+    pub fn accept(&mut self, token: u32) {
+        match &mut self.sequence {
+            Some(s) => s.accept(token),
+            None => self.history.push(token),
+        }
+        self.step += 1;
+    }
+
+    /// Checks every field against docs/spec.md §2 and §4 for a vocabulary of `vocab`
     /// tokens; the error names `row` and the field.
     pub fn validate(&self, row: usize, vocab: usize) -> Result<()> {
         let err = |field: &str, msg: String| Err(SamplerError::param(row, field, msg));
@@ -406,7 +447,10 @@ impl SamplingParams {
         }
         let r = self.repetition_penalty;
         if !(r.is_finite() && r > 0.0) {
-            return err("repetition_penalty", format!("{r} (must be finite and > 0)"));
+            return err(
+                "repetition_penalty",
+                format!("{r} (must be finite and > 0)"),
+            );
         }
         if !self.presence_penalty.is_finite() {
             return err(
@@ -422,6 +466,30 @@ impl SamplingParams {
         }
         check_ids(row, "history", &self.history, vocab)?;
         check_ids(row, "prompt_token_ids", &self.prompt_token_ids, vocab)?;
+        if let Some(state) = &self.sequence {
+            if !(self.history.is_empty() && self.prompt_token_ids.is_empty()) {
+                let field = if self.history.is_empty() {
+                    "prompt_token_ids"
+                } else {
+                    "history"
+                };
+                return err(
+                    field,
+                    "given with a sequence state, which holds the penalty inputs; use one".into(),
+                );
+            }
+            // Ids are checked once, at the largest (O(log d)).
+            if let Some(id) = state.max_id().filter(|&id| id as usize >= vocab) {
+                let (list, position) = state.locate(id);
+                return Err(SamplerError::TokenOutOfRange {
+                    row,
+                    field: format!("sequence.{list}"),
+                    position,
+                    id: id as u64,
+                    vocab,
+                });
+            }
+        }
         for (position, (&id, &b)) in self.logit_bias.iter().enumerate() {
             if id as usize >= vocab {
                 return Err(SamplerError::TokenOutOfRange {
@@ -466,7 +534,11 @@ impl SamplingParams {
             if v.is_finite() {
                 Ok(())
             } else {
-                Err(SamplerError::param(row, &field(name), format!("{v} (must be finite)")))
+                Err(SamplerError::param(
+                    row,
+                    &field(name),
+                    format!("{v} (must be finite)"),
+                ))
             }
         };
         let t_range = |t_min: f32, t_max: f32| -> Result<()> {
@@ -563,7 +635,10 @@ impl SamplingParams {
             }
             Mapping::LlamaCpp { range, exponent } => {
                 if !(range.is_finite() && *range >= 0.0) {
-                    return err("mapping.range", format!("{range} (must be finite and >= 0)"));
+                    return err(
+                        "mapping.range",
+                        format!("{range} (must be finite and >= 0)"),
+                    );
                 }
                 if !(exponent.is_finite() && *exponent > 0.0) {
                     return err(
@@ -699,13 +774,28 @@ mod tests {
             (serde_json::json!({"top_p": 0.0}), "top_p"),
             (serde_json::json!({"top_p": 1.5}), "top_p"),
             (serde_json::json!({"min_p": 1.5}), "min_p"),
-            (serde_json::json!({"min_tokens_to_keep": 0}), "min_tokens_to_keep"),
-            (serde_json::json!({"repetition_penalty": 0.0}), "repetition_penalty"),
+            (
+                serde_json::json!({"min_tokens_to_keep": 0}),
+                "min_tokens_to_keep",
+            ),
+            (
+                serde_json::json!({"repetition_penalty": 0.0}),
+                "repetition_penalty",
+            ),
             (serde_json::json!({"history": [1, 99]}), "history"),
-            (serde_json::json!({"prompt_token_ids": [10]}), "prompt_token_ids"),
+            (
+                serde_json::json!({"prompt_token_ids": [10]}),
+                "prompt_token_ids",
+            ),
             (serde_json::json!({"logit_bias": {"10": 1.0}}), "logit_bias"),
-            (serde_json::json!({"allowed_token_ids": []}), "allowed_token_ids"),
-            (serde_json::json!({"allowed_token_ids": [3, 10]}), "allowed_token_ids"),
+            (
+                serde_json::json!({"allowed_token_ids": []}),
+                "allowed_token_ids",
+            ),
+            (
+                serde_json::json!({"allowed_token_ids": [3, 10]}),
+                "allowed_token_ids",
+            ),
             (serde_json::json!({"logprobs": 21}), "logprobs"),
             (
                 serde_json::json!({"dynamic_temperature": {"mapping": {"kind": "linear", "h_low": 2, "h_high": 1, "t_min": 0, "t_max": 1}}}),

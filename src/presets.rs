@@ -1,4 +1,4 @@
-//! Named parameter presets (SPEC §10): the seven task presets and the four
+//! Named parameter presets (docs/spec.md §10): the seven task presets and the four
 //! production presets. A preset only sets the fields it names; everything else
 //! keeps its "off" default, and a params file or a flag overrides it.
 
@@ -71,16 +71,77 @@ const fn production(
 
 /// Every preset, task presets first (by rising temperature), then production.
 pub const PRESETS: [Preset; 11] = [
-    task("classification", 0.2, 0.9, 0, 1.0, "one right label; keep the model's confidence"),
-    task("factual-qa", 0.3, 0.9, 0, 1.0, "short factual answers; little variety"),
-    task("code", 0.5, 0.95, 30, 1.0, "many valid constructs, but syntax must hold"),
-    task("summarization", 0.6, 0.95, 0, 1.1, "varied but relevant; avoid repeating points"),
-    task("chat", 0.7, 0.9, 0, 1.1, "natural conversation without loops"),
-    task("creative-writing", 1.1, 0.85, 0, 1.15, "surprising word choice, tail trimmed"),
-    task("brainstorming", 1.2, 1.0, 0, 1.0, "maximum variety; nothing trimmed"),
-    production("extraction", 0.0, 1.0, 0.0, "deterministic structured output (greedy)"),
+    task(
+        "classification",
+        0.2,
+        0.9,
+        0,
+        1.0,
+        "one right label; keep the model's confidence",
+    ),
+    task(
+        "factual-qa",
+        0.3,
+        0.9,
+        0,
+        1.0,
+        "short factual answers; little variety",
+    ),
+    task(
+        "code",
+        0.5,
+        0.95,
+        30,
+        1.0,
+        "many valid constructs, but syntax must hold",
+    ),
+    task(
+        "summarization",
+        0.6,
+        0.95,
+        0,
+        1.1,
+        "varied but relevant; avoid repeating points",
+    ),
+    task(
+        "chat",
+        0.7,
+        0.9,
+        0,
+        1.1,
+        "natural conversation without loops",
+    ),
+    task(
+        "creative-writing",
+        1.1,
+        0.85,
+        0,
+        1.15,
+        "surprising word choice, tail trimmed",
+    ),
+    task(
+        "brainstorming",
+        1.2,
+        1.0,
+        0,
+        1.0,
+        "maximum variety; nothing trimmed",
+    ),
+    production(
+        "extraction",
+        0.0,
+        1.0,
+        0.0,
+        "deterministic structured output (greedy)",
+    ),
     production("default-chat", 0.7, 1.0, 0.0, "general assistant default"),
-    production("creative-brainstorm", 1.0, 0.95, 0.2, "ideas with a frequency penalty against repeats"),
+    production(
+        "creative-brainstorm",
+        1.0,
+        0.95,
+        0.2,
+        "ideas with a frequency penalty against repeats",
+    ),
     production("code-generation", 0.2, 0.95, 0.0, "near-deterministic code"),
 ];
 
@@ -91,7 +152,11 @@ pub fn preset(name: &str) -> Result<&'static Preset> {
         .find(|p| p.name == name)
         .ok_or_else(|| SamplerError::UnknownPreset {
             name: name.to_string(),
-            known: PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
+            known: PRESETS
+                .iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 
@@ -131,7 +196,10 @@ mod tests {
             assert!(PRESETS[..i].iter().all(|q| q.name != p.name), "{}", p.name);
             p.params().validate(0, 10).unwrap();
         }
-        assert!(preset("nope").unwrap_err().to_string().contains("classification"));
+        assert!(preset("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("classification"));
     }
 
     #[test]

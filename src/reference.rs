@@ -1,10 +1,10 @@
-//! The reference backend: SPEC §3–§6 in plain f64 code, one row at a time.
+//! The reference backend: docs/spec.md §3–§6 in plain f64 code, one row at a time.
 //!
 //! This file is the executable spec. It may sort, it never tries to be fast, and
-//! each function reads like the paragraph of SPEC.md it implements. The fast
+//! each function reads like the paragraph of docs/spec.md it implements. The fast
 //! backends are tested against it; its own tests are hand-derived goldens.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::backend::{check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
@@ -14,7 +14,7 @@ use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 use crate::rng::uniform;
 
 /// Slack on the top-p target: a prefix whose mass reaches `p − 1e-6` is enough
-/// (SPEC §3.5), so f32 backends and rounding do not add a token.
+/// (docs/spec.md §3.5), so f32 backends and rounding do not add a token.
 pub const TOP_P_SLACK: f64 = 1e-6;
 
 /// The reference backend.
@@ -28,7 +28,7 @@ impl ReferenceSampler {
 }
 
 /// What one truncation stage did, for diagnostics and for explaining boundary
-/// disagreements between backends (SPEC §7).
+/// disagreements between backends (docs/spec.md §7).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageTrace {
     pub stage: Stage,
@@ -55,7 +55,7 @@ pub struct TopPCut {
 }
 
 /// Values a validator may force instead of the ones the reference computes
-/// (SPEC §7: a dynamic row's π is compared at the backend's own T).
+/// (docs/spec.md §7: a dynamic row's π is compared at the backend's own T).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Overrides {
     pub temperature: Option<f64>,
@@ -95,7 +95,7 @@ pub struct ProcessedRow {
 }
 
 impl ProcessedRow {
-    /// The inverse-CDF draw of SPEC §3.8 for a uniform `u`.
+    /// The inverse-CDF draw of docs/spec.md §3.8 for a uniform `u`.
     pub fn draw(&self, u: f64) -> u32 {
         if self.greedy {
             return argmax(&self.logits) as u32;
@@ -104,7 +104,7 @@ impl ProcessedRow {
     }
 }
 
-/// Stage 1 (bias & mask) and stage 2 (penalties) of SPEC §3, in f64. Rejects
+/// Stage 1 (bias & mask) and stage 2 (penalties) of docs/spec.md §3, in f64. Rejects
 /// NaN/+inf logits, values a bias or penalty pushes out of f32's finite range,
 /// and rows with nothing left.
 pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<Vec<f64>> {
@@ -137,16 +137,11 @@ pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<
             check_f32_range(row, i, "logit_bias", y[i])?;
         }
     }
-    // Penalties, over every distinct token of history ∪ prompt.
-    let mut count: BTreeMap<u32, u64> = BTreeMap::new();
-    for &t in &p.history {
-        *count.entry(t).or_insert(0) += 1;
-    }
-    let mut seen: BTreeSet<u32> = p.prompt_token_ids.iter().copied().collect();
-    seen.extend(p.history.iter().copied());
+    // Penalties, over every distinct token of history ∪ prompt, ascending;
+    // c_i is its count in the history.
     let r = widen(p.repetition_penalty);
-    for &t in &seen {
-        let i = t as usize;
+    for t in p.penalty_tokens() {
+        let i = t.id as usize;
         if !y[i].is_finite() {
             continue;
         }
@@ -156,7 +151,7 @@ pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<
             y[i] *= r;
         }
         check_f32_range(row, i, "repetition_penalty", y[i])?;
-        let c = count.get(&t).copied().unwrap_or(0) as f64;
+        let c = t.count as f64;
         if c > 0.0 {
             y[i] -= widen(p.frequency_penalty) * c + widen(p.presence_penalty);
             check_f32_range(row, i, "frequency_penalty/presence_penalty", y[i])?;
@@ -183,7 +178,7 @@ fn check_f32_range(row: usize, index: usize, field: &str, v: f64) -> Result<()> 
     }
 }
 
-/// SPEC §4 entropy statistics of softmax(x) over the entries with `keep` set and
+/// docs/spec.md §4 entropy statistics of softmax(x) over the entries with `keep` set and
 /// x finite: `(H nats, varentropy, N)`. With `S = Σ e^(x−m)`,
 /// `H = ln S − Σ e^(x−m)(x−m)/S` (clamped ≥ 0) and
 /// `varentropy = Σ π (ln π)² − H²`.
@@ -191,9 +186,9 @@ pub fn entropy_stats(x: &[f64], keep: &[bool]) -> (f64, f64, usize) {
     let live = |i: usize| keep[i] && x[i].is_finite();
     let mut m = f64::NEG_INFINITY;
     let mut n = 0;
-    for i in 0..x.len() {
+    for (i, &v) in x.iter().enumerate() {
         if live(i) {
-            m = m.max(x[i]);
+            m = m.max(v);
             n += 1;
         }
     }
@@ -249,7 +244,7 @@ fn count(keep: &[bool]) -> usize {
 }
 
 /// Runs one truncation stage on the survivor mask, then the
-/// `min_tokens_to_keep` rule (SPEC §3.7). `t` is the temperature the stage sees
+/// `min_tokens_to_keep` rule (docs/spec.md §3.7). `t` is the temperature the stage sees
 /// (1 in `llama_cpp` order).
 fn truncate(
     stage: Stage,
@@ -340,7 +335,7 @@ fn truncate(
     Some(trace)
 }
 
-/// The full pipeline of SPEC §3–§4 for one row, up to (not including) the draw.
+/// The full pipeline of docs/spec.md §3–§4 for one row, up to (not including) the draw.
 pub fn process_row(
     row: usize,
     x: &[f32],
@@ -394,7 +389,8 @@ pub fn process_row(
         }
     }
 
-    let greedy = !(t > 0.0);
+    // A NaN from a mapping is greedy too, as T = 0 is.
+    let greedy = t.is_nan() || t <= 0.0;
     if greedy {
         t = 0.0;
         keep = vec![false; y.len()];
@@ -450,7 +446,7 @@ pub fn process_row(
 }
 
 /// The smallest id t with `Σ_{j ≤ t} π_j > u`; if rounding leaves none, the
-/// highest id with π > 0 (SPEC §3.8).
+/// highest id with π > 0 (docs/spec.md §3.8).
 pub fn inverse_cdf(pi: &[f64], u: f64) -> u32 {
     let mut cum = 0.0;
     for (t, &q) in pi.iter().enumerate() {
@@ -493,7 +489,7 @@ pub fn top_n(logprobs: &[f64], n: usize) -> Vec<TokenLogprob> {
         .collect()
 }
 
-/// The whole result of SPEC §6 for one row.
+/// The whole result of docs/spec.md §6 for one row.
 pub fn sample_row(
     row: usize,
     x: &[f32],

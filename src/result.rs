@@ -1,4 +1,4 @@
-//! Per-row results (SPEC §6) and the full-distribution output of `probs`.
+//! Per-row results (docs/spec.md §6) and the full-distribution output of `probs`.
 
 use serde::Serialize;
 

@@ -1,5 +1,5 @@
 //! Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
-//! SC'11; the Random123 library) and the uniform draw of SPEC §5.
+//! SC'11; the Random123 library) and the uniform draw of docs/spec.md §5.
 //!
 //! `shaders/philox.wgsl` mirrors this file bit for bit; both are tested against
 //! the Random123 known-answer vectors. A row's draw depends only on

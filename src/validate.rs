@@ -1,6 +1,6 @@
 //! The differential suite: seeded random batches (sizes, parameters, orders,
 //! mappings, ties, masks, peaked and flat rows) run on a backend and on the
-//! reference, compared as SPEC §7 says.
+//! reference, compared as docs/spec.md §7 says.
 //!
 //! * Kept sets equal, except tokens at a boundary: for top-k/min-p (and any
 //!   threshold) a logit within 1e-5 (relative) of the threshold; for top-p a cut
@@ -25,7 +25,7 @@ use crate::reference::{self, Overrides, ProcessedRow};
 use crate::result::{RowProbs, RowResult, TokenLogprob};
 use crate::rng::{philox4x32_10, uniform};
 
-/// SPEC §7 tolerances.
+/// docs/spec.md §7 tolerances.
 pub const PI_TOL: f64 = 1e-5;
 pub const LOGPROB_TOL: f64 = 1e-4;
 pub const ENTROPY_TOL: f64 = 1e-4;
@@ -34,7 +34,7 @@ pub const TOP_P_MASS_TOL: f64 = 1e-5;
 pub const DYN_T_REL: f64 = 1e-6;
 pub const CDF_TOL: f64 = 1e-6;
 
-/// The vocabulary sizes of SPEC §7's large-V suite.
+/// The vocabulary sizes of docs/spec.md §7's large-V suite.
 pub const LARGE_VOCABS: [usize; 5] = [32_000, 128_256, 151_936, 200_064, 262_144];
 
 /// A deterministic random stream (Philox in counter mode), so a suite seed
@@ -98,7 +98,7 @@ impl Stream {
     }
 }
 
-/// Seeded normal(0, σ) logits, the benchmark input of SPEC §8.
+/// Seeded normal(0, σ) logits, the benchmark input of docs/spec.md §8.
 pub fn normal_batch(rows: usize, vocab: usize, sigma: f64, seed: u64) -> Batch {
     let mut s = Stream::new(seed);
     let data = (0..rows * vocab)
@@ -200,7 +200,12 @@ fn random_ids(s: &mut Stream, n: usize, vocab: usize) -> Vec<u32> {
 
 /// A random dynamic-temperature configuration (every mapping and unit).
 pub fn random_dynamic(s: &mut Stream, order: Order) -> DynamicTemperature {
-    let unit = s.pick(&[None, Some(EntropyUnit::Nats), Some(EntropyUnit::Bits), Some(EntropyUnit::Normalized)]);
+    let unit = s.pick(&[
+        None,
+        Some(EntropyUnit::Nats),
+        Some(EntropyUnit::Bits),
+        Some(EntropyUnit::Normalized),
+    ]);
     let scale = match unit {
         Some(EntropyUnit::Bits) => 1.0 / std::f32::consts::LN_2,
         Some(EntropyUnit::Normalized) => 0.1,
@@ -298,7 +303,8 @@ pub fn random_params(s: &mut Stream, vocab: usize) -> SamplingParams {
     if s.chance(0.2) {
         for _ in 0..1 + s.below(8) {
             let id = s.below(vocab) as u32;
-            p.logit_bias.insert(id, s.pick(&[-100.0f32, -2.0, 0.5, 3.0, 30.0]));
+            p.logit_bias
+                .insert(id, s.pick(&[-100.0f32, -2.0, 0.5, 3.0, 30.0]));
         }
     }
     if s.chance(0.1) {
@@ -355,7 +361,8 @@ impl Default for SuiteConfig {
 
 /// The `index`-th batch for `vocab` (deterministic in the suite seed).
 pub fn make_case(cfg: &SuiteConfig, vocab: usize, index: usize, rows_left: usize) -> Case {
-    let mut s = Stream::new(cfg.seed ^ (vocab as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64);
+    let mut s =
+        Stream::new(cfg.seed ^ (vocab as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64);
     let rows = (1 + s.below(cfg.max_batch)).min(rows_left.max(1));
     let mut data = Vec::with_capacity(rows * vocab);
     let mut params = Vec::with_capacity(rows);
@@ -402,7 +409,7 @@ pub struct Stats {
     pub kept_mismatch_unexplained: usize,
     pub token_mismatch_explained: usize,
     pub token_mismatch_unexplained: usize,
-    /// Rows where a number was outside its SPEC §7 tolerance.
+    /// Rows where a number was outside its docs/spec.md §7 tolerance.
     pub tolerance_failures: usize,
 }
 
@@ -459,8 +466,17 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "{:>8} {:>6} {:>6} {:>7} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12} {:>6}",
-            "vocab", "cases", "rows", "draws", "max|Δπ|", "max|Δlp|", "max|ΔH|", "max ΔT rel",
-            "kept ≠ e/u", "token ≠ e/u", "tol ✗"
+            "vocab",
+            "cases",
+            "rows",
+            "draws",
+            "max|Δπ|",
+            "max|Δlp|",
+            "max|ΔH|",
+            "max ΔT rel",
+            "kept ≠ e/u",
+            "token ≠ e/u",
+            "tol ✗"
         )?;
         let line = |f: &mut fmt::Formatter<'_>, name: String, s: &Stats| {
             writeln!(
@@ -485,7 +501,7 @@ impl fmt::Display for Report {
         line(f, "total".into(), &self.total)?;
         writeln!(
             f,
-            "(e/u = explained/unexplained per SPEC §7; {})",
+            "(e/u = explained/unexplained per docs/spec.md §7; {})",
             if self.ok() { "PASS" } else { "FAIL" }
         )?;
         for msg in &self.failures {
@@ -593,12 +609,19 @@ fn reference_rows(
             scope.spawn(move || {
                 for (i, slot) in slots.iter_mut().enumerate() {
                     let r = t * chunk + i;
-                    *slot = Some(reference::process_row(r, view.row(r), &params[r], overrides[r]));
+                    *slot = Some(reference::process_row(
+                        r,
+                        view.row(r),
+                        &params[r],
+                        overrides[r],
+                    ));
                 }
             });
         }
     });
-    out.into_iter().map(|o| o.expect("every row computed")).collect()
+    out.into_iter()
+        .map(|o| o.expect("every row computed"))
+        .collect()
 }
 
 struct RowCheck<'a> {
@@ -613,7 +636,7 @@ struct RowCheck<'a> {
 }
 
 /// Below f32's smallest normal number (1.18e-38) an f32 backend may flush a
-/// survivor's π to 0 (GPUs flush denormals); it still counts as kept (SPEC §3),
+/// survivor's π to 0 (GPUs flush denormals); it still counts as kept (docs/spec.md §3),
 /// and `kept` is compared separately.
 const F32_UNDERFLOW: f64 = 1.2e-38;
 
@@ -643,14 +666,20 @@ impl RowCheck<'_> {
         }
         let dh = (self.result.entropy - pr.entropy).abs();
         if dh > ENTROPY_TOL {
-            tol_fail.push(format!("sample entropy {} vs {}", self.result.entropy, pr.entropy));
+            tol_fail.push(format!(
+                "sample entropy {} vs {}",
+                self.result.entropy, pr.entropy
+            ));
         }
 
         // Dynamic rows: the backend's T is the mapping of its own guide.
         if let Some(d) = &self.params.dynamic_temperature {
             self.check_dynamic(d, stats, &mut tol_fail);
         } else if (b.temperature - pr.temperature).abs() > 1e-6 * pr.temperature.max(1e-6) {
-            tol_fail.push(format!("temperature {} vs {}", b.temperature, pr.temperature));
+            tol_fail.push(format!(
+                "temperature {} vs {}",
+                b.temperature, pr.temperature
+            ));
         }
 
         // Kept sets.
@@ -684,7 +713,10 @@ impl RowCheck<'_> {
             stats.max_abs_dpi = stats.max_abs_dpi.max(dpi);
             let dfe = (b.final_entropy - pr.final_entropy).abs();
             if dfe > ENTROPY_TOL {
-                tol_fail.push(format!("final_entropy {} vs {}", b.final_entropy, pr.final_entropy));
+                tol_fail.push(format!(
+                    "final_entropy {} vs {}",
+                    b.final_entropy, pr.final_entropy
+                ));
             }
             stats.max_abs_dentropy = stats.max_abs_dentropy.max(dfe);
         }
@@ -727,7 +759,11 @@ impl RowCheck<'_> {
         let expected = d.temperature(g_b, g_b, n, static_t);
         let rel = (b.temperature - expected).abs() / expected.abs().max(1e-6);
         // A computed T of 0 is greedy either way.
-        let rel = if expected <= 0.0 && b.temperature == 0.0 { 0.0 } else { rel };
+        let rel = if expected <= 0.0 && b.temperature == 0.0 {
+            0.0
+        } else {
+            rel
+        };
         stats.max_rel_dtemperature = stats.max_rel_dtemperature.max(rel);
         if rel > DYN_T_REL {
             tol_fail.push(format!(
@@ -743,14 +779,14 @@ impl RowCheck<'_> {
     }
 
     /// `(equal, explained)`: whether the survivor sets agree, and if not,
-    /// whether every differing token sits on a SPEC §7 boundary.
+    /// whether every differing token sits on a docs/spec.md §7 boundary.
     fn compare_kept(&self) -> (bool, bool) {
         let pr = self.reference;
         let b = &self.probs.probs;
         let mut equal = true;
         let mut explained = true;
-        for i in 0..b.len() {
-            let in_b = b[i] > 0.0;
+        for (i, &bi) in b.iter().enumerate() {
+            let in_b = bi > 0.0;
             let in_r = pr.kept[i];
             if in_b == in_r || (in_r && pr.pi[i] < F32_UNDERFLOW) {
                 continue;
@@ -763,7 +799,7 @@ impl RowCheck<'_> {
         (equal, explained)
     }
 
-    /// Whether token `i` lies on a boundary of some stage (SPEC §7).
+    /// Whether token `i` lies on a boundary of some stage (docs/spec.md §7).
     fn boundary_token(&self, i: usize) -> bool {
         let pr = self.reference;
         let y = pr.logits[i];
@@ -783,7 +819,8 @@ impl RowCheck<'_> {
                 Some(cut) => {
                     let target = cut.p - reference::TOP_P_SLACK;
                     (y >= t.threshold && (cut.mass_above - target).abs() <= TOP_P_MASS_TOL)
-                        || (y < t.threshold && (cut.mass_at_or_above - target).abs() <= TOP_P_MASS_TOL)
+                        || (y < t.threshold
+                            && (cut.mass_at_or_above - target).abs() <= TOP_P_MASS_TOL)
                 }
                 None => false,
             }
@@ -868,15 +905,25 @@ impl RowCheck<'_> {
             return;
         };
         let raw = reference::raw_log_softmax(self.x);
-        let cmp = |name: &str, got: &[TokenLogprob], want: &[TokenLogprob], all: &[f64], tol_fail: &mut Vec<String>| {
+        let cmp = |name: &str,
+                   got: &[TokenLogprob],
+                   want: &[TokenLogprob],
+                   all: &[f64],
+                   tol_fail: &mut Vec<String>| {
             if got.len() != want.len() {
-                tol_fail.push(format!("{name} top_logprobs: {} entries vs {}", got.len(), want.len()));
+                tol_fail.push(format!(
+                    "{name} top_logprobs: {} entries vs {}",
+                    got.len(),
+                    want.len()
+                ));
                 return;
             }
             for (g, w) in got.iter().zip(want) {
                 // Positions agree in value; ids may swap only between near-ties.
                 if (g.logprob - w.logprob).abs() > LOGPROB_TOL
-                    || (g.id != w.id && (all[g.id as usize] - w.logprob).abs() > BOUNDARY_REL * w.logprob.abs().max(1.0))
+                    || (g.id != w.id
+                        && (all[g.id as usize] - w.logprob).abs()
+                            > BOUNDARY_REL * w.logprob.abs().max(1.0))
                 {
                     tol_fail.push(format!(
                         "{name} top_logprobs: {}:{} vs {}:{}",
@@ -917,7 +964,10 @@ mod tests {
         let mut a = Stream::new(5);
         let mut b = Stream::new(5);
         let xs: Vec<f64> = (0..10_000).map(|_| a.unit()).collect();
-        assert!(xs.iter().zip((0..10_000).map(|_| b.unit())).all(|(x, y)| *x == y));
+        assert!(xs
+            .iter()
+            .zip((0..10_000).map(|_| b.unit()))
+            .all(|(x, y)| *x == y));
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         // σ of the mean of 10⁴ uniforms is 0.0029; 4σ.
         assert!((mean - 0.5).abs() < 0.012, "{mean}");
@@ -956,7 +1006,12 @@ mod tests {
         fn device(&self) -> String {
             "broken".into()
         }
-        fn sample(&mut self, l: LogitsView<'_>, p: &[SamplingParams], n: u32) -> Result<Vec<RowResult>> {
+        fn sample(
+            &mut self,
+            l: LogitsView<'_>,
+            p: &[SamplingParams],
+            n: u32,
+        ) -> Result<Vec<RowResult>> {
             let mut rows = self.0.sample(l, p, n)?;
             for r in &mut rows {
                 // Off by one token now and then.

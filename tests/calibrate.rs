@@ -1,8 +1,7 @@
 //! `calibrate`: temperatures that hit a target entropy (checked against an
 //! entropy computed here by hand), the mean over a file, truncation, errors for
-//! unreachable targets, and the percentile suggestion.
-
-use std::process::Command;
+//! unreachable targets, and the percentile suggestion. The `calibrate` command
+//! is tested with the binary (crates/token-sampler-cli/tests/calibrate_cli.rs).
 
 use token_sampler::calibrate::{
     calibrate_mean, calibrate_rows, entropy_at, entropy_percentiles, CalibrationError, Scope, Unit,
@@ -77,8 +76,9 @@ fn each_row_hits_its_target() {
             assert!((c.entropy - target).abs() < 1e-6);
         }
     }
-    // The SPEC's sweep value: H = 2.611 bits at T = 1 (2.611016 exactly), so the
-    // temperature for 2.611016 bits is 1 within the bisection tolerance.
+    // The sweep value of docs/spec.md §10: H = 2.611 bits at T = 1 (2.611016
+    // exactly), so the temperature for 2.611016 bits is 1 within the bisection
+    // tolerance.
     let out = calibrate_rows(batch.view(), &params[..1], 2.611016, Unit::Bits);
     let one = Batch::from_rows(&rows[..1]).unwrap();
     let out2 = calibrate_rows(one.view(), &params[..1], 2.6110160, Unit::Bits).unwrap();
@@ -269,92 +269,4 @@ fn percentiles_interpolate_linearly() {
         None,
         "equal percentiles cannot make a linear mapping"
     );
-}
-
-fn cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_token-sampler"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-#[test]
-fn calibrate_command() {
-    let dir = std::env::temp_dir().join(format!("token-sampler-cal-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("rows.json");
-    std::fs::write(
-        &file,
-        "[[2.2,1.8,1.4,0.9,0.2,0.1,-0.3,-0.6,-0.8,-1.0],[1,1,-5,-5,-5,-5,-5,-5,-5,-5]]",
-    )
-    .unwrap();
-    let f = file.to_str().unwrap();
-
-    let out = cli(&[
-        "calibrate",
-        "--logits",
-        f,
-        "--target",
-        "1.5",
-        "--unit",
-        "bits",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["unit"], "bits");
-    let rows = v["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
-    for r in rows {
-        assert!((r["entropy"].as_f64().unwrap() - 1.5).abs() < 1e-4);
-    }
-
-    let out = cli(&[
-        "calibrate",
-        "--logits",
-        f,
-        "--target",
-        "1.5",
-        "--unit",
-        "bits",
-        "--mean",
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        (v["mean"]["entropy"].as_f64().unwrap() - 1.5).abs() < 1e-4,
-        "{v}"
-    );
-
-    let out = cli(&["calibrate", "--logits", f, "--target", "0.2"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("row 1") && err.contains("unreachable"),
-        "{err}"
-    );
-
-    let out = cli(&["calibrate", "--logits", f, "--percentiles", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mapping = &v["suggested"]["dynamic_temperature"]["mapping"];
-    assert_eq!(mapping["kind"], "linear");
-    assert_eq!(mapping["t_min"], 0.3);
-    // The suggestion parses as parameters.
-    let params: SamplingParams = serde_json::from_value(serde_json::json!({
-        "dynamic_temperature": v["suggested"]["dynamic_temperature"]
-    }))
-    .unwrap();
-    params.validate(0, 10).unwrap();
-
-    let out = cli(&["calibrate", "--logits", f]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "--target or --percentiles is required"
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

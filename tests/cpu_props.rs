@@ -12,7 +12,9 @@ fn row() -> impl Strategy<Value = Vec<f32>> {
         prop_oneof![9 => (-24i32..24).prop_map(|v| v as f32 * 0.25), 1 => Just(f32::NEG_INFINITY)],
         1..80,
     )
-    .prop_filter("at least one finite logit", |x| x.iter().any(|v| v.is_finite()))
+    .prop_filter("at least one finite logit", |x| {
+        x.iter().any(|v| v.is_finite())
+    })
 }
 
 fn params() -> impl Strategy<Value = SamplingParams> {
@@ -22,19 +24,25 @@ fn params() -> impl Strategy<Value = SamplingParams> {
         prop_oneof![Just(1.0f32), 0.05f32..1.0],
         prop_oneof![Just(0.0f32), 0.0f32..0.6],
         1u32..6,
-        prop_oneof![Just(Order::Standard), Just(Order::Vllm), Just(Order::LlamaCpp)],
+        prop_oneof![
+            Just(Order::Standard),
+            Just(Order::Vllm),
+            Just(Order::LlamaCpp)
+        ],
         any::<u64>(),
     )
-        .prop_map(|(temperature, top_k, top_p, min_p, keep, order, seed)| SamplingParams {
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            min_tokens_to_keep: keep,
-            order,
-            seed: Some(seed),
-            ..Default::default()
-        })
+        .prop_map(
+            |(temperature, top_k, top_p, min_p, keep, order, seed)| SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                min_tokens_to_keep: keep,
+                order,
+                seed: Some(seed),
+                ..Default::default()
+            },
+        )
 }
 
 proptest! {
@@ -44,7 +52,7 @@ proptest! {
     fn cpu_pi_matches_reference(x in row(), p in params()) {
         let pr = process_row(0, &x, &p, Overrides::default()).unwrap();
         // A top-p cut whose cumulative mass sits within 1e-5 of p, or a min-p
-        // threshold within 1e-5 of a logit, is a boundary SPEC §7 lets the
+        // threshold within 1e-5 of a logit, is a boundary docs/spec.md §7 lets the
         // backends decide differently.
         let boundary = pr.trace.iter().any(|s| match (s.stage, s.top_p_cut) {
             (Stage::TopP, Some(c)) => (c.mass_above - c.p).abs() <= 1e-5 || (c.mass_at_or_above - c.p).abs() <= 1e-5,

@@ -1,5 +1,5 @@
 //! Seeded differential suite: the `cpu` backend against the f64 `reference`,
-//! with the agreement rules of SPEC §7 (kept sets equal except boundary
+//! with the agreement rules of docs/spec.md §7 (kept sets equal except boundary
 //! tokens, π within 1e-5, logprob 1e-4, entropy 1e-4, dynamic rows' T equal to
 //! the mapping of their own guide entropy within 1e-6 relative, every token
 //! mismatch explained).
@@ -55,11 +55,31 @@ fn random_row(g: &mut Gen, vocab: usize) -> Vec<f32> {
 
 fn random_mapping(g: &mut Gen) -> DynamicTemperature {
     let mapping = match g.below(5) {
-        0 => Mapping::Linear { h_low: 0.5, h_high: 4.0, t_min: 0.2, t_max: 1.3 },
-        1 => Mapping::Sigmoid { h_mid: 2.0, steepness: 1.5, t_min: 0.3, t_max: 1.2 },
-        2 => Mapping::Lut { entropies: vec![0.5, 2.0, 5.0], temperatures: vec![0.2, 0.8, 1.4] },
-        3 => Mapping::Edt { t0: 1.0, base: 0.8, theta: 1.5 },
-        _ => Mapping::LlamaCpp { range: 0.5, exponent: 1.0 },
+        0 => Mapping::Linear {
+            h_low: 0.5,
+            h_high: 4.0,
+            t_min: 0.2,
+            t_max: 1.3,
+        },
+        1 => Mapping::Sigmoid {
+            h_mid: 2.0,
+            steepness: 1.5,
+            t_min: 0.3,
+            t_max: 1.2,
+        },
+        2 => Mapping::Lut {
+            entropies: vec![0.5, 2.0, 5.0],
+            temperatures: vec![0.2, 0.8, 1.4],
+        },
+        3 => Mapping::Edt {
+            t0: 1.0,
+            base: 0.8,
+            theta: 1.5,
+        },
+        _ => Mapping::LlamaCpp {
+            range: 0.5,
+            exponent: 1.0,
+        },
     };
     let mut d = DynamicTemperature::new(mapping.clone());
     if !matches!(mapping, Mapping::LlamaCpp { .. }) {
@@ -70,7 +90,12 @@ fn random_mapping(g: &mut Gen) -> DynamicTemperature {
         ]));
         if matches!(d.unit, Some(token_sampler::EntropyUnit::Normalized)) {
             // Normalised entropies live in [0, 1]: rescale the mapping there.
-            d.mapping = Mapping::Linear { h_low: 0.1, h_high: 0.9, t_min: 0.2, t_max: 1.3 };
+            d.mapping = Mapping::Linear {
+                h_low: 0.1,
+                h_high: 0.9,
+                t_min: 0.2,
+                t_max: 1.3,
+            };
         }
         if g.below(4) == 0 {
             d.max_entropy = Some(3.0);
@@ -86,7 +111,12 @@ fn random_params(g: &mut Gen, vocab: usize) -> SamplingParams {
         top_p: g.pick(&[1.0, 1.0, 0.9, 0.9, 0.5, 0.99, 0.1]),
         min_p: g.pick(&[0.0, 0.0, 0.0, 0.05, 0.2]),
         min_tokens_to_keep: g.pick(&[1, 1, 1, 3, 50]),
-        order: g.pick(&[Order::Standard, Order::Standard, Order::Vllm, Order::LlamaCpp]),
+        order: g.pick(&[
+            Order::Standard,
+            Order::Standard,
+            Order::Vllm,
+            Order::LlamaCpp,
+        ]),
         seed: Some(g.next()),
         step: g.below(1000) as u64,
         ..Default::default()
@@ -97,13 +127,16 @@ fn random_params(g: &mut Gen, vocab: usize) -> SamplingParams {
         p.dynamic_temperature = Some(d);
         if range_ok && p.order != Order::LlamaCpp && g.below(2) == 0 {
             p.top_p = 1.0;
-            p.dynamic_temperature.as_mut().unwrap().top_p =
-                Some(token_sampler::TopPRange { low: 0.7, high: 0.95 });
+            p.dynamic_temperature.as_mut().unwrap().top_p = Some(token_sampler::TopPRange {
+                low: 0.7,
+                high: 0.95,
+            });
         }
     }
     if g.below(6) == 0 {
         for _ in 0..1 + g.below(5) {
-            p.logit_bias.insert(g.below(vocab) as u32, (g.normal() * 3.0) as f32);
+            p.logit_bias
+                .insert(g.below(vocab) as u32, (g.normal() * 3.0) as f32);
         }
     }
     if g.below(6) == 0 {
@@ -123,7 +156,7 @@ fn random_params(g: &mut Gen, vocab: usize) -> SamplingParams {
     p
 }
 
-/// Whether a kept-set difference is at a boundary the spec allows (SPEC §7).
+/// Whether a kept-set difference is at a boundary the spec allows (docs/spec.md §7).
 fn boundary_explained(pr: &ProcessedRow, token: usize) -> bool {
     let y = pr.logits[token];
     pr.trace.iter().any(|s| {
@@ -159,13 +192,7 @@ struct Tally {
     token_mismatch: usize,
 }
 
-fn compare(
-    tally: &mut Tally,
-    label: &str,
-    x: &[f32],
-    p: &SamplingParams,
-    cpu: &mut CpuSampler,
-) {
+fn compare(tally: &mut Tally, label: &str, x: &[f32], p: &SamplingParams, cpu: &mut CpuSampler) {
     tally.rows += 1;
     let batch = Batch::new(x.to_vec(), 1, x.len()).unwrap();
     let params = [p.clone()];
@@ -173,7 +200,12 @@ fn compare(
     let res = cpu.sample(batch.view(), &params, 3).unwrap().remove(0);
 
     let ref_own = process_row(0, x, p, Overrides::default()).unwrap();
-    assert!((probs.entropy - ref_own.entropy).abs() <= 1e-4, "{label}: entropy {} vs {}", probs.entropy, ref_own.entropy);
+    assert!(
+        (probs.entropy - ref_own.entropy).abs() <= 1e-4,
+        "{label}: entropy {} vs {}",
+        probs.entropy,
+        ref_own.entropy
+    );
     assert!((res.entropy - ref_own.entropy).abs() <= 1e-4, "{label}");
     assert!(
         (res.varentropy - ref_own.varentropy).abs() <= 1e-3 * ref_own.varentropy.max(1.0),
@@ -184,10 +216,15 @@ fn compare(
     // Dynamic rows: the cpu's T is the mapping of its own guide entropy, and the
     // guide is within 1e-4 of the reference's; π is compared at the cpu's T.
     let mut overrides = Overrides::default();
-    if let (Some(d), Some(g_cpu), Some(g_ref)) =
-        (&p.dynamic_temperature, probs.guide_entropy, ref_own.guide_entropy)
-    {
-        assert!((g_cpu - g_ref).abs() <= 1e-4, "{label}: guide {g_cpu} vs {g_ref}");
+    if let (Some(d), Some(g_cpu), Some(g_ref)) = (
+        &p.dynamic_temperature,
+        probs.guide_entropy,
+        ref_own.guide_entropy,
+    ) {
+        assert!(
+            (g_cpu - g_ref).abs() <= 1e-4,
+            "{label}: guide {g_cpu} vs {g_ref}"
+        );
         if p.temperature != 0.0 {
             let (h, n) = if p.order == Order::LlamaCpp {
                 (g_cpu, probs.kept as usize)
@@ -213,7 +250,7 @@ fn compare(
     assert!((probs.top_p - pr.top_p).abs() < 1e-12, "{label}: top_p");
     let kept_cpu: Vec<bool> = probs.probs.iter().map(|&q| q > 0.0).collect();
     // π > 0 shows the cpu's kept set, except where π underflows f64 (a
-    // survivor still counts in `kept`, SPEC §3.8): those tokens are compared
+    // survivor still counts in `kept`, docs/spec.md §3.8): those tokens are compared
     // through the kept count only.
     let differing: Vec<usize> = (0..x.len())
         .filter(|&i| kept_cpu[i] != pr.kept[i] && pr.pi[i] > 1e-290)
@@ -258,25 +295,42 @@ fn compare(
     }
     if differing.is_empty() {
         let want_lp = pr.log_pi[res.token as usize];
-        assert!((res.logprob - want_lp).abs() <= 1e-4, "{label}: logprob {} vs {want_lp}", res.logprob);
+        assert!(
+            (res.logprob - want_lp).abs() <= 1e-4,
+            "{label}: logprob {} vs {want_lp}",
+            res.logprob
+        );
     }
     // raw logprob and the top lists against the reference's own result.
     let want = sample_row(0, x, p, p.seed.unwrap(), 1).unwrap();
     let raw = token_sampler::reference::raw_log_softmax(x);
-    assert!((res.raw_logprob - raw[res.token as usize]).abs() <= 1e-4, "{label}: raw logprob");
+    assert!(
+        (res.raw_logprob - raw[res.token as usize]).abs() <= 1e-4,
+        "{label}: raw logprob"
+    );
     match (&res.top_logprobs, &want.top_logprobs) {
         (None, None) => {}
         (Some(a), Some(b)) => {
             assert_eq!(a.raw.len(), b.raw.len(), "{label}: raw top length");
             for (u, v) in a.raw.iter().zip(&b.raw) {
                 assert_eq!(u.id, v.id, "{label}: raw top ids");
-                assert!((u.logprob - v.logprob).abs() <= 1e-4, "{label}: raw top logprob");
+                assert!(
+                    (u.logprob - v.logprob).abs() <= 1e-4,
+                    "{label}: raw top logprob"
+                );
             }
             if differing.is_empty() && overrides == Overrides::default() {
-                assert_eq!(a.processed.len(), b.processed.len(), "{label}: processed length");
+                assert_eq!(
+                    a.processed.len(),
+                    b.processed.len(),
+                    "{label}: processed length"
+                );
                 for (u, v) in a.processed.iter().zip(&b.processed) {
                     assert_eq!(u.id, v.id, "{label}: processed ids");
-                    assert!((u.logprob - v.logprob).abs() <= 1e-4, "{label}: processed logprob");
+                    assert!(
+                        (u.logprob - v.logprob).abs() <= 1e-4,
+                        "{label}: processed logprob"
+                    );
                 }
             }
         }
@@ -302,7 +356,10 @@ fn run_suite(seed: u64, cases: usize, vocabs: &[usize], threads: usize) -> Tally
         if process_row(0, &x, &p, Overrides::default()).is_err() {
             continue;
         }
-        let label = format!("seed {seed} case {case} V {vocab} params {}", serde_json::to_string(&p).unwrap());
+        let label = format!(
+            "seed {seed} case {case} V {vocab} params {}",
+            serde_json::to_string(&p).unwrap()
+        );
         compare(&mut tally, &label, &x, &p, &mut cpu);
     }
     tally
@@ -310,7 +367,12 @@ fn run_suite(seed: u64, cases: usize, vocabs: &[usize], threads: usize) -> Tally
 
 #[test]
 fn small_vocabularies_agree_with_reference() {
-    let t = run_suite(1, 3000, &[1, 2, 3, 7, 31, 64, 100, 513, 1000, 1025, 4096], 2);
+    let t = run_suite(
+        1,
+        3000,
+        &[1, 2, 3, 7, 31, 64, 100, 513, 1000, 1025, 4096],
+        2,
+    );
     eprintln!("{t:?}");
     assert!(t.rows > 2000);
     // Boundary disagreements are allowed but must stay rare.
@@ -365,14 +427,19 @@ fn rows_split_inside_a_batch_match_the_same_rows_alone() {
             let alone = cpu.probs(single.view(), p).unwrap().remove(0);
             assert_eq!(alone.kept, together[i].kept, "row {i} {name}: kept");
             let dh = (alone.entropy - together[i].entropy).abs();
-            let dp = alone.probs.iter().zip(&together[i].probs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let dp = alone
+                .probs
+                .iter()
+                .zip(&together[i].probs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
             eprintln!("row {i} {name}: |ΔH| {dh:.2e}, max |Δπ| {dp:.2e}");
             assert!(dh <= 1e-7, "row {i} {name}: entropy");
             assert!(dp <= 1e-8, "row {i} {name}: π");
             let s = cpu.sample(single.view(), p, 8).unwrap().remove(0);
             assert_eq!(s.draws, drawn[i].draws, "row {i} {name}: draws");
         }
-        // And the reference agrees within SPEC §7.
+        // And the reference agrees within docs/spec.md §7.
         let pr = process_row(0, row, &params[i], Overrides::default()).unwrap();
         for (a, b) in together[i].probs.iter().zip(&pr.pi) {
             assert!((a - b).abs() <= 1e-5, "row {i}: π vs reference");

@@ -17,7 +17,11 @@ fn trace_reports_thresholds_and_top_p_cut() {
     // Weights [4, 2, 1, 1], top-k 3 (threshold ln 1 = 0, ties keep 4), then
     // top-p 0.75 (cut after token 1: mass above the cut value .5, at-or-above .75).
     let x = common::ln(&[4.0, 2.0, 1.0, 1.0]);
-    let p = SamplingParams { top_k: 3, top_p: 0.75, ..Default::default() };
+    let p = SamplingParams {
+        top_k: 3,
+        top_p: 0.75,
+        ..Default::default()
+    };
     let pr = process_row(0, &x, &p, Overrides::default()).unwrap();
     assert_eq!(pr.trace.len(), 2);
     assert_eq!(pr.trace[0].stage, Stage::TopK);
@@ -37,7 +41,10 @@ fn overrides_evaluate_at_a_given_temperature() {
         0,
         &x,
         &SamplingParams::default(),
-        Overrides { temperature: Some(0.5), top_p: None },
+        Overrides {
+            temperature: Some(0.5),
+            top_p: None,
+        },
     )
     .unwrap();
     common::assert_pi(&pr.pi, &[16.0, 4.0, 1.0, 1.0]);

@@ -1,4 +1,4 @@
-//! The parameter sets the GPU benchmarks run (SPEC §9's grid), shared by
+//! The parameter sets the GPU benchmarks run (docs/spec.md §9's grid), shared by
 //! benches/gpu.rs and examples/gpu_bench.rs: the `bench` command's named sets
 //! (`token_sampler::bench::named_set`) with the GPU grid's top-k 50 and
 //! top-p 0.95, and the FlashInfer anchor's top-p 0.9.
@@ -31,8 +31,5 @@ pub fn params_for(set: &str) -> SamplingParams {
         "entropy_guided" => named("entropy_guided"),
         _ => named("temperature"),
     };
-    SamplingParams {
-        seed: Some(1),
-        ..p
-    }
+    SamplingParams { seed: Some(1), ..p }
 }

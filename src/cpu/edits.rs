@@ -1,4 +1,4 @@
-//! Stages 1–2 of SPEC §3 (bias & mask, penalties) without copying the row.
+//! Stages 1–2 of docs/spec.md §3 (bias & mask, penalties) without copying the row.
 //!
 //! A row's edited logits are described as a list of blocks in token-id order:
 //! stretches of the caller's row that no bias or penalty touches, and short
@@ -65,6 +65,53 @@ fn in_range(v: f64) -> bool {
     v.is_finite() && v.abs() <= f32::MAX as f64
 }
 
+/// The three penalties, widened as the reference widens them.
+struct Penalties {
+    r: f64,
+    frequency: f64,
+    presence: f64,
+}
+
+impl Penalties {
+    /// Penalises one distinct id of history ∪ prompt (`count` times in the
+    /// history), on top of its bias if `work[..biased]` holds one.
+    fn apply(
+        &self,
+        work: &mut Vec<(u32, f64)>,
+        biased: usize,
+        row: usize,
+        x: &[f32],
+        id: u32,
+        count: u64,
+    ) -> Result<()> {
+        let slot = work[..biased].binary_search_by_key(&id, |e| e.0);
+        let mut y = match slot {
+            Ok(k) => work[k].1,
+            Err(_) => x[id as usize] as f64,
+        };
+        y = if y > 0.0 { y / self.r } else { y * self.r };
+        if !in_range(y) {
+            return Err(range_error(row, id, "repetition_penalty", y));
+        }
+        if count > 0 {
+            y -= self.frequency * count as f64 + self.presence;
+            if !in_range(y) {
+                return Err(range_error(
+                    row,
+                    id,
+                    "frequency_penalty/presence_penalty",
+                    y,
+                ));
+            }
+        }
+        match slot {
+            Ok(k) => work[k].1 = y,
+            Err(_) => work.push((id, y)),
+        }
+        Ok(())
+    }
+}
+
 impl Edits {
     /// Whether this row has any bias, mask or active penalty.
     pub fn needed(p: &SamplingParams) -> bool {
@@ -108,59 +155,50 @@ impl Edits {
         let biased = self.work.len();
         // Penalties over the distinct tokens of history ∪ prompt, ascending.
         if p.has_penalties() {
-            self.sorted.clear();
-            self.sorted.extend_from_slice(&p.history);
-            self.sorted.sort_unstable();
-            let history_len = self.sorted.len();
-            self.sorted.extend_from_slice(&p.prompt_token_ids);
-            // `sorted[..history_len]` holds the history for counting.
-            let (hist, prompt) = self.sorted.split_at_mut(history_len);
-            prompt.sort_unstable();
-            let r = widen(p.repetition_penalty);
-            let (fp, pp) = (widen(p.frequency_penalty), widen(p.presence_penalty));
-            let (mut i, mut j) = (0, 0);
-            while i < hist.len() || j < prompt.len() {
-                let id = match (hist.get(i), prompt.get(j)) {
-                    (Some(&h), Some(&q)) => h.min(q),
-                    (Some(&h), None) => h,
-                    (None, Some(&q)) => q,
-                    (None, None) => unreachable!(),
-                };
-                let mut count = 0u64;
-                while i < hist.len() && hist[i] == id {
-                    count += 1;
-                    i += 1;
-                }
-                while j < prompt.len() && prompt[j] == id {
-                    j += 1;
-                }
-                let v = x[id as usize];
-                if v == f32::NEG_INFINITY || !Self::is_allowed(self.masked, &self.allowed, id) {
-                    continue;
-                }
-                let slot = self.work[..biased].binary_search_by_key(&id, |e| e.0);
-                let mut y = match slot {
-                    Ok(k) => self.work[k].1,
-                    Err(_) => v as f64,
-                };
-                y = if y > 0.0 { y / r } else { y * r };
-                if !in_range(y) {
-                    return Err(range_error(row, id, "repetition_penalty", y));
-                }
-                if count > 0 {
-                    y -= fp * count as f64 + pp;
-                    if !in_range(y) {
-                        return Err(range_error(
-                            row,
-                            id,
-                            "frequency_penalty/presence_penalty",
-                            y,
-                        ));
+            let pen = Penalties {
+                r: widen(p.repetition_penalty),
+                frequency: widen(p.frequency_penalty),
+                presence: widen(p.presence_penalty),
+            };
+            let skip = |id: u32| {
+                x[id as usize] == f32::NEG_INFINITY
+                    || !Self::is_allowed(self.masked, &self.allowed, id)
+            };
+            if let Some(state) = &p.sequence {
+                // Kept counts (docs/spec.md §13.2): already distinct and ascending.
+                for t in state.tokens() {
+                    if !skip(t.id) {
+                        pen.apply(&mut self.work, biased, row, x, t.id, t.count as u64)?;
                     }
                 }
-                match slot {
-                    Ok(k) => self.work[k].1 = y,
-                    Err(_) => self.work.push((id, y)),
+            } else {
+                self.sorted.clear();
+                self.sorted.extend_from_slice(&p.history);
+                self.sorted.sort_unstable();
+                let history_len = self.sorted.len();
+                self.sorted.extend_from_slice(&p.prompt_token_ids);
+                // `sorted[..history_len]` holds the history for counting.
+                let (hist, prompt) = self.sorted.split_at_mut(history_len);
+                prompt.sort_unstable();
+                let (mut i, mut j) = (0, 0);
+                while i < hist.len() || j < prompt.len() {
+                    let id = match (hist.get(i), prompt.get(j)) {
+                        (Some(&h), Some(&q)) => h.min(q),
+                        (Some(&h), None) => h,
+                        (None, Some(&q)) => q,
+                        (None, None) => unreachable!(),
+                    };
+                    let mut count = 0u64;
+                    while i < hist.len() && hist[i] == id {
+                        count += 1;
+                        i += 1;
+                    }
+                    while j < prompt.len() && prompt[j] == id {
+                        j += 1;
+                    }
+                    if !skip(id) {
+                        pen.apply(&mut self.work, biased, row, x, id, count)?;
+                    }
                 }
             }
         }
@@ -178,8 +216,30 @@ impl Edits {
         p.logit_bias
             .keys()
             .copied()
-            .chain(if p.has_penalties() { &p.history[..] } else { &[] }.iter().copied())
-            .chain(if p.has_penalties() { &p.prompt_token_ids[..] } else { &[] }.iter().copied())
+            .chain(
+                if p.has_penalties() {
+                    &p.history[..]
+                } else {
+                    &[]
+                }
+                .iter()
+                .copied(),
+            )
+            .chain(
+                if p.has_penalties() {
+                    &p.prompt_token_ids[..]
+                } else {
+                    &[]
+                }
+                .iter()
+                .copied(),
+            )
+            .chain(
+                p.sequence
+                    .iter()
+                    .filter(|_| p.has_penalties())
+                    .flat_map(|s| s.tokens().map(|t| t.id)),
+            )
     }
 
     /// The blocks of the edited row of `vocab` tokens, in id order: live
@@ -208,7 +268,11 @@ impl Edits {
                     lo += (end - start) as u32;
                     *e = end;
                 } else {
-                    let next = if *e < self.ids.len() { self.ids[*e].min(hi) } else { hi };
+                    let next = if *e < self.ids.len() {
+                        self.ids[*e].min(hi)
+                    } else {
+                        hi
+                    };
                     push_pieces(out, lo, next - lo, lo, false);
                     lo = next;
                 }
@@ -263,7 +327,11 @@ mod tests {
             assert!(b.len as usize <= BLOCK && b.len > 0);
             next = b.id + b.len;
             for k in 0..b.len {
-                let v = if b.edited { e.vals[(b.start + k) as usize] } else { x[(b.start + k) as usize] };
+                let v = if b.edited {
+                    e.vals[(b.start + k) as usize]
+                } else {
+                    x[(b.start + k) as usize]
+                };
                 out[(b.id + k) as usize] = v;
             }
         }
@@ -272,7 +340,9 @@ mod tests {
 
     #[test]
     fn edited_rows_match_the_reference_stage() {
-        let x: Vec<f32> = (0..1500).map(|i| ((i * 37) % 101) as f32 * 0.1 - 5.0).collect();
+        let x: Vec<f32> = (0..1500)
+            .map(|i| ((i * 37) % 101) as f32 * 0.1 - 5.0)
+            .collect();
         let cases = [
             serde_json::json!({}),
             serde_json::json!({"logit_bias": {"0": 1.5, "3": -2, "1499": 4}}),
@@ -297,11 +367,16 @@ mod tests {
     #[test]
     fn range_errors_name_the_field_like_the_reference() {
         let x = vec![1.0f32, 3.0e38, -3.0e38];
-        let p = SamplingParams::from_json_value(0, serde_json::json!({"logit_bias": {"1": 1e38}})).unwrap();
+        let p = SamplingParams::from_json_value(0, serde_json::json!({"logit_bias": {"1": 1e38}}))
+            .unwrap();
         let e = Edits::default().build(4, &x, &p).unwrap_err().to_string();
         let r = bias_mask_penalties(4, &x, &p).unwrap_err().to_string();
         assert_eq!(e, r);
-        let p = SamplingParams::from_json_value(0, serde_json::json!({"repetition_penalty": 0.01, "history": [1]})).unwrap();
+        let p = SamplingParams::from_json_value(
+            0,
+            serde_json::json!({"repetition_penalty": 0.01, "history": [1]}),
+        )
+        .unwrap();
         let e = Edits::default().build(4, &x, &p).unwrap_err().to_string();
         assert_eq!(e, bias_mask_penalties(4, &x, &p).unwrap_err().to_string());
     }

@@ -1,4 +1,4 @@
-//! The `cpu` backend (SPEC §1): the reference's semantics, sort-free and
+//! The `cpu` backend (docs/spec.md §1): the reference's semantics, sort-free and
 //! multi-threaded, in f32 with f64 accumulation.
 //!
 //! Rows are spread over a rayon pool owned by the sampler; when the batch has
@@ -106,7 +106,11 @@ impl CpuSampler {
                     .expect("a one-thread pool")
             });
         let threads = pool.current_num_threads();
-        let team = if threads > 1 { Team::new(threads - 1).ok() } else { None };
+        let team = if threads > 1 {
+            Team::new(threads - 1).ok()
+        } else {
+            None
+        };
         CpuSampler {
             pool,
             threads,
@@ -179,7 +183,11 @@ impl CpuSampler {
         if self.threads == 1 || (rows == 1 && par == 1) {
             return (0..rows).map(|r| one_row(r, Split::Serial)).collect();
         }
-        let split = if par > 1 { Split::Rayon(par) } else { Split::Serial };
+        let split = if par > 1 {
+            Split::Rayon(par)
+        } else {
+            Split::Serial
+        };
         let outs: Vec<Result<RowOut>> = self.pool.install(|| {
             (0..rows)
                 .into_par_iter()
@@ -243,23 +251,38 @@ impl Sampler for CpuSampler {
     /// One multi-threaded streaming read of the logits (the median of five),
     /// with the same threads and vector width as sampling.
     fn stream_read_ms(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {
-        Ok(Some(stream_read_ms(&self.pool, self.team.as_ref(), self.kernels, logits.data())))
+        Ok(Some(stream_read_ms(
+            &self.pool,
+            self.team.as_ref(),
+            self.kernels,
+            logits.data(),
+        )))
     }
 }
 
 /// Milliseconds for one parallel streaming read of `data` (median of five
 /// reads after one warm-up): over `team` (the caller and its helpers, no
 /// hand-off to wait for) when there is one, else over `pool`.
-pub fn stream_read_ms(pool: &rayon::ThreadPool, team: Option<&Team>, k: Kernels, data: &[f32]) -> f64 {
+pub fn stream_read_ms(
+    pool: &rayon::ThreadPool,
+    team: Option<&Team>,
+    k: Kernels,
+    data: &[f32],
+) -> f64 {
     let once = || {
         let t0 = Instant::now();
         let s: f32 = match team {
             Some(team) => {
                 let chunk = data.len().div_ceil(4 * team.size()).max(1);
-                team.map(data.chunks(chunk).collect(), |c| k.read_sum(c)).into_iter().sum()
+                team.map(data.chunks(chunk).collect(), |c| k.read_sum(c))
+                    .into_iter()
+                    .sum()
             }
             None => {
-                let chunk = data.len().div_ceil(pool.current_num_threads().max(1)).max(1);
+                let chunk = data
+                    .len()
+                    .div_ceil(pool.current_num_threads().max(1))
+                    .max(1);
                 pool.install(|| data.par_chunks(chunk).map(|c| k.read_sum(c)).sum())
             }
         };

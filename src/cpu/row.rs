@@ -1,4 +1,4 @@
-//! One row through SPEC §3–§6 without sorting it.
+//! One row through docs/spec.md §3–§6 without sorting it.
 //!
 //! 1. Edits (bias, mask, penalties) become a block list over the caller's row
 //!    (`edits.rs`); nothing is copied.
@@ -191,7 +191,10 @@ fn prefetch(xs: &[f32]) {
     for line in xs.chunks(16) {
         // SAFETY: prefetching is a hint; the address is inside a live slice.
         unsafe {
-            std::arch::x86_64::_mm_prefetch(line.as_ptr() as *const i8, std::arch::x86_64::_MM_HINT_T0);
+            std::arch::x86_64::_mm_prefetch(
+                line.as_ptr() as *const i8,
+                std::arch::x86_64::_MM_HINT_T0,
+            );
         }
     }
 }
@@ -287,7 +290,10 @@ fn stats_pass(
         // ones by their exact maxima.
         let (acc, bm) = if b.edited {
             let ys = slice64(ev64, b);
-            (&mut edit, ys.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+            (
+                &mut edit,
+                ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            )
         } else {
             (&mut base, bm as f64)
         };
@@ -463,7 +469,10 @@ impl Row<'_> {
         };
         if self.split.ways() > 1 {
             let cl = self.split.chunk_len(self.blocks.len());
-            self.split.map(self.blocks.chunks(cl).collect(), count).into_iter().sum()
+            self.split
+                .map(self.blocks.chunks(cl).collect(), count)
+                .into_iter()
+                .sum()
         } else {
             count(self.blocks)
         }
@@ -512,7 +521,9 @@ impl Row<'_> {
         let (s, a) = if self.split.ways() > 1 {
             let cl = self.split.chunk_len(self.blocks.len());
             let parts = self.split.map(self.blocks.chunks_mut(cl).collect(), pass);
-            parts.into_iter().fold((0.0, 0.0), |p, q| (p.0 + q.0, p.1 + q.1))
+            parts
+                .into_iter()
+                .fold((0.0, 0.0), |p, q| (p.0 + q.0, p.1 + q.1))
         } else {
             pass(self.blocks)
         };
@@ -531,7 +542,8 @@ impl Row<'_> {
         self.cw.resize(self.cv.len(), 0.0);
         if self.edit_ids.is_empty() {
             // Every value is an f32 and the row max is one of them.
-            self.k.weights(self.cv, self.m as f32, inv_f32(t), ALL, self.cw);
+            self.k
+                .weights(self.cv, self.m as f32, inv_f32(t), ALL, self.cw);
         } else {
             // Edited rows: exact values in f64 against the exact max (the
             // lists are both in id order: one merge walk finds the edits).
@@ -595,7 +607,8 @@ impl Row<'_> {
     fn kth(&mut self, tau_prev: f32, k: usize) -> f32 {
         self.ensure_rank(tau_prev, k);
         self.sel.clear();
-        self.sel.extend(self.cv.iter().copied().filter(|&v| v >= tau_prev));
+        self.sel
+            .extend(self.cv.iter().copied().filter(|&v| v >= tau_prev));
         kth_largest(self.sel, k)
     }
 
@@ -613,12 +626,14 @@ impl Row<'_> {
         self.sel.clear();
         for (b, l) in self.blocks.iter().zip(self.lanes.iter()) {
             if b.max >= tau_prev {
-                self.sel.extend(l.iter().copied().filter(|&v| v >= tau_prev));
+                self.sel
+                    .extend(l.iter().copied().filter(|&v| v >= tau_prev));
             }
         }
         self.wbuf.resize(self.sel.len(), 0.0);
         if self.edit_ids.is_empty() {
-            self.k.weights(self.sel, self.m as f32, inv_f32(t), ALL, self.wbuf);
+            self.k
+                .weights(self.sel, self.m as f32, inv_f32(t), ALL, self.wbuf);
         } else {
             // Rounded edited maxima may sit a hair above the exact max; the
             // bound is verified on the candidates anyway.
@@ -680,7 +695,10 @@ impl Row<'_> {
         }
         let share = if z > 0.0 { (cum / z).min(1.0) } else { 1.0 };
         let n = self.sel.len();
-        let mut j = self.cdf.partition_point(|&c| c < target * share).min(n.saturating_sub(1));
+        let mut j = self
+            .cdf
+            .partition_point(|&c| c < target * share)
+            .min(n.saturating_sub(1));
         for _ in 0..n {
             let bound = self.sel[j].max(tau_prev);
             if bound < self.tau_c {
@@ -696,7 +714,7 @@ impl Row<'_> {
         }
     }
 
-    /// SPEC §3.5 on `{x ≥ tau_prev}` at temperature `t`.
+    /// docs/spec.md §3.5 on `{x ≥ tau_prev}` at temperature `t`.
     fn top_p_tau(&mut self, tau_prev: f32, t: f64, p: f64) -> f32 {
         let z = self.mass_ge(tau_prev, t);
         let target = (p - TOP_P_SLACK) * z;
@@ -713,7 +731,7 @@ impl Row<'_> {
         mass_threshold(self.mass, target)
     }
 
-    /// One truncation stage and the min_tokens_to_keep rule (SPEC §3.4–3.7),
+    /// One truncation stage and the min_tokens_to_keep rule (docs/spec.md §3.4–3.7),
     /// as the reference's `truncate`: `None` when the stage is off.
     fn truncate(
         &mut self,
@@ -791,7 +809,9 @@ impl Row<'_> {
             let found = if b.edited {
                 slice64(self.ev64, b).iter().position(|&y| y == self.m)
             } else if b.max as f64 == self.m {
-                slice(self.x, self.ev, b).iter().position(|&v| v as f64 == self.m)
+                slice(self.x, self.ev, b)
+                    .iter()
+                    .position(|&v| v as f64 == self.m)
             } else {
                 None
             };
@@ -863,7 +883,7 @@ impl Row<'_> {
         }
     }
 
-    /// The smallest id whose cumulative weight exceeds `u·Z` (SPEC §3.8).
+    /// The smallest id whose cumulative weight exceeds `u·Z` (docs/spec.md §3.8).
     fn draw(&mut self, how: &Draw, u: f64) -> u32 {
         let total = *self.cdf.last().unwrap_or(&0.0);
         let target = u * total;
@@ -883,7 +903,10 @@ impl Row<'_> {
                 let bi = if pos < self.cdf.len() {
                     pos
                 } else {
-                    match (0..self.blocks.len()).rev().find(|&i| self.blocks[i].weight > 0.0) {
+                    match (0..self.blocks.len())
+                        .rev()
+                        .find(|&i| self.blocks[i].weight > 0.0)
+                    {
                         Some(i) => i,
                         None => return self.argmax(),
                     }
@@ -894,7 +917,8 @@ impl Row<'_> {
                 if b.edited {
                     let m = self.m;
                     for (&v, &y) in xs.iter().zip(slice64(self.ev64, &b)) {
-                        self.wbuf64.push(if v >= tau { ((y - m) / t).exp() } else { 0.0 });
+                        self.wbuf64
+                            .push(if v >= tau { ((y - m) / t).exp() } else { 0.0 });
                     }
                 } else {
                     // Kernel weights against the unedited max, moved to the row max.
@@ -976,15 +1000,32 @@ pub fn run_row(
     sc.lanes.resize(sc.blocks.len(), [0.0; LANE_SLOTS]);
     let result = if split.ways() > 1 && sc.blocks.len() >= 32 {
         let cl = split.chunk_len(sc.blocks.len());
-        let parts: Vec<_> = sc.blocks.chunks_mut(cl).zip(sc.lanes.chunks_mut(cl)).collect();
+        let parts: Vec<_> = sc
+            .blocks
+            .chunks_mut(cl)
+            .zip(sc.lanes.chunks_mut(cl))
+            .collect();
         split
-            .map(parts, |(bs, ls)| stats_pass(k, x_, ev, ev64, bs, ls, check, temper, inv_t, inv_t64))
+            .map(parts, |(bs, ls)| {
+                stats_pass(k, x_, ev, ev64, bs, ls, check, temper, inv_t, inv_t64)
+            })
             .into_iter()
             .try_fold((Acc::EMPTY, Acc::EMPTY), |l, r| {
                 r.map(|r| (l.0.merge(r.0, inv_t64), l.1.merge(r.1, inv_t64)))
             })
     } else {
-        stats_pass(k, x_, ev, ev64, &mut sc.blocks, &mut sc.lanes, check, temper, inv_t, inv_t64)
+        stats_pass(
+            k,
+            x_,
+            ev,
+            ev64,
+            &mut sc.blocks,
+            &mut sc.lanes,
+            check,
+            temper,
+            inv_t,
+            inv_t64,
+        )
     };
     let (base, edit) = result.map_err(|i| invalid(row, x, i))?;
     let acc = base.merge(edit, inv_t64);
@@ -1094,7 +1135,11 @@ pub fn run_row(
             guide_entropy = match dynamic {
                 None => None,
                 Some(d) => {
-                    let h = if tau <= ALL { entropy } else { r.entropy_over(tau) };
+                    let h = if tau <= ALL {
+                        entropy
+                    } else {
+                        r.entropy_over(tau)
+                    };
                     let g = d.guide_over_survivors(h, kept);
                     if static_t != 0.0 {
                         t = d.temperature(g, h, kept, static_t);
@@ -1127,7 +1172,10 @@ pub fn run_row(
                 let top_logprobs = logprobs.map(|n| TopLogprobs {
                     raw: raw_top(k, x, n, raw_m, raw_ln_s, r.top),
                     processed: if n > 0 {
-                        vec![TokenLogprob { id: token, logprob: 0.0 }]
+                        vec![TokenLogprob {
+                            id: token,
+                            logprob: 0.0,
+                        }]
                     } else {
                         Vec::new()
                     },
@@ -1171,7 +1219,11 @@ pub fn run_row(
                     for b in r.blocks.iter().filter(|b| b.max >= tau) {
                         for (j, &v) in slice(r.x, r.ev, b).iter().enumerate() {
                             if v >= tau {
-                                let y = if b.edited { r.ev64[(b.start as usize) + j] } else { v as f64 };
+                                let y = if b.edited {
+                                    r.ev64[(b.start as usize) + j]
+                                } else {
+                                    v as f64
+                                };
                                 probs[(b.id as usize) + j] = logprob_of(y).exp();
                             }
                         }
@@ -1231,7 +1283,14 @@ pub fn run_row(
 }
 
 /// The n largest raw log-probabilities (the logits as given).
-fn raw_top(k: Kernels, x: &[f32], n: usize, raw_m: f64, raw_ln_s: f64, top: &mut TopN) -> Vec<TokenLogprob> {
+fn raw_top(
+    k: Kernels,
+    x: &[f32],
+    n: usize,
+    raw_m: f64,
+    raw_ln_s: f64,
+    top: &mut TopN,
+) -> Vec<TokenLogprob> {
     top.reset(n);
     k.top_n(x, 0, top);
     top.items()

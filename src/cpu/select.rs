@@ -18,7 +18,7 @@ pub fn kth_largest(vals: &mut [f32], k: usize) -> f32 {
     *v
 }
 
-/// Top-p on a weighted set (SPEC §3.5): the largest value `τ` whose set
+/// Top-p on a weighted set (docs/spec.md §3.5): the largest value `τ` whose set
 /// `{v ≥ τ}` has weight ≥ `target`; ties at `τ` are all in. If even the whole
 /// set falls short (rounding), its smallest value (keep everything).
 /// Reorders `items` (value, weight); expected O(n).
@@ -146,7 +146,9 @@ mod tests {
     fn mass_threshold_matches_the_sorting_rule() {
         let mut state = 12345u64;
         let mut next = move || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 33) as u32
         };
         for case in 0..400 {

@@ -114,7 +114,14 @@ fn vmax(a: f32, b: f32) -> f32 {
 
 /// Cephes' coefficients of `(e^r − 1 − r)/r²` on |r| ≤ ln2/2, highest degree
 /// first (Horner order), shared by every exp kernel so they agree bit for bit.
-const EXP_POLY: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
 
 /// e^d for d ≤ 0 (−inf allowed): Cephes' degree-5 polynomial on
 /// |r| ≤ ln2/2 times 2^n built from bits; within 2 ulp of `f32::exp`, exactly 0
@@ -488,7 +495,13 @@ fn compact_ge_impl<const L: usize>(
 /// branches mispredict on every candidate.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn compact_ge_avx512(x: &[f32], tau: f32, base: u32, vals: &mut Vec<f32>, ids: &mut Vec<u32>) {
+unsafe fn compact_ge_avx512(
+    x: &[f32],
+    tau: f32,
+    base: u32,
+    vals: &mut Vec<f32>,
+    ids: &mut Vec<u32>,
+) {
     use std::arch::x86_64::*;
     let t = _mm512_set1_ps(tau);
     let step = _mm512_set1_epi32(16);
@@ -712,7 +725,14 @@ impl Kernels {
         dispatch!(self, count_ge(x, tau))
     }
     #[inline]
-    pub fn compact_ge(&self, x: &[f32], tau: f32, base: u32, vals: &mut Vec<f32>, ids: &mut Vec<u32>) {
+    pub fn compact_ge(
+        &self,
+        x: &[f32],
+        tau: f32,
+        base: u32,
+        vals: &mut Vec<f32>,
+        ids: &mut Vec<u32>,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if self.isa == Isa::Avx512 {
             // SAFETY: Isa::Avx512 is only stored when the CPU has AVX-512F.
@@ -807,7 +827,12 @@ mod tests {
                 })
                 .collect();
             let m = x.iter().copied().fold(f32::NEG_INFINITY, vmax);
-            for &(inv_t, temper) in &[(1.0f32, false), (1.0 / 0.7, true), (10.0, true), (0.5, true)] {
+            for &(inv_t, temper) in &[
+                (1.0f32, false),
+                (1.0 / 0.7, true),
+                (10.0, true),
+                (0.5, true),
+            ] {
                 let got = Kernels::with_isa(Isa::Avx512).stats(&x, m, inv_t, temper);
                 // SAFETY: AVX-512 checked above.
                 let want = unsafe { avx512::stats(&x, m, inv_t, temper) };
@@ -847,11 +872,23 @@ mod tests {
             let (mx, bad) = k.max_bad(&x, &mut lanes);
             assert_eq!((mx, bad), (m, false), "{:?}", k.isa());
             assert_eq!(lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max), m);
-            assert!(lanes.iter().all(|l| *l == f32::NEG_INFINITY || x.contains(l)));
+            assert!(lanes
+                .iter()
+                .all(|l| *l == f32::NEG_INFINITY || x.contains(l)));
             assert_eq!(k.max_lanes(&x, &mut lanes), m);
             let got = k.stats(&x, m, (1.0 / t) as f32, true);
-            for (g, w) in [(got.s, s), (got.a, a), (got.b, b), (got.st, st), (got.at, at)] {
-                assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{:?}: {g} vs {w}", k.isa());
+            for (g, w) in [
+                (got.s, s),
+                (got.a, a),
+                (got.b, b),
+                (got.st, st),
+                (got.at, at),
+            ] {
+                assert!(
+                    (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                    "{:?}: {g} vs {w}",
+                    k.isa()
+                );
             }
             assert_eq!(got.n, n);
             let plain = k.stats(&x, m, 1.0, false);
@@ -868,13 +905,23 @@ mod tests {
             assert_eq!(k.count_ge(&x, tau), x.iter().filter(|&&v| v >= tau).count());
             let (mut vals, mut ids) = (Vec::new(), Vec::new());
             k.compact_ge(&x, tau, 10, &mut vals, &mut ids);
-            let want: Vec<u32> = (0..x.len() as u32).filter(|&i| x[i as usize] >= tau).map(|i| i + 10).collect();
+            let want: Vec<u32> = (0..x.len() as u32)
+                .filter(|&i| x[i as usize] >= tau)
+                .map(|i| i + 10)
+                .collect();
             assert_eq!(ids, want);
-            assert!(vals.iter().zip(&ids).all(|(&v, &i)| v == x[i as usize - 10]));
+            assert!(vals
+                .iter()
+                .zip(&ids)
+                .all(|(&v, &i)| v == x[i as usize - 10]));
             let mut w = vec![0f32; x.len()];
             k.weights(&x, m, 1.0, tau, &mut w);
             for (i, &v) in x.iter().enumerate() {
-                let want = if v >= tau { (v as f64 - m as f64).exp() } else { 0.0 };
+                let want = if v >= tau {
+                    (v as f64 - m as f64).exp()
+                } else {
+                    0.0
+                };
                 // x − m rounds to f32 (≤ 1 ulp of 8 ≈ 5e-7) before the exp.
                 assert!((w[i] as f64 - want).abs() <= 1e-6 * want, "{i}");
             }
@@ -906,7 +953,11 @@ mod tests {
             let c = ceil_f32(v);
             assert!(c as f64 >= v);
             // The f32 just below c is below v.
-            let below = if c > 0.0 { f32::from_bits(c.to_bits() - 1) } else { f32::from_bits(c.to_bits() + 1) };
+            let below = if c > 0.0 {
+                f32::from_bits(c.to_bits() - 1)
+            } else {
+                f32::from_bits(c.to_bits() + 1)
+            };
             assert!((below as f64) < v);
         }
     }

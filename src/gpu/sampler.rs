@@ -426,13 +426,10 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         for (&id, &bias) in &p.logit_bias {
             entries.entry(id).or_insert((None, 0, false)).0 = Some(bias);
         }
-        for &id in &p.history {
-            let e = entries.entry(id).or_insert((None, 0, false));
-            e.1 += 1;
+        for t in p.penalty_tokens() {
+            let e = entries.entry(t.id).or_insert((None, 0, false));
+            e.1 = t.count;
             e.2 = true;
-        }
-        for &id in &p.prompt_token_ids {
-            entries.entry(id).or_insert((None, 0, false)).2 = true;
         }
         let first = (patch_words.len() / 4) as u32;
         for (id, (bias, count, seen)) in &entries {

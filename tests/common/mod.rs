@@ -1,7 +1,7 @@
 //! Test bodies shared by every backend (one case, every backend: cubecl's
 //! `testgen`, candle's `test_device!`). Each body takes a `&mut dyn Sampler`
 //! and asserts hand-derived values with tolerances an f32 backend meets
-//! (SPEC §7: π within 1e-5, logprob within 1e-4, entropy within 1e-4).
+//! (docs/spec.md §7: π within 1e-5, logprob within 1e-4, entropy within 1e-4).
 //!
 //! A test file instantiates them with
 //! `backend_tests!(make_sampler());` where `make_sampler()` returns
@@ -22,7 +22,7 @@ macro_rules! backend_tests {
             #[test]
             fn $name() {
                 if let Some(mut sampler) = $make {
-                    crate::common::bodies::$name(&mut *sampler);
+                    $crate::common::bodies::$name(&mut *sampler);
                 }
             }
         )*
@@ -60,6 +60,9 @@ macro_rules! backend_tests {
             statistics_of_many_draws,
             batch_invariance,
             masked_inputs_stay_masked,
+            sequence_state_matches_whole_history,
+            sequence_state_window_and_accept,
+            sequence_state_errors_name_the_field,
         );
     };
 }
@@ -67,7 +70,15 @@ macro_rules! backend_tests {
 /// Natural logs of the given weights: softmax of the result is `w / Σw`, which
 /// makes hand derivation exact.
 pub fn ln(w: &[f64]) -> Vec<f32> {
-    w.iter().map(|&v| if v == 0.0 { f32::NEG_INFINITY } else { v.ln() as f32 }).collect()
+    w.iter()
+        .map(|&v| {
+            if v == 0.0 {
+                f32::NEG_INFINITY
+            } else {
+                v.ln() as f32
+            }
+        })
+        .collect()
 }
 
 pub fn one_row(x: &[f32]) -> Batch {
@@ -89,13 +100,19 @@ pub fn assert_pi(pi: &[f64], expected_weights: &[f64]) {
     assert_eq!(pi.len(), expected_weights.len());
     for (i, (&a, &w)) in pi.iter().zip(expected_weights).enumerate() {
         let e = w / total;
-        assert!((a - e).abs() <= 1e-5, "π[{i}] = {a}, expected {e} (all: {pi:?})");
+        assert!(
+            (a - e).abs() <= 1e-5,
+            "π[{i}] = {a}, expected {e} (all: {pi:?})"
+        );
     }
 }
 
 #[track_caller]
 pub fn assert_close(a: f64, b: f64, tol: f64, what: &str) {
-    assert!((a - b).abs() <= tol, "{what}: {a} vs expected {b} (tolerance {tol})");
+    assert!(
+        (a - b).abs() <= tol,
+        "{what}: {a} vs expected {b} (tolerance {tol})"
+    );
 }
 
 /// Seeded normal(0, σ) logits without a dependency: Box–Muller over Philox.

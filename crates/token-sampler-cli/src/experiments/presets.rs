@@ -5,9 +5,9 @@ use super::data::{SWEEP_LOGITS, USE_CASES};
 use super::plot::{color, BarSeries, Bars, Figure, Heat, Panel};
 use super::table::{row, Table};
 use super::{bits, ExperimentKind, Lab, Report, Result};
-use crate::params::widen;
-use crate::params::SamplingParams;
-use crate::presets::{Preset, PresetFamily, PRESETS};
+use token_sampler::params::widen;
+use token_sampler::params::SamplingParams;
+use token_sampler::presets::{Preset, PresetFamily, PRESETS};
 
 /// The seven task presets, in table order (rising temperature).
 pub(crate) fn task_presets() -> Vec<&'static Preset> {

@@ -3,8 +3,8 @@
 //! checked with independent arithmetic), and empirical frequencies within a
 //! stated binomial tolerance.
 
-use token_sampler::experiments::{run, Cell, ExperimentKind, Options, Report, Table};
 use token_sampler::{preset, ReferenceSampler};
+use token_sampler_cli::experiments::{run, Cell, ExperimentKind, Options, Report, Table};
 
 const SAMPLES: u32 = 2000;
 
@@ -87,7 +87,7 @@ fn temperature_sweep_matches_hand_derivation() {
     // Z(T) = Σ e^((x_i − m)/T); p(approve) = 1/Z; H = ln Z − Σ p_i (x_i − m)/T nats.
     // T = 1: e^(x−m) = 1, .670320, .449329, .272532, .135335, .122456, .082085,
     //   .060810, .049787, .040762 → Z = 2.883417, p(approve) = 0.346811,
-    //   H = 1.809819 nats = 2.611016 bits (the SPEC's 2.611 and 0.347).
+    //   H = 1.809819 nats = 2.611016 bits (the spec's 2.611 and 0.347).
     // T = 0.1: Z = 1 + e^−4 + e^−8 + … = 1.018653 → p = 0.981688,
     //   H = 0.093066 nats = 0.134266 bits (the seed prints 0.412 and 0.967).
     // T = 0.5: Z = 1.773386 → p = 0.563893, H = 1.714679 bits.

@@ -1,5 +1,5 @@
-//! `validate`: the seeded differential suite of SPEC §7 on one backend against
-//! `reference`; exit 1 on any disagreement beyond SPEC §7.
+//! `validate`: the seeded differential suite of docs/spec.md §7 on one backend against
+//! `reference`; exit 1 on any disagreement beyond docs/spec.md §7.
 
 use clap::Args;
 use serde_json::Value;
@@ -42,13 +42,19 @@ pub fn run_validate(a: ValidateArgs) -> anyhow::Result<Outcome> {
     let cfg = SuiteConfig {
         seed: a.seed,
         cases: a.cases,
-        vocabs: if a.vocab.is_empty() { LARGE_VOCABS.to_vec() } else { a.vocab.clone() },
+        vocabs: if a.vocab.is_empty() {
+            LARGE_VOCABS.to_vec()
+        } else {
+            a.vocab.clone()
+        },
         max_batch: a.max_batch,
         max_rows_per_vocab: a.max_rows,
     };
     let mut sampler = a.backend.open()?;
     let bar = progress_bar((cfg.cases * cfg.vocabs.len()) as u64, "validate");
-    let report = run_suite(&mut *sampler, &cfg, &mut |done, _| bar.set_position(done as u64))?;
+    let report = run_suite(&mut *sampler, &cfg, &mut |done, _| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     if a.json {
         let mut out = envelope(sampler.kind().name(), &sampler.device());
@@ -61,5 +67,9 @@ pub fn run_validate(a: ValidateArgs) -> anyhow::Result<Outcome> {
     } else {
         print!("{report}");
     }
-    Ok(if report.ok() { Outcome::Ok } else { Outcome::Failed })
+    Ok(if report.ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    })
 }

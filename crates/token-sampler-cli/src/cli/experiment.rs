@@ -1,4 +1,4 @@
-//! `experiment NAME`: the seed experiments through a real backend (SPEC §10).
+//! `experiment NAME`: the seed experiments through a real backend (docs/spec.md §10).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -8,10 +8,10 @@ use serde_json::Value;
 
 use super::args::BackendArgs;
 use super::{envelope, print_json, Outcome};
-use token_sampler::experiments::{
+use token_sampler::preset;
+use token_sampler_cli::experiments::{
     self, ExperimentKind, Options, Report, DEFAULT_SAMPLES, DEFAULT_SEED,
 };
-use token_sampler::preset;
 
 /// One experiment, or all of them.
 #[derive(Debug, Clone, Copy)]

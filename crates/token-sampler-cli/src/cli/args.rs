@@ -1,6 +1,6 @@
 //! Arguments shared by several commands: where the logits come from, how the
 //! per-row parameters are assembled (defaults < preset < params file < flags,
-//! SPEC §8), and which backend runs.
+//! docs/spec.md §8), and which backend runs.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{Map, Value};
 
-use token_sampler::backend::{self, BackendKind, Sampler};
+use token_sampler::{open, open_default, BackendKind, Sampler};
 use token_sampler::{preset, Batch, Order, RawDtype, SamplingParams};
 
 #[derive(Debug, Args, Clone)]
@@ -99,8 +99,14 @@ impl ParamArgs {
         put("top_k", self.top_k.map(Value::from));
         put("top_p", self.top_p.map(Value::from));
         put("min_p", self.min_p.map(Value::from));
-        put("min_tokens_to_keep", self.min_tokens_to_keep.map(Value::from));
-        put("repetition_penalty", self.repetition_penalty.map(Value::from));
+        put(
+            "min_tokens_to_keep",
+            self.min_tokens_to_keep.map(Value::from),
+        );
+        put(
+            "repetition_penalty",
+            self.repetition_penalty.map(Value::from),
+        );
         put("presence_penalty", self.presence_penalty.map(Value::from));
         put("frequency_penalty", self.frequency_penalty.map(Value::from));
         put("seed", self.seed.map(Value::from));
@@ -115,7 +121,10 @@ impl ParamArgs {
         let mut base = Map::new();
         if let Some(name) = &self.preset {
             let p = preset(name)?;
-            merge(&mut base, p.to_json().as_object().expect("preset is an object"));
+            merge(
+                &mut base,
+                p.to_json().as_object().expect("preset is an object"),
+            );
         }
         let mut per_row = vec![base; rows];
         if let Some(path) = &self.params {
@@ -191,12 +200,12 @@ impl BackendArgs {
     pub fn open(&self) -> anyhow::Result<Box<dyn Sampler>> {
         match self.backend {
             Some(kind) => {
-                let s = backend::open(kind, true)?;
+                let s = open(kind, true)?;
                 eprintln!("token-sampler: backend {} on {}", kind, s.device());
                 Ok(s)
             }
             None => {
-                let (s, why) = backend::open_default()?;
+                let (s, why) = open_default()?;
                 eprintln!("token-sampler: {why} (default; choose with --backend)");
                 Ok(s)
             }

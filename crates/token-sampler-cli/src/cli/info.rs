@@ -7,9 +7,9 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::{print_json, Outcome};
-use token_sampler::backend::{self, BackendKind};
-use token_sampler::experiments::{plot, preset_parameters_figure};
 use token_sampler::PRESETS;
+use token_sampler::{open, open_default, BackendKind};
+use token_sampler_cli::experiments::{plot, preset_parameters_figure};
 
 #[derive(Debug, Args)]
 pub struct PresetsArgs {
@@ -79,13 +79,13 @@ pub struct InfoArgs {
 pub fn run_info(a: InfoArgs) -> anyhow::Result<Outcome> {
     let mut backends = Vec::new();
     for kind in BackendKind::ALL {
-        let entry = match backend::open(kind, true) {
+        let entry = match open(kind, true) {
             Ok(s) => json!({"backend": kind.name(), "available": true, "device": s.device()}),
             Err(e) => json!({"backend": kind.name(), "available": false, "reason": e.to_string()}),
         };
         backends.push(entry);
     }
-    let default = backend::open_default()
+    let default = open_default()
         .map(|(s, _)| s.kind().name().to_string())
         .unwrap_or_else(|_| "none".into());
     #[allow(unused_mut)]
@@ -143,20 +143,42 @@ fn print_gpu(g: &token_sampler::gpu::GpuReport) {
     match (&g.chosen, &g.error) {
         (Some(c), _) => println!(
             "--backend gpu uses: {c}{}",
-            if g.default_uses_it { " (also the default)" } else { " (software: only when asked for)" }
+            if g.default_uses_it {
+                " (also the default)"
+            } else {
+                " (software: only when asked for)"
+            }
         ),
         (None, Some(e)) => println!("--backend gpu: {e}"),
         _ => {}
     }
     if let Some(l) = &g.limits {
         println!("limits:");
-        println!("  max_storage_buffer_binding_size    {}", l.max_storage_buffer_binding_size);
+        println!(
+            "  max_storage_buffer_binding_size    {}",
+            l.max_storage_buffer_binding_size
+        );
         println!("  max_buffer_size                    {}", l.max_buffer_size);
-        println!("  max_compute_workgroup_storage_size {}", l.max_compute_workgroup_storage_size);
-        println!("  max_compute_invocations_per_workgroup {}", l.max_compute_invocations_per_workgroup);
-        println!("  max_compute_workgroup_size_x       {}", l.max_compute_workgroup_size_x);
-        println!("  max_compute_workgroups_per_dimension {}", l.max_compute_workgroups_per_dimension);
-        println!("  subgroup sizes                     {}..{}", l.subgroup_min_size, l.subgroup_max_size);
+        println!(
+            "  max_compute_workgroup_storage_size {}",
+            l.max_compute_workgroup_storage_size
+        );
+        println!(
+            "  max_compute_invocations_per_workgroup {}",
+            l.max_compute_invocations_per_workgroup
+        );
+        println!(
+            "  max_compute_workgroup_size_x       {}",
+            l.max_compute_workgroup_size_x
+        );
+        println!(
+            "  max_compute_workgroups_per_dimension {}",
+            l.max_compute_workgroups_per_dimension
+        );
+        println!(
+            "  subgroup sizes                     {}..{}",
+            l.subgroup_min_size, l.subgroup_max_size
+        );
     }
     if let Some(f) = &g.features {
         let yn = |b: bool| if b { "yes" } else { "no" };
@@ -173,7 +195,10 @@ fn print_gpu(g: &token_sampler::gpu::GpuReport) {
             c.wg, c.solve_wg, c.tile, c.cap, c.ha_bits
         );
         if c.lanes != token_sampler::gpu::LaneOrder::Natural {
-            println!("lane order: {} (TOKEN_SAMPLER_LANE_ORDER, a race test)", c.lanes.name());
+            println!(
+                "lane order: {} (TOKEN_SAMPLER_LANE_ORDER, a race test)",
+                c.lanes.name()
+            );
         }
     }
     for w in &g.workspace {

@@ -6,7 +6,7 @@ use super::data::{SWEEP_LOGITS, SWEEP_TOKENS};
 use super::plot::{color, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel};
 use super::table::{row, Table};
 use super::{bits, by_rank, strings, Eval, ExperimentKind, Lab, Report, Result};
-use crate::params::SamplingParams;
+use token_sampler::params::SamplingParams;
 
 /// Which truncation knob a sweep moves.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -4,8 +4,8 @@ use super::data::{temperature_grid, SWEEP_LOGITS, SWEEP_TEMPERATURES, SWEEP_TOKE
 use super::plot::{color, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel};
 use super::table::{row, Table};
 use super::{bits, strings, ExperimentKind, Lab, Report, Result};
-use crate::params::widen;
-use crate::params::SamplingParams;
+use token_sampler::params::widen;
+use token_sampler::params::SamplingParams;
 
 pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let base = lab.base();
@@ -91,7 +91,9 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
 
     // The seed's two small hand calculations, through the sampler: the
     // customer-service scenario (5 tokens) and the 3-token worked example.
-    let examples: [(&str, &[&str], &[f32], &[(f32, &[f64])]); 2] = [
+    // (name, tokens, logits, [(temperature, the probabilities the seed printed)]).
+    type Example<'a> = (&'a str, &'a [&'a str], &'a [f32], &'a [(f32, &'a [f64])]);
+    let examples: [Example; 2] = [
         (
             "customer service",
             &["escalate", "notify", "delay", "close", "optimize"],

@@ -1,4 +1,4 @@
-//! `token-sampler` commands (SPEC §8). Each command is a module; `main` parses,
+//! `token-sampler` commands (docs/spec.md §8). Each command is a module; `main` parses,
 //! dispatches and turns errors into a message and a non-zero exit code.
 
 mod args;
@@ -82,7 +82,7 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The top-level keys every JSON output carries (SPEC §6).
+/// The top-level keys every JSON output carries (docs/spec.md §6).
 pub fn envelope(backend: &str, device: &str) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     m.insert("schema".into(), 1.into());
@@ -95,11 +95,16 @@ pub fn envelope(backend: &str, device: &str) -> serde_json::Map<String, serde_js
 /// A progress bar on stderr (hidden when stderr is not a terminal, so logs and
 /// `--json` output stay clean).
 pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(what.to_string());
     bar

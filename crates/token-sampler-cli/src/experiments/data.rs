@@ -14,7 +14,7 @@ pub const SWEEP_LOGITS: [f32; 10] = [2.2, 1.8, 1.4, 0.9, 0.2, 0.1, -0.3, -0.6, -
 /// Experiment 1's temperatures.
 pub const SWEEP_TEMPERATURES: [f32; 6] = [0.1, 0.2, 0.5, 1.0, 1.5, 2.0];
 
-/// One task of experiment 6 (SPEC §10 table).
+/// One task of experiment 6 (docs/spec.md §10 table).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UseCase {
     pub task: &'static str,

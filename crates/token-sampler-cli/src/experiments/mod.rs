@@ -1,4 +1,4 @@
-//! The seed experiments (SPEC §10), run through a real [`Sampler`].
+//! The seed experiments (docs/spec.md §10), run through a real [`Sampler`].
 //!
 //! Each experiment builds rows of logits and per-row parameters, asks the
 //! sampler for the processed distribution π (`probs`) and, where frequencies
@@ -11,7 +11,7 @@
 //! them, with an `index.html` and `index.md`, into a folder.
 //!
 //! ```
-//! use token_sampler::experiments::{run, ExperimentKind, Options};
+//! use token_sampler_cli::experiments::{run, ExperimentKind, Options};
 //! use token_sampler::ReferenceSampler;
 //!
 //! let mut sampler = ReferenceSampler::new();
@@ -19,7 +19,7 @@
 //! let report = run(ExperimentKind::Temperature, &mut sampler, &opts)?;
 //! let summary = report.table("temperature_summary").unwrap();
 //! assert_eq!(summary.rows.len(), 6);
-//! # Ok::<(), token_sampler::experiments::ExperimentError>(())
+//! # Ok::<(), token_sampler_cli::experiments::ExperimentError>(())
 //! ```
 
 pub mod data;
@@ -38,11 +38,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::backend::Sampler;
-use crate::batch::Batch;
-use crate::error::SamplerError;
-use crate::params::SamplingParams;
-use crate::presets::Preset;
+use token_sampler::backend::Sampler;
+use token_sampler::batch::Batch;
+use token_sampler::error::SamplerError;
+use token_sampler::params::SamplingParams;
+use token_sampler::presets::Preset;
 
 pub use plot::{Figure, Panel};
 pub use presets::preset_parameters_figure;
@@ -158,7 +158,7 @@ pub enum ExperimentError {
     #[error(transparent)]
     Sampler(#[from] SamplerError),
     #[error(transparent)]
-    Calibration(#[from] crate::calibrate::CalibrationError),
+    Calibration(#[from] token_sampler::calibrate::CalibrationError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -255,7 +255,7 @@ fn create_dir(dir: &Path) -> Result<()> {
 
 /// Runs one experiment.
 pub fn run(kind: ExperimentKind, sampler: &mut dyn Sampler, opts: &Options) -> Result<Report> {
-    crate::backend::check_samples(opts.samples)?;
+    token_sampler::backend::check_samples(opts.samples)?;
     let mut lab = Lab { sampler, opts };
     let mut report = match kind {
         ExperimentKind::Temperature => temperature::run(&mut lab)?,

@@ -5,8 +5,8 @@ use super::data::{SWEEP_LOGITS, SWEEP_TOKENS};
 use super::plot::{color, BarSeries, Bars, Figure, Heat, Panel};
 use super::table::{row, Table};
 use super::{bits, strings, ExperimentKind, Lab, Report, Result};
-use crate::params::widen;
-use crate::params::{Order, SamplingParams};
+use token_sampler::params::widen;
+use token_sampler::params::{Order, SamplingParams};
 
 /// A named combination: (label, T, top_k, top_p, min_p, order).
 type Config = (&'static str, f32, i32, f32, f32, Order);

@@ -1,5 +1,5 @@
 //! `bench`: a grid of backends × batch sizes × vocabularies × parameter sets
-//! (SPEC §8), timed end to end (and kernel-only where the backend has a device
+//! (docs/spec.md §8), timed end to end (and kernel-only where the backend has a device
 //! clock), with a streaming-read probe of the same run for the bandwidth
 //! fraction.
 
@@ -11,11 +11,11 @@ use serde_json::{json, Value};
 
 use super::args::ParamArgs;
 use super::{print_json, progress_bar, Outcome};
-use token_sampler::backend::{self, BackendKind, Sampler};
 use token_sampler::bench::{
     bench_case, format_table, host_cpu_model, normal_logits, BenchOptions, BenchResult, ParamSet,
     PerRow, MIN_RUNS, SET_NAMES,
 };
+use token_sampler::{open, open_default, BackendKind, Sampler};
 use token_sampler::{Batch, RawDtype, SamplingParams};
 
 #[derive(Debug, Args)]
@@ -116,11 +116,15 @@ fn param_sets(a: &BenchArgs, rows: usize) -> anyhow::Result<Vec<ParamSet>> {
     let mut sets = Vec::new();
     for name in &names {
         let Some(mut set) = ParamSet::named(name) else {
-            bail!("unknown parameter set `{name}` (known: {})", SET_NAMES.join(", "));
+            bail!(
+                "unknown parameter set `{name}` (known: {})",
+                SET_NAMES.join(", ")
+            );
         };
         if let PerRow::Same(p) = &mut set.params {
             apply_flags(&a.params, p);
-            p.validate(0, usize::MAX).with_context(|| format!("set `{name}`"))?;
+            p.validate(0, usize::MAX)
+                .with_context(|| format!("set `{name}`"))?;
         }
         sets.push(set);
     }
@@ -148,7 +152,10 @@ fn param_sets(a: &BenchArgs, rows: usize) -> anyhow::Result<Vec<ParamSet>> {
 
 pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
     if a.runs < MIN_RUNS {
-        bail!("--runs {} is too few: medians and IQRs need at least {MIN_RUNS}", a.runs);
+        bail!(
+            "--runs {} is too few: medians and IQRs need at least {MIN_RUNS}",
+            a.runs
+        );
     }
     // The inputs: one file, or every (batch, vocab) of the grid.
     let inputs: Vec<Batch> = match &a.logits {
@@ -171,12 +178,12 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
     };
     let mut samplers: Vec<Box<dyn Sampler>> = Vec::new();
     if a.backend.is_empty() {
-        let (s, why) = backend::open_default()?;
+        let (s, why) = open_default()?;
         eprintln!("token-sampler: {why} (default; choose with --backend)");
         samplers.push(s);
     } else {
         for &kind in &a.backend {
-            let s = backend::open(kind, true)?;
+            let s = open(kind, true)?;
             eprintln!("token-sampler: backend {} on {}", kind, s.device());
             samplers.push(s);
         }
@@ -201,7 +208,8 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         let mut probes = Vec::new();
         for input in &inputs {
             let own = sampler.stream_read_ms(input.view())?;
-            probes.push(own.or_else(|| Some(token_sampler::cpu::host_stream_read_ms(input.data()))));
+            probes
+                .push(own.or_else(|| Some(token_sampler::cpu::host_stream_read_ms(input.data()))));
         }
         for (i, set) in &grid {
             let input = &inputs[*i];
@@ -213,8 +221,15 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
                 set.name
             ));
             let mut tick = || bar.inc(1);
-            let r = bench_case(sampler.as_mut(), input.view(), set, &opts, probes[*i], &mut tick)
-                .with_context(|| format!("{} on set `{}`", sampler.kind(), set.name))?;
+            let r = bench_case(
+                sampler.as_mut(),
+                input.view(),
+                set,
+                &opts,
+                probes[*i],
+                &mut tick,
+            )
+            .with_context(|| format!("{} on set `{}`", sampler.kind(), set.name))?;
             results.extend(r);
         }
     }
@@ -240,7 +255,10 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         print!("{}", format_table(&results));
         let probes: Vec<Value> = results
             .iter()
-            .filter_map(|r| r.stream_read_ms.map(|p| json!([r.backend, r.batch, r.vocab, p])))
+            .filter_map(|r| {
+                r.stream_read_ms
+                    .map(|p| json!([r.backend, r.batch, r.vocab, p]))
+            })
             .collect();
         if let Some(Value::Array(first)) = probes.first() {
             println!(

@@ -1,4 +1,4 @@
-//! `calibrate`: the temperature reaching a target entropy (SPEC §8), and
+//! `calibrate`: the temperature reaching a target entropy (docs/spec.md §8), and
 //! entropy percentiles for the linear entropy-guided mapping.
 
 use clap::Args;

@@ -1,12 +1,12 @@
-//! Entropy-guided temperature (SPEC §4): a synthetic sequence of rows going from
+//! Entropy-guided temperature (docs/spec.md §4): a synthetic sequence of rows going from
 //! confident to uncertain, and the temperature each mapping chooses per row.
 
 use super::plot::{color, Figure, LineSpec, Lines, Panel};
 use super::table::{row, Table};
 use super::{bits, ExperimentKind, Lab, Report, Result};
-use crate::calibrate::{entropy_percentiles, Unit};
-use crate::params::widen;
-use crate::params::{DynamicTemperature, Mapping, SamplingParams};
+use token_sampler::calibrate::{entropy_percentiles, Unit};
+use token_sampler::params::widen;
+use token_sampler::params::{DynamicTemperature, Mapping, SamplingParams};
 
 /// Vocabulary of the synthetic rows.
 const VOCAB: usize = 100;
@@ -95,7 +95,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     let base = lab.base();
     let seq = synthetic_rows();
     let logits: Vec<Vec<f32>> = seq.iter().map(|(_, x)| x.clone()).collect();
-    let batch = crate::batch::Batch::from_rows(&logits)?;
+    let batch = token_sampler::batch::Batch::from_rows(&logits)?;
     let stats = entropy_percentiles(batch.view(), &vec![base.clone(); ROWS], Unit::Nats)?;
     // f32 parameters, as a user would write them (3 decimals).
     let round = |v: f64| ((v * 1000.0).round() / 1000.0) as f32;
@@ -286,7 +286,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
     };
     let about = format!(
         "A synthetic sequence of {ROWS} rows over {VOCAB} tokens whose entropy rises from confident \
-         to uncertain. Each mapping of SPEC §4 turns the row's entropy into a temperature: linear \
+         to uncertain. Each mapping of docs/spec.md §4 turns the row's entropy into a temperature: linear \
          and sigmoid between T = {T_LOW} and {T_HIGH} on the 25th–75th percentile of the sequence's \
          entropies (as the entropy-guided article advises; `token-sampler calibrate --percentiles` \
          computes them for a logits file), a lookup table, EDT (T = t0·0.8^(θ/H)) and llama.cpp's \

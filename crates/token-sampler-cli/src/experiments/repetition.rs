@@ -6,9 +6,9 @@ use super::data::{SWEEP_LOGITS, SWEEP_TOKENS};
 use super::plot::{color, BarSeries, Bars, Figure, Heat, LineSpec, Lines, Panel};
 use super::table::{row, Table};
 use super::{bits, strings, Eval, ExperimentKind, Lab, Report, Result};
-use crate::params::widen;
-use crate::params::SamplingParams;
-use crate::reference::bias_mask_penalties;
+use token_sampler::params::widen;
+use token_sampler::params::SamplingParams;
+use token_sampler::reference::bias_mask_penalties;
 
 /// The generated text so far: approve ×4, reject, review.
 const HISTORY: [u32; 6] = [0, 0, 1, 0, 2, 0];
@@ -91,7 +91,7 @@ pub(crate) fn run(lab: &mut Lab) -> Result<Report> {
         ],
     );
     for ((c, p), e) in CONFIGS.iter().zip(&params).zip(&evals) {
-        // The penalised logits, by the reference's stage 1–2 (SPEC §3.2).
+        // The penalised logits, by the reference's stage 1–2 (docs/spec.md §3.2).
         let y = bias_mask_penalties(0, &SWEEP_LOGITS, p)?;
         let (top, _) = e.top();
         configs.push(row![

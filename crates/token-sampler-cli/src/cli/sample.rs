@@ -82,7 +82,10 @@ fn print_sample_table(rows: &[RowResult], vocab: usize) {
             println!("     draws ({}): {}{more}", r.draws.len(), shown.join(" "));
         }
         if let Some(g) = r.guide_entropy {
-            println!("     guide entropy {g:.4}, final entropy {:.4} nats", r.final_entropy);
+            println!(
+                "     guide entropy {g:.4}, final entropy {:.4} nats",
+                r.final_entropy
+            );
         }
         if let Some(top) = &r.top_logprobs {
             let fmt = |v: &[token_sampler::TokenLogprob]| {
@@ -134,7 +137,10 @@ fn print_probs_table(rows: &[RowProbs], top: usize) {
             println!("  {:>8}  {:.6}", t, r.probs[t]);
         }
         if ids.len() > top {
-            println!("  … {} more kept tokens (--json prints all V values)", ids.len() - top);
+            println!(
+                "  … {} more kept tokens (--json prints all V values)",
+                ids.len() - top
+            );
         }
     }
 }

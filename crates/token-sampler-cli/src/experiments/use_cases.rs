@@ -1,4 +1,4 @@
-//! Experiment 6: four task distributions, each under its configuration (SPEC
+//! Experiment 6: four task distributions, each under its configuration (docs/spec.md
 //! §10), traced stage by stage: logits → temperature → top-k → top-p → final.
 
 use super::data::{UseCase, TASK_MAP, USE_CASES};
@@ -6,8 +6,8 @@ use super::plot::{color, BarSeries, Bars, Figure, LineSpec, Lines, Panel, Scatte
 use super::presets::{preset_parameters_figure, task_presets};
 use super::table::{row, Table};
 use super::{bits, strings, Eval, ExperimentKind, Lab, Report, Result};
-use crate::params::widen;
-use crate::params::SamplingParams;
+use token_sampler::params::widen;
+use token_sampler::params::SamplingParams;
 
 pub(crate) const STAGES: [&str; 5] = ["logits (T = 1)", "temperature", "top-k", "top-p", "final"];
 
@@ -350,7 +350,7 @@ fn describe(c: &SamplingParams) -> String {
     parts.join(", ")
 }
 
-/// The seed's printed numbers next to ours (SPEC configurations only).
+/// The seed's printed numbers next to ours (the spec's configurations only).
 fn seed_notes(finals: &[Eval], stage: &dyn Fn(usize, usize) -> Eval) -> Vec<String> {
     let t1 = |k: usize| stage(k, 0).probs;
     let f = |v: &[f64], n: usize| {
