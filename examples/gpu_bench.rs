@@ -6,7 +6,7 @@
 //! of 256 × 128 256 f32 — and the floor of a timed pass (a streaming read of
 //! 1 × 1024: one workgroup).
 //!
-//! Prints `{"results": [...]}` in the shape of SPEC §8's `bench --json`: per
+//! Prints `{"results": [...]}` in the shape of docs/spec.md §8's `bench --json`: per
 //! grid point a `kernel` row (GPU timestamp queries around the one compute
 //! pass: every dispatch, no upload or readback) and an `end_to_end` row
 //! (upload + sample + readback, wall clock), each with the median over
@@ -26,8 +26,8 @@
 //! `cargo run --release --example gpu_bench -- [--runs N] [--quick] [--profile] [--resident]`
 //! (`--quick`: a small grid for software adapters such as lavapipe;
 //! `--profile`: one more call per point with every dispatch timed, added to
-//! its `kernel` row as `profile_ms` — init, stats, solve, the scan and solver
-//! rounds, pick — where the device has TIMESTAMP_QUERY_INSIDE_PASSES).
+//! its `kernel` row as `profile_ms` — stats, solve (with its own reads), pick —
+//! where the device has TIMESTAMP_QUERY_INSIDE_PASSES).
 
 use std::time::Instant;
 
@@ -92,6 +92,8 @@ impl Bench {
             "gb_per_s": bytes / (median * 1e-3) / 1e9,
             "bw_fraction": stream_ms.map(|s| s / median),
             "reads_per_row": reads,
+            "dispatches": self.gpu.last_structure().map(|c| c.dispatches),
+            "workgroups": self.gpu.last_structure().map(|c| c.workgroups),
         }));
         eprintln!(
             "{mode:>10} B {b:>3} V {v:>6} {params:<20} median {median:9.4} ms  IQR {spread:.4}"
@@ -155,7 +157,13 @@ impl Bench {
     /// Calls recorded and submitted back to back on device-resident logits,
     /// read after the last one; three such passes, the median of their
     /// per-call wall times.
-    fn resident_point(&mut self, batch: &Batch, set: &str, stream_ms: Option<f64>, reads: Option<u32>) {
+    fn resident_point(
+        &mut self,
+        batch: &Batch,
+        set: &str,
+        stream_ms: Option<f64>,
+        reads: Option<u32>,
+    ) {
         let (b, v) = (batch.rows(), batch.vocab());
         let params = vec![params_for(set); b];
         let ctx = self.gpu.context();
@@ -176,7 +184,9 @@ impl Bench {
             dtype: LogitsDtype::F32,
             allowed_bitmask: None,
         };
-        self.gpu.sample_buffer(&input, &params, 1, None).expect("resident warm-up");
+        self.gpu
+            .sample_buffer(&input, &params, 1, None)
+            .expect("resident warm-up");
         let calls = self.runs.max(3);
         let mut per_call = Vec::new();
         for _ in 0..3 {
@@ -184,7 +194,11 @@ impl Bench {
             let mut pending = Vec::with_capacity(calls);
             for _ in 0..calls {
                 let mut enc = device.create_command_encoder(&Default::default());
-                pending.push(self.gpu.encode(&mut enc, &input, &params, 1, None).expect("encode"));
+                pending.push(
+                    self.gpu
+                        .encode(&mut enc, &input, &params, 1, None)
+                        .expect("encode"),
+                );
                 queue.submit([enc.finish()]);
             }
             for p in pending {

@@ -223,7 +223,7 @@ fn u(x: f32) -> u32 { return bitcast<u32>(x); }
 
 // Order-preserving key: compares as u32 like the f32 compares (test the sign
 // bit; -inf is the lowest non-NaN key). -0.0 takes +0.0's key: the two are
-// equal logits, so a threshold at 0 keeps both (ties all kept, SPEC §3.4).
+// equal logits, so a threshold at 0 keeps both (ties all kept, docs/spec.md §3.4).
 fn key_of(y: f32) -> u32 {
     let b = select(bitcast<u32>(y), 0u, y == 0.0);
     return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);

@@ -1,4 +1,4 @@
-// Sampling (SPEC §3.8, §5), shared by the row solver (draw 0, in the same
+// Sampling (docs/spec.md §3.8, §5), shared by the row solver (draw 0, in the same
 // dispatch) and `pick` (every draw of a multi-draw call), both built with the
 // solver's workgroup size so that a draw's arithmetic is the same wherever
 // it runs: for draw d, u = U(seed, step, d); the token is the smallest id

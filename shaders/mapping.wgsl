@@ -1,4 +1,4 @@
-// Entropy-guided temperature (SPEC §4), computed on the device from the
+// Entropy-guided temperature (docs/spec.md §4), computed on the device from the
 // row's own entropy: no host round trip. Parameters come from the row record
 // (M_DYN..), each real number as a two-float pair the host rounded from the
 // f64 value the reference uses (`widen`), so the device evaluates the same
@@ -11,7 +11,7 @@
 //                                          lut     (u32) offset, length of (entropy, T) pair pairs
 //   29..32  top_p low, high − low (pairs)
 //
-// SPEC §7 wants T within 1e-6 (relative) of the f64 mapping of the row's own
+// docs/spec.md §7 wants T within 1e-6 (relative) of the f64 mapping of the row's own
 // guide. f32 cannot do that: the argument of exp(x) at |x| ≈ 15 already
 // carries 5e-7 of rounding, and WGSL's exp/log allow errors of several ulp
 // (more for large |x|). So the mapping runs in two-float arithmetic

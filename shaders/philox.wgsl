@@ -30,7 +30,7 @@ fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     return c;
 }
 
-// U(seed, step, d) of SPEC §5: key = seed halves, counter = (step halves, d, 0),
+// U(seed, step, d) of docs/spec.md §5: key = seed halves, counter = (step halves, d, 0),
 // the top 24 bits of word 0 as a uniform in [0, 1) (exact in f32).
 fn uniform01(seed: vec2<u32>, step: vec2<u32>, d: u32) -> f32 {
     let w = philox4x32_10(vec4<u32>(step.x, step.y, d, 0u), seed).x;

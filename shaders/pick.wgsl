@@ -1,4 +1,4 @@
-// The draws of a multi-draw call (SPEC §5: d = 0..N−1 share one processed
+// The draws of a multi-draw call (docs/spec.md §5: d = 0..N−1 share one processed
 // π), after the row solver has finished every row and drawn d = 0 itself.
 // One workgroup per (group of draws, row); built with the solver's
 // workgroup size, so each draw's arithmetic is the solver's (draw.wgsl).

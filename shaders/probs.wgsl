@@ -1,4 +1,4 @@
-// The full processed distribution π (SPEC §8 `probs`): one f32 per id, in
+// The full processed distribution π (docs/spec.md §8 `probs`): one f32 per id, in
 // id order, 0 for removed ids. One workgroup per (tile, row).
 
 @compute @workgroup_size(WG)

@@ -1,5 +1,5 @@
 // The row solver: one workgroup per row, run after the statistics pass. It
-// merges the tiles' partials (fixed order), takes the row through SPEC §3
+// merges the tiles' partials (fixed order), takes the row through docs/spec.md §3
 // stage by stage, reads the row again itself whenever it cannot go on from
 // what it has (run_pass: the workgroup loops over the row's tiles; rows that
 // need no read are done at once), then draws token 0 and writes the row's
@@ -169,25 +169,18 @@ fn cand_mass(tau: u32) -> vec2<u32> {
     return wg_sum64(lid, acc);
 }
 
-// Σq of the keys above the last COMPACT window, over the tiles.
-fn tiles_mass_above() -> vec2<u32> {
+// Σq of the keys above (T_QA) or of the survivors below (T_QB) the last
+// COMPACT window, over the tiles.
+fn tiles_mass(field: u32) -> vec2<u32> {
     var acc = vec2<u32>(0u);
     for (var t = lid; t < ch.tiles; t += WG) {
         let rec = tl_at(row, t);
-        acc = add64(acc, vec2<u32>(ws[rec + T_QA], ws[rec + T_QA + 1u]));
+        acc = add64(acc, vec2<u32>(ws[rec + field], ws[rec + field + 1u]));
     }
     return wg_sum64(lid, acc);
 }
-
-// Σq of the survivors below the last COMPACT window, over the tiles.
-fn tiles_mass_below() -> vec2<u32> {
-    var acc = vec2<u32>(0u);
-    for (var t = lid; t < ch.tiles; t += WG) {
-        let rec = tl_at(row, t);
-        acc = add64(acc, vec2<u32>(ws[rec + T_QB], ws[rec + T_QB + 1u]));
-    }
-    return wg_sum64(lid, acc);
-}
+fn tiles_mass_above() -> vec2<u32> { return tiles_mass(T_QA); }
+fn tiles_mass_below() -> vec2<u32> { return tiles_mass(T_QB); }
 
 // The estimated mass of prediction bin b (y in [b − HA_BINS/2, b − HA_BINS/2 + 1)·T/16)
 // relative to the row max: its count at the bin's middle, at most 1 per id.
@@ -197,7 +190,7 @@ fn pbin_mass(b: u32, cnt: u32, m: f32, tq: f32) -> f32 {
     return f32(cnt) * min(1.0, exp((mid - m) / tq));
 }
 
-// The top-p prediction (SPEC §9: two reads of the logits): from the
+// The top-p prediction (docs/spec.md §9: two reads of the logits): from the
 // statistics pass's histogram of y in bins of T/16, the bin where the
 // estimated cumulative mass from the top reaches halfway between p and 1 of
 // the row's Σe (known exactly from the statistics pass); the window starts
@@ -276,7 +269,7 @@ fn survivor_sums(tau: u32, t_: f32) -> vec4<f32> {
 fn finish_query(tau0: u32, cnt: u32, known0: bool) {
     var tau = tau0;
     var known = known0;
-    // Top-p always keeps the top tie group (SPEC §3.5), even when p − 1e-6
+    // Top-p always keeps the top tie group (docs/spec.md §3.5), even when p − 1e-6
     // rounds to 0: the row max is a survivor of every stage.
     let km = key_of(sf(S_M));
     if (s[S_QK] == K_MASS && tau > km) {
@@ -654,7 +647,7 @@ fn stage_kind(order: u32, i: u32) -> u32 {
     return i;
 }
 
-// Smallest key whose value passes (y − m)/T ≥ ln(min_p) (SPEC §3.6).
+// Smallest key whose value passes (y − m)/T ≥ ln(min_p) (docs/spec.md §3.6).
 fn minp_key(lnmp: f32) -> u32 {
     let m = sf(S_M);
     let tq = sf(S_TQ);

@@ -1,6 +1,6 @@
 // Pass A: one read of every tile of every row (one workgroup per tile and
 // row). It first computes the processed logit of the few ids of its tile
-// that a bias, history or prompt names (SPEC §3 stages 1–2, from the compact
+// that a bias, history or prompt names (docs/spec.md §3 stages 1–2, from the compact
 // per-row lists: never a V-sized mask or copy), then records, after bias /
 // mask / penalties: the max, Σe^(y−m), Σ(y−m)e^(y−m), Σ(y−m)²e^(y−m)
 // (entropy and varentropy in one read, GPU_NOTES), the finite count and the
@@ -20,7 +20,7 @@ var<workgroup> sh_hist: array<atomic<u32>, HA_BINS>;
 // bias exactly, then the penalties with the f64 values of their parameters
 // (the f32 rounding of such an id would be magnified by a small T). Written
 // to the workspace for every later read; returns the entry's error code (a
-// bias or penalty that makes a finite logit non-finite, SPEC §3.1) or NONE.
+// bias or penalty that makes a finite logit non-finite, docs/spec.md §3.1) or NONE.
 // Codes order as the reference reports errors: bias before penalties, then
 // by id.
 fn patch_entry(c: TileCtx, e: u32) -> u32 {

@@ -90,6 +90,28 @@ pub trait Sampler: Send {
         let _ = logits;
         Ok(None)
     }
+
+    /// The structure of the last `sample`/`probs` call on a device
+    /// (docs/spec.md §9): dispatches, workgroups, reads of the logits per row.
+    /// `None` for backends without dispatches.
+    fn last_structure(&self) -> Option<CallCounts> {
+        None
+    }
+}
+
+/// The structure of one call on a device (docs/spec.md §9). Exact on any
+/// adapter, lavapipe included: it shows a pipeline's shape without a GPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CallCounts {
+    /// Compute dispatches the call recorded (all row chunks).
+    pub dispatches: u32,
+    /// Workgroups those dispatches launched.
+    pub workgroups: u64,
+    /// Row chunks (batches past one storage binding are split).
+    pub chunks: u32,
+    /// Reads of the logits of the row that read most: the statistics pass
+    /// plus the reads its row solver made (filled in when results are read).
+    pub reads_per_row: u32,
 }
 
 /// Checks the call-level draw count.

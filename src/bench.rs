@@ -210,6 +210,15 @@ pub struct BenchResult {
     pub bw_fraction: Option<f64>,
     /// The probe's time for one read.
     pub stream_read_ms: Option<f64>,
+    /// GPU backend: compute dispatches per call (docs/spec.md §9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatches: Option<u32>,
+    /// GPU backend: reads of the logits of the row that read most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reads_per_row: Option<u32>,
+    /// GPU backend: workgroups launched per call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workgroups: Option<u64>,
 }
 
 /// Median and interquartile range (linear interpolation between order
@@ -264,6 +273,7 @@ pub fn bench_case(
         tick();
     }
     let bytes = (rows * vocab * std::mem::size_of::<f32>()) as f64;
+    let structure = sampler.last_structure();
     let make = |mode: &str, times: &[f64]| {
         let (median, iqr) = median_iqr(times);
         BenchResult {
@@ -281,6 +291,9 @@ pub fn bench_case(
             gb_per_s: bytes / (median * 1e-3) / 1e9,
             bw_fraction: probe_ms.map(|p| p / median),
             stream_read_ms: probe_ms,
+            dispatches: structure.map(|s| s.dispatches),
+            reads_per_row: structure.map(|s| s.reads_per_row),
+            workgroups: structure.map(|s| s.workgroups),
         }
     };
     let mut out = vec![make("end_to_end", &wall)];
@@ -306,7 +319,7 @@ pub fn host_cpu_model() -> String {
 /// The results as a fixed-width table.
 pub fn format_table(results: &[BenchResult]) -> String {
     let mut s = format!(
-        "{:<10} {:<10} {:>5} {:>7} {:<16} {:>4} {:>10} {:>9} {:>10} {:>8} {:>8}\n",
+        "{:<10} {:<10} {:>5} {:>7} {:<16} {:>4} {:>10} {:>9} {:>10} {:>8} {:>8} {:>10}\n",
         "backend",
         "mode",
         "B",
@@ -317,11 +330,16 @@ pub fn format_table(results: &[BenchResult]) -> String {
         "IQR ms",
         "µs/row",
         "GB/s",
-        "bw frac"
+        "bw frac",
+        "disp/reads"
     );
     for r in results {
+        let structure = match (r.dispatches, r.reads_per_row) {
+            (Some(d), Some(n)) => format!("{d}/{n}"),
+            _ => "-".to_string(),
+        };
         s.push_str(&format!(
-            "{:<10} {:<10} {:>5} {:>7} {:<16} {:>4} {:>10.4} {:>9.4} {:>10.2} {:>8.2} {:>8}\n",
+            "{:<10} {:<10} {:>5} {:>7} {:<16} {:>4} {:>10.4} {:>9.4} {:>10.2} {:>8.2} {:>8} {:>10}\n",
             r.backend,
             r.mode,
             r.batch,
@@ -333,6 +351,7 @@ pub fn format_table(results: &[BenchResult]) -> String {
             r.us_per_row,
             r.gb_per_s,
             r.bw_fraction.map_or("-".to_string(), |f| format!("{f:.3}")),
+            structure,
         ));
     }
     s

@@ -42,7 +42,7 @@ pub mod rng;
 pub mod sequence;
 pub mod validate;
 
-pub use backend::{BackendKind, Sampler};
+pub use backend::{BackendKind, CallCounts, Sampler};
 pub use batch::{Batch, LogitsView, RawDtype};
 pub use cpu::CpuSampler;
 pub use error::{Result, SamplerError};

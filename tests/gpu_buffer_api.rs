@@ -1,4 +1,4 @@
-//! SPEC §11, the buffer API: logits already in a `wgpu::Buffer` (f32, f16,
+//! docs/spec.md §11, the buffer API: logits already in a `wgpu::Buffer` (f32, f16,
 //! bf16 as u16 bits; a row stride and a byte offset), work recorded into the
 //! caller's command encoder, token ids written into the caller's buffer,
 //! asynchronous readback, and the packed allowed-token bitmask. Every result

@@ -1,4 +1,4 @@
-//! Batches past one storage binding (SPEC §9: tiled, never refused). The
+//! Batches past one storage binding (docs/spec.md §9: tiled, never refused). The
 //! device's `max_storage_buffer_binding_size` bounds every binding, so the
 //! sampler splits a batch into row chunks inside the one submission.
 //!

@@ -1,8 +1,8 @@
-//! The GPU backend against the f64 reference (SPEC §7) on whatever adapter
+//! The GPU backend against the f64 reference (docs/spec.md §7) on whatever adapter
 //! wgpu finds (lavapipe in CI): the seeded differential suite of
 //! src/validate.rs at the five large vocabularies (200 rows each) and at small
 //! ones (2·10^4 rows), the dynamic temperature against its mapping, Philox on
-//! the device, batch invariance, read counts (SPEC §9) and errors. Without an
+//! the device, batch invariance, read counts (docs/spec.md §9) and errors. Without an
 //! adapter the tests print a loud notice and pass, unless REQUIRE_GPU=1.
 //!
 //! The suite's report tables are printed (`--nocapture`) and written to
@@ -25,7 +25,7 @@ use token_sampler::{
 };
 
 /// Runs the suite, prints its table and writes it to Cargo's test scratch
-/// directory, and asserts SPEC §7 agreement.
+/// directory, and asserts docs/spec.md §7 agreement.
 fn run_and_publish(name: &str, cfg: &SuiteConfig) -> Report {
     let Some(mut g) = open_gpu() else {
         return Report::default();
@@ -52,7 +52,7 @@ fn run_and_publish(name: &str, cfg: &SuiteConfig) -> Report {
 
 #[test]
 fn differential_suite_large_vocabularies() {
-    // 200 rows per vocabulary (SPEC §7's CI size), batches of 1–64 rows.
+    // 200 rows per vocabulary (docs/spec.md §7's CI size), batches of 1–64 rows.
     let cfg = SuiteConfig {
         cases: 40,
         vocabs: LARGE_VOCABS.to_vec(),
@@ -63,14 +63,14 @@ fn differential_suite_large_vocabularies() {
     let report = run_and_publish("large", &cfg);
     if report.total.rows > 0 {
         assert_eq!(report.total.rows, 5 * 200);
-        // SPEC §7: the dynamic T is the mapping of the row's own guide within 1e-6.
+        // docs/spec.md §7: the dynamic T is the mapping of the row's own guide within 1e-6.
         assert!(report.total.max_rel_dtemperature <= 1e-6);
     }
 }
 
 #[test]
 fn differential_suite_small_vocabularies() {
-    // About 2·10^4 rows at V ≤ 4096 (SPEC §7), batches of 1–128 rows.
+    // About 2·10^4 rows at V ≤ 4096 (docs/spec.md §7), batches of 1–128 rows.
     let cfg = SuiteConfig {
         cases: 1000,
         vocabs: vec![2, 9, 64, 500, 1024, 4096],
@@ -84,7 +84,7 @@ fn differential_suite_small_vocabularies() {
 
 /// Every mapping, unit, clip and order over rows whose entropies span the
 /// mappings' ranges: the device's T (and dynamic top-p) equals the f64
-/// mapping of its own reported guide within 1e-6 relative (SPEC §7; the
+/// mapping of its own reported guide within 1e-6 relative (docs/spec.md §7; the
 /// floor 1e-6 on the denominator is validate.rs's). The two-float evaluation
 /// gets within f32's rounding of the result (≈ 6e-8).
 #[test]
@@ -231,7 +231,7 @@ fn batch_invariance_and_reference_tokens() {
             all[r].entropy.to_bits(),
             "row {r}"
         );
-        // Equal to the reference's draws (SPEC §7): unless the kept sets differ
+        // Equal to the reference's draws (docs/spec.md §7): unless the kept sets differ
         // at a top-p cut whose mass is within 1e-5 of p (then π is
         // renormalised over another set), or u falls within 1e-6 of the
         // reference's CDF between the two tokens.
@@ -279,8 +279,8 @@ fn batch_invariance_and_reference_tokens() {
     }
 }
 
-/// SPEC §9 on normal(0, 3) rows: reads of the logits per row (statistics pass
-/// plus scan rounds) for each parameter set. The bounds are the SPEC's; the
+/// docs/spec.md §9 on normal(0, 3) rows: reads of the logits per row (statistics pass
+/// plus scan rounds) for each parameter set. The bounds are the the spec's; the
 /// exact counts are what the design gives and are documented in docs/gpu.md.
 #[test]
 fn reads_per_row_stay_within_spec() {
@@ -337,13 +337,15 @@ fn reads_per_row_stay_within_spec() {
             2,
         ),
         (
+            // The cut predicted from the statistics pass's histogram and
+            // verified by the one compaction read (docs/gpu.md).
             "top-p 0.95",
             SamplingParams {
                 top_p: 0.95,
                 ..base.clone()
             },
-            3,
-            4,
+            2,
+            2,
         ),
         (
             "entropy-guided (standard)",
@@ -374,7 +376,7 @@ fn reads_per_row_stay_within_spec() {
         let reads = g.last_reads().to_vec();
         assert!(
             reads.iter().all(|&n| n <= spec),
-            "{name}: {reads:?} reads, SPEC §9 allows {spec}"
+            "{name}: {reads:?} reads, docs/spec.md §9 allows {spec}"
         );
         assert!(
             reads.iter().all(|&n| n == expected),
@@ -466,11 +468,7 @@ fn profile_times_every_dispatch_and_changes_nothing() {
         return;
     }
     let labels: Vec<&str> = profile.iter().map(|(l, _)| *l).collect();
-    assert_eq!(
-        labels,
-        ["init", "stats", "solve", "scan", "solve rounds", "pick"],
-        "{profile:?}"
-    );
+    assert_eq!(labels, ["stats", "solve", "pick"], "{profile:?}");
     assert!(profile.iter().all(|(_, ms)| *ms >= 0.0), "{profile:?}");
     if let Some(k) = kernel {
         let sum: f64 = profile.iter().map(|(_, ms)| ms).sum();

@@ -11,5 +11,5 @@ pub mod shaders;
 pub mod workspace;
 
 pub use context::{gpu_report, list_adapters, GpuContext, GpuReport};
-pub use sampler::{BufferLogits, GpuSampler, LogitsDtype, PendingResults};
+pub use sampler::{BufferLogits, CallCounts, GpuSampler, LogitsDtype, PendingResults};
 pub use shaders::LaneOrder;

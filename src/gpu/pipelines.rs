@@ -145,7 +145,9 @@ impl Pipelines {
             // SAFETY: an experiment switch (off by default) for measuring
             // what naga's bounds checks and loop bounding cost; every index
             // in the shaders is in range by construction.
-            unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+            unsafe {
+                device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
         } else {
             device.create_shader_module(desc)
         };

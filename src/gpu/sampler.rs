@@ -14,6 +14,7 @@ use super::context::GpuContext;
 use super::pipelines::Pipelines;
 use super::shaders::{Features, Job, LaneOrder, ShaderConsts};
 use super::workspace::Workspace;
+pub use crate::backend::CallCounts;
 use crate::backend::{check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
@@ -36,7 +37,7 @@ const READBACK: wgpu::BufferUsages =
 /// Rows of 2^26 ids would overflow the 64-bit top-p masses (common.wgsl).
 const MAX_VOCAB: usize = 1 << 26;
 
-/// Element type of logits in a caller's buffer (SPEC §11).
+/// Element type of logits in a caller's buffer (docs/spec.md §11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogitsDtype {
     F32,
@@ -212,20 +213,6 @@ pub struct GpuSampler {
     force_miss: bool,
 }
 
-/// The structure of the last recorded call (SPEC §9), exact on any adapter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CallCounts {
-    /// Compute dispatches the call recorded (all chunks).
-    pub dispatches: u32,
-    /// Workgroups those dispatches launched.
-    pub workgroups: u64,
-    /// Row chunks (batches past one storage binding are split).
-    pub chunks: u32,
-    /// Reads of the logits the row that read most took (the statistics pass
-    /// plus the solver's own reads); filled in when the results are read.
-    pub reads_per_row: u32,
-}
-
 /// Where a chunk's logits come from.
 struct ChunkSrc {
     buffer: wgpu::Buffer,
@@ -399,7 +386,9 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         // The statistics pass's sums are at T_A: the row's static T, or 1
         // where top-p sees the T = 1 distribution (llama.cpp order) and its
         // prediction needs the total there.
-        let t_a = if dynamic.is_none() && p.temperature > 0.0 && !(hist_p && p.order == Order::LlamaCpp)
+        let t_a = if dynamic.is_none()
+            && p.temperature > 0.0
+            && !(hist_p && p.order == Order::LlamaCpp)
         {
             p.temperature
         } else {
@@ -577,7 +566,7 @@ impl GpuSampler {
     }
 
     /// Reads of the logits each row of the last `sample`/`probs` call took:
-    /// the statistics pass plus the scan rounds its solver asked for (SPEC §9
+    /// the statistics pass plus the scan rounds its solver asked for (docs/spec.md §9
     /// read-equivalents; `pick`'s one-tile reads are not counted).
     pub fn last_reads(&self) -> &[u32] {
         &self.last_reads
@@ -650,9 +639,8 @@ impl GpuSampler {
         let tiles = vocab.div_ceil(c.tile as usize) as u64;
         let per = self.rows_per_chunk(vocab as u64 * 4, tiles, 0)?.min(rows) as u64;
         let l = layout(per, tiles, c, 0, 0);
-        let words = l.ws_words
-            + l.bins_words
-            + rows as u64 * (MR as u64 + RES as u64 + 1 + TOPW as u64);
+        let words =
+            l.ws_words + l.bins_words + rows as u64 * (MR as u64 + RES as u64 + 1 + TOPW as u64);
         Ok(words * 4 + rows as u64 * vocab as u64 * 4)
     }
 
@@ -982,7 +970,7 @@ impl GpuSampler {
     }
 
     /// Records sampling of logits already on the device into the caller's
-    /// encoder (SPEC §11). With `tokens_out`, each row's token (u32) is also
+    /// encoder (docs/spec.md §11). With `tokens_out`, each row's token (u32) is also
     /// written at `(buffer, byte offset)` + 4·row for the next forward pass.
     /// Submit the encoder, then call [`PendingResults::read`]. One recorded
     /// call per submission: calls share the sampler's workspace.
@@ -1567,6 +1555,10 @@ impl Sampler for GpuSampler {
 
     fn last_kernel_ms(&self) -> Option<f64> {
         self.last_kernel_ms
+    }
+
+    fn last_structure(&self) -> Option<CallCounts> {
+        Some(self.last_counts)
     }
 
     fn stream_read_ms(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {

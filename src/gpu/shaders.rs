@@ -351,14 +351,20 @@ fn next_tree(src: &str, wg: u32, nb: u32) -> Option<(usize, String, Vec<u32>)> {
         let down = format!("for (var {var} = WG / 2u; {var} > 0u; {var} >>= 1u) {{");
         let down_nb = format!("for (var {var} = NB / 2u; {var} > 0u; {var} >>= 1u) {{");
         let up = format!("for (var {var} = 1u; {var} < WG; {var} <<= 1u) {{");
-        let mut halves: Vec<u32> = std::iter::successors(Some(wg / 2), |&x| (x > 1).then_some(x / 2))
-            .filter(|&x| x > 0)
-            .collect();
-        let nb_halves: Vec<u32> = std::iter::successors(Some(nb / 2), |&x| (x > 1).then_some(x / 2)).collect();
-        for (pat, steps) in [(down, halves.clone()), (down_nb, nb_halves), (up, {
-            halves.reverse();
-            halves.clone()
-        })] {
+        let mut halves: Vec<u32> =
+            std::iter::successors(Some(wg / 2), |&x| (x > 1).then_some(x / 2))
+                .filter(|&x| x > 0)
+                .collect();
+        let nb_halves: Vec<u32> =
+            std::iter::successors(Some(nb / 2), |&x| (x > 1).then_some(x / 2)).collect();
+        for (pat, steps) in [
+            (down, halves.clone()),
+            (down_nb, nb_halves),
+            (up, {
+                halves.reverse();
+                halves.clone()
+            }),
+        ] {
             if let Some(at) = src.find(&pat) {
                 if best.as_ref().is_none_or(|b| at < b.0) {
                     best = Some((at, var.to_string(), steps));
@@ -388,7 +394,11 @@ mod tests {
         let c = ShaderConsts::default();
         for job in Job::ALL {
             let src = job.source(&c);
-            assert!(!src.contains("s >>= 1u) {") && !src.contains("<<= 1u) {"), "{}", job.name());
+            assert!(
+                !src.contains("s >>= 1u) {") && !src.contains("<<= 1u) {"),
+                "{}",
+                job.name()
+            );
             assert!(!src.contains("j < EPT; j++"), "{}", job.name());
         }
     }

@@ -1,6 +1,6 @@
 //! What every GPU test file shares: opening the adapter the same way (a loud
 //! notice without one, a failure under REQUIRE_GPU=1, never a silent skip),
-//! seeded data, and the SPEC §7 comparison of one sampled row with the
+//! seeded data, and the docs/spec.md §7 comparison of one sampled row with the
 //! reference for results that come without π (the buffer API).
 
 #![allow(dead_code)]
@@ -102,7 +102,7 @@ pub fn normal_rows(rng: &mut Rng, rows: usize, vocab: usize, sigma: f32) -> Vec<
         .collect()
 }
 
-/// SPEC §7 for a sampled row against the reference on logits `x`: kept count,
+/// docs/spec.md §7 for a sampled row against the reference on logits `x`: kept count,
 /// entropy and logprob within tolerance, and the token equal to the
 /// reference's draw for the same (seed, step, 0) or u within 1e-6 of a CDF
 /// boundary. Rows of continuous random logits have no ties at a threshold, so
