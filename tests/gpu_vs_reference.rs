@@ -339,13 +339,26 @@ fn reads_per_row_stay_within_spec() {
         (
             // The cut predicted from the statistics pass's histogram and
             // verified by the one compaction read (docs/gpu.md).
+            "top-p 0.9 at T 0.7",
+            SamplingParams {
+                top_p: 0.9,
+                temperature: 0.7,
+                ..base.clone()
+            },
+            2,
+            2,
+        ),
+        (
+            // A nucleus too wide for the 2048 candidates from the predicted
+            // window: the exact d-bin read first (docs/spec.md §9 allows the
+            // fallback's third read).
             "top-p 0.95",
             SamplingParams {
                 top_p: 0.95,
                 ..base.clone()
             },
-            2,
-            2,
+            3,
+            3,
         ),
         (
             "entropy-guided (standard)",

@@ -457,7 +457,13 @@ fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: bool) -> Enc
         meta,
         patches,
         ntop,
-        features,
+        // Three variants at most (each costs a compile per job): the lean
+        // ones for plain and truncating batches, everything for the rest.
+        features: if features == Features::NONE || features == Features::HIST {
+            features
+        } else {
+            Features::ALL
+        },
         summary,
     }
 }

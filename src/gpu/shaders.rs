@@ -122,7 +122,7 @@ impl Default for ShaderConsts {
 impl ShaderConsts {
     pub fn header(&self) -> String {
         assert!(
-            self.tile % (4 * self.wg) == 0 && self.tile / 32 <= self.wg,
+            self.tile.is_multiple_of(4 * self.wg) && self.tile / 32 <= self.wg,
             "tiles are a multiple of 4 ids per invocation and one bitmap word per invocation at most"
         );
         format!(
@@ -144,7 +144,8 @@ impl ShaderConsts {
 /// What a call's rows use, compiled in or out of a pipeline variant: code a
 /// call needs no row of is not in the shader it runs (a software adapter
 /// such as lavapipe runs both sides of every branch under a mask, so dead
-/// code costs there as much as live code).
+/// code costs there as much as live code). The sampler uses three variants:
+/// none, histograms only, and all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Features(pub u8);
 
