@@ -315,11 +315,18 @@ fn lower_allow(lo0: u32, hi0: u32, id: u32) -> u32 {
     return lo;
 }
 
-// The start of every one-tile-of-one-row workgroup (dispatch: tiles × rows):
-// the constants, then tile `wid.x` of chunk row `wid.y`.
-fn tile_entry(lid: u32, wid: vec3<u32>) -> TileCtx {
+// The start of every entry point: the constants, then the logical local id
+// and workgroup (a permutation of the physical ones in race tests).
+struct Entry { lid: u32, wid: vec3<u32> }
+fn entry(lid3: vec3<u32>, wid0: vec3<u32>, nwg: vec3<u32>) -> Entry {
     init_consts();
-    return tile_setup(lid, wid.y, wid.x);
+    return Entry(lane(lid3.x), vec3<u32>(group(wid0.x, nwg.x), group(wid0.y, nwg.y), 0u));
+}
+
+// A one-tile-of-one-row workgroup (dispatch: tiles × rows): tile `wid.x` of
+// chunk row `wid.y`.
+fn tile_entry(e: Entry) -> TileCtx {
+    return tile_setup(e.lid, e.wid.y, e.wid.x);
 }
 
 fn tile_base(r: u32, t: u32) -> TileCtx {

@@ -6,9 +6,9 @@
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let wid = vec3<u32>(group(wid0.x, nwg.x), group(wid0.y, nwg.y), 0u);
-    init_consts();
-    let lid = lane(lid3.x);
+    let en = entry(lid3, wid0, nwg);
+    let wid = en.wid;
+    let lid = en.lid;
     let r = wid.y;
     let res = res_at(r);
     if (lid == 0u) { sh_dtile = outb[res + R_STATUS]; }

@@ -4,9 +4,9 @@
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let wid = vec3<u32>(group(wid0.x, nwg.x), group(wid0.y, nwg.y), 0u);
-    let lid = lane(lid3.x);
-    let c = tile_entry(lid, wid);
+    let en = entry(lid3, wid0, nwg);
+    let lid = en.lid;
+    let c = tile_entry(en);
     let r = c.r;
     let res = res_at(r);
     if (outb[res + R_STATUS] != 1u) { return; }

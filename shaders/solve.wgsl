@@ -1223,10 +1223,9 @@ fn add_bin(b: u32, q: vec2<u32>) {
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let wid = vec3<u32>(group(wid0.x, nwg.x), group(wid0.y, nwg.y), 0u);
-    init_consts();
-    lid = lane(lid3.x);
-    row = wid.y;
+    let en = entry(lid3, wid0, nwg);
+    lid = en.lid;
+    row = en.wid.y;
     if (row >= ch.rows) { return; }
     // Phase steps until the row is done, with the reads the phases ask for
     // in between. Each query narrows its key window 256-fold per read, so a
