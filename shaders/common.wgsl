@@ -522,30 +522,6 @@ fn wg_scan_u(lid: u32, v: u32) -> u32 {
     return out;
 }
 
-// Merge of two (max, Σe, Σ(y-m)e) partials at temperature 1/inv_t (GPU_NOTES).
-struct Tup { m: f32, s: f32, a: f32 }
-
-fn tup_merge(x: Tup, y: Tup) -> Tup {
-    let m = max(x.m, y.m);
-    if (m == NEG_INF) { return Tup(NEG_INF, 0.0, 0.0); }
-    var o = Tup(m, 0.0, 0.0);
-    if (x.m != NEG_INF) {
-        let d = x.m - m;
-        let w = exp(d);
-        o.s += w * x.s;
-        o.a += w * (x.a + d * x.s);
-    }
-    if (y.m != NEG_INF) {
-        let d = y.m - m;
-        let w = exp(d);
-        o.s += w * y.s;
-        o.a += w * (y.a + d * y.s);
-    }
-    return o;
-}
-
-
-
 // Two vec4 sums and two u32 minima in one tree (the statistics pass's and the
 // solver's per-row tails): one round of barriers instead of three, and each
 // component adds in exactly the order wg_sum4 / wg_reduce4u would. The second

@@ -775,7 +775,6 @@ fn go_greedy() {
     s[S_PHASE] = PH_DONE;
 }
 
-var<workgroup> sh_tile: u32;
 
 fn init_row() {
     // Merge the statistics pass's tiles (fixed order).

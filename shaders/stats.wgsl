@@ -3,7 +3,7 @@
 // that a bias, history or prompt names (docs/spec.md §3 stages 1–2, from the compact
 // per-row lists: never a V-sized mask or copy), then records, after bias /
 // mask / penalties: the max, Σe^(y−m), Σ(y−m)e^(y−m), Σ(y−m)²e^(y−m)
-// (entropy and varentropy in one read, GPU_NOTES), the finite count and the
+// (entropy and varentropy in one read, docs/spec.md §4.1), the finite count and the
 // argmax (lowest id); for the raw logits the max and Σe (raw_logprob); the
 // smallest index holding NaN/+inf; and, at the row's pass temperature T_A,
 // the kept-mass sums that a row without truncation samples from directly.

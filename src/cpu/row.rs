@@ -4,7 +4,7 @@
 //!    (`edits.rs`); nothing is copied.
 //! 2. One statistics pass per block: the block max (and the NaN/+inf check),
 //!    then `Σe`, `Σ(x−m)e`, `Σ(x−m)²e` against a running max, merged with the
-//!    associative rule of GPU_NOTES ("One read for max, normaliser, entropy
+//!    associative rule of docs/spec.md §4.1 ("One read for max, normaliser, entropy
 //!    and varentropy"); with a static temperature also the sums at T.
 //! 3. Every truncation stage keeps a set `{x ≥ τ}`, so the pipeline carries one
 //!    threshold. Thresholds are found on a candidate list `{x ≥ τ_c}` compacted
@@ -69,7 +69,7 @@ pub enum RowOut {
 }
 
 /// Running `(m, Σe, Σde, Σd²e, Σe_T, Σde_T)` with `d = x − m`, shifted when the
-/// max grows (the merge rule of GPU_NOTES).
+/// max grows (the merge rule of docs/spec.md §4.1).
 #[derive(Debug, Clone, Copy)]
 struct Acc {
     m: f64,

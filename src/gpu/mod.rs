@@ -1,6 +1,6 @@
 //! The GPU backend: wgpu compute shaders, sort-free, one submission per batch.
 //!
-//! Layout (STYLE.md): [`context`] acquires the device, [`pipelines`] compiles
+//! Layout: [`context`] acquires the device, [`pipelines`] compiles
 //! the shaders once, [`workspace`] keeps buffers across calls, [`sampler`] is
 //! the host side, [`shaders`] assembles `shaders/*.wgsl`.
 
