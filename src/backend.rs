@@ -97,6 +97,13 @@ pub trait Sampler: Send {
     fn last_structure(&self) -> Option<CallCounts> {
         None
     }
+
+    /// The GPU sampler behind this backend, for work on logits that already
+    /// live on the device (`bench`'s resident mode); `None` elsewhere.
+    #[cfg(feature = "gpu")]
+    fn as_gpu(&mut self) -> Option<&mut crate::gpu::GpuSampler> {
+        None
+    }
 }
 
 /// The structure of one call on a device (docs/spec.md §9). Exact on any

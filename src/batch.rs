@@ -5,16 +5,103 @@
 //! Loaders reject NaN and +inf (naming row and index), ragged rows, empty
 //! vocabularies and truncated files; −inf is a legal masked logit.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
 
 use npyz::WriterBuilder;
 
 use crate::error::{Result, SamplerError};
 
-/// A borrowed B × V view of row-major f32 logits.
+/// Element type of logits: in a [`LogitsView`], a raw file, or a caller's GPU
+/// buffer (docs/spec.md §8, §11). Half-precision values are widened exactly
+/// to f32, so a batch gives the same results in any of the three types as
+/// its f32 widening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsDtype {
+    F32,
+    /// IEEE binary16.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+/// The element type of a raw logits file (the same three types).
+pub type RawDtype = LogitsDtype;
+
+impl LogitsDtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            LogitsDtype::F32 => 4,
+            LogitsDtype::F16 | LogitsDtype::Bf16 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LogitsDtype::F32 => "f32",
+            LogitsDtype::F16 => "f16",
+            LogitsDtype::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for LogitsDtype {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(LogitsDtype::F32),
+            "f16" => Ok(LogitsDtype::F16),
+            "bf16" => Ok(LogitsDtype::Bf16),
+            other => Err(format!(
+                "unknown dtype `{other}` (expected f32, f16 or bf16)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Elems<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    Bf16(&'a [bf16]),
+}
+
+impl<'a> Elems<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Elems::F32(d) => d.len(),
+            Elems::F16(d) => d.len(),
+            Elems::Bf16(d) => d.len(),
+        }
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Elems<'a> {
+        match self {
+            Elems::F32(d) => Elems::F32(&d[start..end]),
+            Elems::F16(d) => Elems::F16(&d[start..end]),
+            Elems::Bf16(d) => Elems::Bf16(&d[start..end]),
+        }
+    }
+
+    fn to_f32(self) -> Cow<'a, [f32]> {
+        match self {
+            Elems::F32(d) => Cow::Borrowed(d),
+            Elems::F16(d) => Cow::Owned(d.iter().map(|h| h.to_f32()).collect()),
+            Elems::Bf16(d) => Cow::Owned(d.iter().map(|h| h.to_f32()).collect()),
+        }
+    }
+}
+
+/// A borrowed B × V view of row-major logits: f32, or f16 / bf16 (half the
+/// bytes to upload to a GPU; widened exactly to f32 wherever they are read,
+/// docs/spec.md §8).
 #[derive(Debug, Clone, Copy)]
 pub struct LogitsView<'a> {
-    data: &'a [f32],
+    data: Elems<'a>,
     rows: usize,
     vocab: usize,
 }
@@ -22,6 +109,20 @@ pub struct LogitsView<'a> {
 impl<'a> LogitsView<'a> {
     /// `data.len()` must equal `rows · vocab`, with `rows ≥ 1` and `vocab ≥ 1`.
     pub fn new(data: &'a [f32], rows: usize, vocab: usize) -> Result<Self> {
+        Self::check(Elems::F32(data), rows, vocab)
+    }
+
+    /// IEEE binary16 logits (e.g. a model's f16 output), `rows · vocab` of them.
+    pub fn f16(data: &'a [f16], rows: usize, vocab: usize) -> Result<Self> {
+        Self::check(Elems::F16(data), rows, vocab)
+    }
+
+    /// bfloat16 logits, `rows · vocab` of them.
+    pub fn bf16(data: &'a [bf16], rows: usize, vocab: usize) -> Result<Self> {
+        Self::check(Elems::Bf16(data), rows, vocab)
+    }
+
+    fn check(data: Elems<'a>, rows: usize, vocab: usize) -> Result<Self> {
         if rows == 0 || vocab == 0 {
             return Err(SamplerError::Shape(format!(
                 "a batch needs at least one row and one token (got {rows} × {vocab})"
@@ -44,22 +145,58 @@ impl<'a> LogitsView<'a> {
         self.vocab
     }
 
-    pub fn data(&self) -> &'a [f32] {
-        self.data
+    pub fn dtype(&self) -> LogitsDtype {
+        match self.data {
+            Elems::F32(_) => LogitsDtype::F32,
+            Elems::F16(_) => LogitsDtype::F16,
+            Elems::Bf16(_) => LogitsDtype::Bf16,
+        }
     }
 
-    pub fn row(&self, r: usize) -> &'a [f32] {
-        &self.data[r * self.vocab..(r + 1) * self.vocab]
+    /// The f32 logits, when the view holds f32.
+    pub fn as_f32(&self) -> Option<&'a [f32]> {
+        match self.data {
+            Elems::F32(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// All logits as f32 (borrowed for f32, widened for f16 / bf16).
+    pub fn to_f32(&self) -> Cow<'a, [f32]> {
+        self.data.to_f32()
+    }
+
+    /// The elements' bytes as stored (little-endian on every supported host).
+    pub fn bytes(&self) -> &'a [u8] {
+        match self.data {
+            Elems::F32(d) => u8_view(d),
+            Elems::F16(d) => u8_view(d.reinterpret_cast()),
+            Elems::Bf16(d) => u8_view(d.reinterpret_cast()),
+        }
+    }
+
+    /// Row `r` as f32 (borrowed for f32, widened for f16 / bf16).
+    pub fn row(&self, r: usize) -> Cow<'a, [f32]> {
+        self.data
+            .slice(r * self.vocab, (r + 1) * self.vocab)
+            .to_f32()
     }
 
     /// Rows `start..end` as a view of their own.
     pub fn slice_rows(&self, start: usize, end: usize) -> LogitsView<'a> {
         LogitsView {
-            data: &self.data[start * self.vocab..end * self.vocab],
+            data: self.data.slice(start * self.vocab, end * self.vocab),
             rows: end - start,
             vocab: self.vocab,
         }
     }
+}
+
+/// The bytes of a slice of plain numbers.
+fn u8_view<T: Copy>(d: &[T]) -> &[u8] {
+    // SAFETY: f32 and u16 have no padding and every byte pattern is a valid
+    // u8; the length covers exactly the slice's bytes.
+    unsafe { std::slice::from_raw_parts(d.as_ptr().cast::<u8>(), std::mem::size_of_val(d)) }
 }
 
 /// Owned B × V logits.
@@ -68,37 +205,6 @@ pub struct Batch {
     data: Vec<f32>,
     rows: usize,
     vocab: usize,
-}
-
-/// Element type of a raw logits file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RawDtype {
-    F32,
-    F16,
-    Bf16,
-}
-
-impl RawDtype {
-    pub fn size(self) -> usize {
-        match self {
-            RawDtype::F32 => 4,
-            RawDtype::F16 | RawDtype::Bf16 => 2,
-        }
-    }
-}
-
-impl std::str::FromStr for RawDtype {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" => Ok(RawDtype::F32),
-            "f16" => Ok(RawDtype::F16),
-            "bf16" => Ok(RawDtype::Bf16),
-            other => Err(format!(
-                "unknown dtype `{other}` (expected f32, f16 or bf16)"
-            )),
-        }
-    }
 }
 
 impl Batch {
@@ -146,7 +252,7 @@ impl Batch {
 
     pub fn view(&self) -> LogitsView<'_> {
         LogitsView {
-            data: &self.data,
+            data: Elems::F32(&self.data),
             rows: self.rows,
             vocab: self.vocab,
         }

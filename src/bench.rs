@@ -170,6 +170,9 @@ pub struct BenchOptions {
     pub warmup_ms: f64,
     /// Base seed of the rows' draws.
     pub seed: u64,
+    /// Also time calls on logits already on the device (mode `resident`),
+    /// for backends that have a device (docs/spec.md §9).
+    pub resident: bool,
 }
 
 impl Default for BenchOptions {
@@ -179,6 +182,7 @@ impl Default for BenchOptions {
             warmup: 3,
             warmup_ms: 50.0,
             seed: 1,
+            resident: true,
         }
     }
 }
@@ -195,6 +199,8 @@ pub struct BenchResult {
     pub mode: String,
     pub batch: usize,
     pub vocab: usize,
+    /// Element type the logits were handed over in (`f32`, `f16`, `bf16`).
+    pub dtype: String,
     /// The parameter set's name; `sampling` holds its values.
     pub params: String,
     pub sampling: serde_json::Value,
@@ -237,8 +243,12 @@ pub fn median_iqr(times: &[f64]) -> (f64, f64) {
     (q(0.5), q(0.75) - q(0.25))
 }
 
-/// Times `sampler` on one batch and parameter set: the `end_to_end` result,
-/// plus a `kernel` result where the backend reports device time. `probe_ms`
+/// Times `sampler` on one batch and parameter set: the `end_to_end` result
+/// (host logits in the view's own element type, uploaded every call), a
+/// `kernel` result where the backend reports device time, and with
+/// `opts.resident` on a GPU a `resident` result (the same calls on logits
+/// uploaded once: what a server whose model writes logits on the device
+/// pays). `probe_ms`
 /// is one streaming read of `logits` (for `bw_fraction`); `tick` is called
 /// after every call (progress).
 pub fn bench_case(
@@ -272,7 +282,14 @@ pub fn bench_case(
         }
         tick();
     }
-    let bytes = (rows * vocab * std::mem::size_of::<f32>()) as f64;
+    #[cfg(feature = "gpu")]
+    let resident = match sampler.as_gpu() {
+        Some(gpu) if opts.resident => Some(time_resident(gpu, logits, &params, opts, runs, tick)?),
+        _ => None,
+    };
+    #[cfg(not(feature = "gpu"))]
+    let resident: Option<Vec<f64>> = None;
+    let bytes = logits.bytes().len() as f64;
     let structure = sampler.last_structure();
     let make = |mode: &str, times: &[f64]| {
         let (median, iqr) = median_iqr(times);
@@ -282,6 +299,7 @@ pub fn bench_case(
             mode: mode.to_string(),
             batch: rows,
             vocab,
+            dtype: logits.dtype().name().to_string(),
             params: set.name.clone(),
             sampling: set.to_json(),
             runs: times.len(),
@@ -300,7 +318,45 @@ pub fn bench_case(
     if kernel.len() == runs {
         out.push(make("kernel", &kernel));
     }
+    if let Some(times) = resident {
+        out.push(make("resident", &times));
+    }
     Ok(out)
+}
+
+/// Wall time of whole calls (record, submit, wait, read the results) on
+/// logits uploaded to the device once.
+#[cfg(feature = "gpu")]
+fn time_resident(
+    gpu: &mut crate::gpu::GpuSampler,
+    logits: LogitsView<'_>,
+    params: &[SamplingParams],
+    opts: &BenchOptions,
+    runs: usize,
+    tick: &mut dyn FnMut(),
+) -> Result<Vec<f64>> {
+    let (buffer, dtype) = gpu.upload_buffer(logits);
+    let input = crate::gpu::BufferLogits {
+        buffer: &buffer,
+        offset: 0,
+        rows: logits.rows(),
+        vocab: logits.vocab(),
+        row_stride: logits.vocab(),
+        dtype,
+        allowed_bitmask: None,
+    };
+    for _ in 0..opts.warmup.max(1) {
+        gpu.sample_buffer(&input, params, 1, None)?;
+    }
+    let mut wall = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let out = gpu.sample_buffer(&input, params, 1, None)?;
+        wall.push(t0.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(out);
+        tick();
+    }
+    Ok(wall)
 }
 
 /// The machine's CPU model (Linux `/proc/cpuinfo`), for result tables.

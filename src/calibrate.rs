@@ -292,7 +292,7 @@ pub fn calibrate_rows(
     validate_all(params, logits.rows(), logits.vocab())?;
     (0..logits.rows())
         .map(|r| {
-            let x = logits.row(r);
+            let x = &*logits.row(r);
             bisect(Scope::Row(r), target, unit, |t| {
                 Ok(unit.from_nats(entropy_at(r, x, &params[r], t)?))
             })
@@ -316,7 +316,7 @@ pub fn calibrate_mean(
     bisect(Scope::Mean(b), target, unit, |t| {
         let mut sum = 0.0;
         for (r, p) in params.iter().enumerate() {
-            sum += entropy_at(r, logits.row(r), p, t)?;
+            sum += entropy_at(r, &logits.row(r), p, t)?;
         }
         Ok(unit.from_nats(sum / b as f64))
     })
@@ -372,7 +372,7 @@ pub fn entropy_percentiles(
     }
     let entropies = (0..logits.rows())
         .map(|r| {
-            let pr = process_row(r, logits.row(r), &params[r], Overrides::default())?;
+            let pr = process_row(r, &logits.row(r), &params[r], Overrides::default())?;
             Ok(unit.from_nats(pr.entropy))
         })
         .collect::<Result<Vec<f64>>>()?;

@@ -43,7 +43,7 @@ pub mod sequence;
 pub mod validate;
 
 pub use backend::{BackendKind, CallCounts, Sampler};
-pub use batch::{Batch, LogitsView, RawDtype};
+pub use batch::{Batch, LogitsDtype, LogitsView, RawDtype};
 pub use cpu::CpuSampler;
 pub use error::{Result, SamplerError};
 pub use open::{open, open_default};

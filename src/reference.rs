@@ -543,7 +543,7 @@ impl Sampler for ReferenceSampler {
         validate_all(params, logits.rows(), logits.vocab())?;
         let seeds = resolve_seeds(params);
         (0..logits.rows())
-            .map(|r| sample_row(r, logits.row(r), &params[r], seeds[r], samples))
+            .map(|r| sample_row(r, &logits.row(r), &params[r], seeds[r], samples))
             .collect()
     }
 
@@ -555,7 +555,7 @@ impl Sampler for ReferenceSampler {
         validate_all(params, logits.rows(), logits.vocab())?;
         (0..logits.rows())
             .map(|r| {
-                let pr = process_row(r, logits.row(r), &params[r], Overrides::default())?;
+                let pr = process_row(r, &logits.row(r), &params[r], Overrides::default())?;
                 Ok(RowProbs {
                     probs: pr.pi,
                     kept: pr.kept_count as u32,

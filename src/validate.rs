@@ -568,7 +568,7 @@ pub fn check_case(
             case: case.index,
             row: r,
             kind: case.kinds[r],
-            x: view.row(r),
+            x: case.batch.row(r),
             params: &case.params[r],
             reference: &pr,
             probs: &probs[r],
@@ -611,7 +611,7 @@ fn reference_rows(
                     let r = t * chunk + i;
                     *slot = Some(reference::process_row(
                         r,
-                        view.row(r),
+                        &view.row(r),
                         &params[r],
                         overrides[r],
                     ));

@@ -167,7 +167,7 @@ impl CpuSampler {
         let k = self.kernels;
         let one_row = |r: usize, split: Split<'_>| {
             let mut sc = self.take_scratch();
-            let out = run_row(k, r, logits.row(r), &params[r], want(r), &mut sc, split);
+            let out = run_row(k, r, &logits.row(r), &params[r], want(r), &mut sc, split);
             self.put_scratch(sc);
             out
         };
@@ -255,7 +255,7 @@ impl Sampler for CpuSampler {
             &self.pool,
             self.team.as_ref(),
             self.kernels,
-            logits.data(),
+            &logits.to_f32(),
         )))
     }
 }

@@ -16,6 +16,7 @@ use super::shaders::{Features, Job, LaneOrder, ShaderConsts};
 use super::workspace::Workspace;
 pub use crate::backend::CallCounts;
 use crate::backend::{check_samples, BackendKind, Sampler};
+pub use crate::batch::LogitsDtype;
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
 use crate::params::{
@@ -37,28 +38,12 @@ const READBACK: wgpu::BufferUsages =
 /// Rows of 2^26 ids would overflow the 64-bit top-p masses (common.wgsl).
 const MAX_VOCAB: usize = 1 << 26;
 
-/// Element type of logits in a caller's buffer (docs/spec.md §11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogitsDtype {
-    F32,
-    F16,
-    /// bfloat16 as u16 bits.
-    Bf16,
-}
-
-impl LogitsDtype {
-    fn code(self) -> u32 {
-        match self {
-            LogitsDtype::F32 => 0,
-            LogitsDtype::F16 => 1,
-            LogitsDtype::Bf16 => 2,
-        }
-    }
-    fn size(self) -> u64 {
-        match self {
-            LogitsDtype::F32 => 4,
-            _ => 2,
-        }
+/// The shader's code for an element type (`Chunk.dtype`, common.wgsl).
+fn dtype_code(d: LogitsDtype) -> u32 {
+    match d {
+        LogitsDtype::F32 => 0,
+        LogitsDtype::F16 => 1,
+        LogitsDtype::Bf16 => 2,
     }
 }
 
@@ -758,7 +743,7 @@ impl GpuSampler {
                 vocab as u32,
                 stride as u32,
                 src.elem_off,
-                dtype.code(),
+                dtype_code(dtype),
                 tiles as u32,
                 samples,
                 e.ntop,
@@ -908,31 +893,39 @@ impl GpuSampler {
     }
 
     /// Uploads host logits chunk by chunk (each chunk its own buffer, so no
-    /// binding exceeds the device's limit).
+    /// binding exceeds the device's limit), in their own element type: f16
+    /// and bf16 move half the bytes of f32 and are widened in the shaders.
     fn upload(
         &mut self,
         logits: LogitsView<'_>,
         ntop: u64,
     ) -> Result<Vec<(usize, usize, ChunkSrc)>> {
         let v = logits.vocab();
+        let esz = logits.dtype().size();
         let tiles = v.div_ceil(self.pipes.consts.tile as usize) as u64;
-        let per = self.rows_per_chunk(v as u64 * 4, tiles, ntop)?;
+        let per = self.rows_per_chunk((v * esz) as u64, tiles, ntop)?;
         let mut chunks = Vec::new();
         let mut row0 = 0;
         while row0 < logits.rows() {
             let n = per.min(logits.rows() - row0);
             let name = format!("logits{}", chunks.len());
-            let data = logits.slice_rows(row0, row0 + n).data();
+            let bytes = logits.slice_rows(row0, row0 + n).bytes();
+            // Buffer copies move whole 4-byte words: an odd count of half
+            // elements gets one zero element of padding (never read).
+            let size = (bytes.len() as u64).next_multiple_of(4);
             let buf = self.ws.get(
                 &self.ctx.device,
                 &name,
-                (data.len() * 4) as u64,
+                size,
                 wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             );
-            self.ctx
-                .queue
-                .write_buffer(&buf, 0, bytemuck::cast_slice(data));
-            let size = (data.len() * 4) as u64;
+            let whole = bytes.len() / 4 * 4;
+            self.ctx.queue.write_buffer(&buf, 0, &bytes[..whole]);
+            if whole < bytes.len() {
+                let mut tail = [0u8; 4];
+                tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+                self.ctx.queue.write_buffer(&buf, whole as u64, &tail);
+            }
             chunks.push((
                 row0,
                 n,
@@ -996,7 +989,7 @@ impl GpuSampler {
             )));
         }
         validate_all(params, input.rows, input.vocab)?;
-        let esz = input.dtype.size();
+        let esz = input.dtype.size() as u64;
         if !input.offset.is_multiple_of(esz) {
             return Err(SamplerError::Shape(format!(
                 "logits offset {} is not a multiple of the element size {esz}",
@@ -1072,6 +1065,29 @@ impl GpuSampler {
             aux,
             false,
         )
+    }
+
+    /// A storage buffer on this sampler's device holding `logits` in their
+    /// own element type, row after row (padded to whole words), with the
+    /// [`BufferLogits`] that describes it: input for [`GpuSampler::encode`]
+    /// and [`GpuSampler::sample_buffer`] that stays on the device.
+    pub fn upload_buffer(&self, logits: LogitsView<'_>) -> (wgpu::Buffer, LogitsDtype) {
+        let bytes = logits.bytes();
+        let size = (bytes.len() as u64).next_multiple_of(4);
+        let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("resident logits"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let whole = bytes.len() / 4 * 4;
+        self.ctx.queue.write_buffer(&buffer, 0, &bytes[..whole]);
+        if whole < bytes.len() {
+            let mut tail = [0u8; 4];
+            tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+            self.ctx.queue.write_buffer(&buffer, whole as u64, &tail);
+        }
+        (buffer, logits.dtype())
     }
 
     /// Convenience: [`encode`](Self::encode) into a fresh encoder, submit, read.
@@ -1475,7 +1491,7 @@ impl Sampler for GpuSampler {
             logits.rows(),
             logits.vocab(),
             logits.vocab(),
-            LogitsDtype::F32,
+            logits.dtype(),
             params,
             samples,
             None,
@@ -1513,7 +1529,7 @@ impl Sampler for GpuSampler {
             logits.rows(),
             v,
             v,
-            LogitsDtype::F32,
+            logits.dtype(),
             params,
             1,
             None,
@@ -1565,6 +1581,10 @@ impl Sampler for GpuSampler {
 
     fn last_structure(&self) -> Option<CallCounts> {
         Some(self.last_counts)
+    }
+
+    fn as_gpu(&mut self) -> Option<&mut GpuSampler> {
+        Some(self)
     }
 
     fn stream_read_ms(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {

@@ -16,7 +16,41 @@ use token_sampler::bench::{
     PerRow, MIN_RUNS, SET_NAMES,
 };
 use token_sampler::{open, open_default, BackendKind, Sampler};
-use token_sampler::{Batch, RawDtype, SamplingParams};
+use token_sampler::{Batch, LogitsView, RawDtype, SamplingParams};
+
+/// One benchmarked input in the element type it is handed over in.
+enum Host {
+    F32(Batch),
+    F16(Vec<half::f16>, usize, usize),
+    Bf16(Vec<half::bf16>, usize, usize),
+}
+
+impl Host {
+    fn new(b: Batch, dtype: RawDtype) -> Host {
+        let (r, v) = (b.rows(), b.vocab());
+        match dtype {
+            RawDtype::F32 => Host::F32(b),
+            RawDtype::F16 => Host::F16(
+                b.data().iter().map(|&x| half::f16::from_f32(x)).collect(),
+                r,
+                v,
+            ),
+            RawDtype::Bf16 => Host::Bf16(
+                b.data().iter().map(|&x| half::bf16::from_f32(x)).collect(),
+                r,
+                v,
+            ),
+        }
+    }
+
+    fn view(&self) -> LogitsView<'_> {
+        match self {
+            Host::F32(b) => b.view(),
+            Host::F16(d, r, v) => LogitsView::f16(d, *r, *v).expect("shape of a batch"),
+            Host::Bf16(d, r, v) => LogitsView::bf16(d, *r, *v).expect("shape of a batch"),
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -60,6 +94,17 @@ pub struct BenchArgs {
     /// Seed of the generated logits and of the rows' draws.
     #[arg(long = "input-seed", default_value_t = 1)]
     input_seed: u64,
+    /// Element type the logits are handed over in (f16/bf16 halve the bytes
+    /// a GPU upload moves; values are the f32 input rounded to that type).
+    #[arg(
+        long = "logits-dtype",
+        value_name = "f32|f16|bf16",
+        default_value = "f32"
+    )]
+    logits_dtype: RawDtype,
+    /// Skip the `resident` rows (calls on logits already on the device).
+    #[arg(long = "no-resident")]
+    no_resident: bool,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -199,8 +244,18 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         warmup: a.warmup,
         warmup_ms: a.warmup_ms,
         seed: a.input_seed,
+        resident: !a.no_resident,
     };
-    let total = (samplers.len() * grid.len() * (opts.runs + opts.warmup)) as u64;
+    let inputs: Vec<Host> = inputs
+        .into_iter()
+        .map(|b| Host::new(b, a.logits_dtype))
+        .collect();
+    // GPU points also time the resident calls.
+    let per_point = |s: &Box<dyn Sampler>| {
+        let resident = opts.resident && s.kind() == BackendKind::Gpu;
+        opts.runs + opts.warmup + if resident { opts.runs } else { 0 }
+    };
+    let total = samplers.iter().map(per_point).sum::<usize>() as u64 * grid.len() as u64;
     let bar = progress_bar(total, "bench");
     let mut results: Vec<BenchResult> = Vec::new();
     for sampler in samplers.iter_mut() {
@@ -208,16 +263,19 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         let mut probes = Vec::new();
         for input in &inputs {
             let own = sampler.stream_read_ms(input.view())?;
-            probes
-                .push(own.or_else(|| Some(token_sampler::cpu::host_stream_read_ms(input.data()))));
+            probes.push(own.or_else(|| {
+                Some(token_sampler::cpu::host_stream_read_ms(
+                    &input.view().to_f32(),
+                ))
+            }));
         }
         for (i, set) in &grid {
             let input = &inputs[*i];
             bar.set_prefix(format!(
                 "bench {} B {} V {} {}",
                 sampler.kind(),
-                input.rows(),
-                input.vocab(),
+                input.view().rows(),
+                input.view().vocab(),
                 set.name
             ));
             let mut tick = || bar.inc(1);
@@ -249,6 +307,7 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         print_json(&out)?;
     } else {
         println!("host CPU: {}", host_cpu_model());
+        println!("logits handed over as {}", a.logits_dtype.name());
         for (b, d) in backends.iter().zip(&devices) {
             println!("{b}: {d}");
         }
