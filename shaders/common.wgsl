@@ -9,19 +9,10 @@
 // per-row quantity is built from per-tile partials (a tile is TILE ids of one
 // row, whatever the batch), so a row's result never depends on its batch.
 
-struct Chunk {
-    row0: u32, rows: u32, vocab: u32, stride: u32,
-    elem_off: u32, dtype: u32, tiles: u32, draws: u32,
-    ntop: u32, bm_words: u32, bm_off: u32, meta_patch: u32,
-    tl_base: u32, cd_base: u32, tn_base: u32, pv_base: u32,
-    res_base: u32, dr_base: u32, to_base: u32, call: u32,
-    aux_off: u32, aux_stride: u32, inf_bits: u32, opts: u32,
-    p0: u32, p1: u32, p2: u32, p3: u32, p4: u32, p5: u32, p6: u32, p7: u32,
-}
-
-// Chunk.opts bits.
-const OPT_TOKENS: u32 = 1u;        // the solver writes each row's token into `aux` (the caller's buffer)
-const OPT_MISS: u32 = 2u;          // test hook: every top-p prediction misses (the exact fallback runs)
+// The Chunk uniform, the parameter and result records (MR, M_*, RES, R_*,
+// TOPW), the flag bits (F_*), option bits (OPT_*) and codes (ORDER_*, K_*,
+// UNIT_*, DTYPE_*, ROW_*, E_*) are generated from src/gpu/abi.rs and
+// prepended to every shader.
 
 @group(0) @binding(0) var<storage, read> logits: array<u32>;
 @group(0) @binding(1) var<storage, read> prm: array<u32>;
@@ -51,41 +42,7 @@ const KEY_MIN: u32 = 0x00800000u;   // key of -f32::MAX: the smallest finite key
 const KEY_MAX: u32 = 0xff7fffffu;   // key of +f32::MAX
 const NONE: u32 = 0xffffffffu;
 
-// Per-row parameter record (host-written; MR words per row, global row index).
-const MR: u32 = 48u;
-const M_FLAGS: u32 = 0u;
-const M_TEMP: u32 = 1u;
-const M_TOPK: u32 = 2u;
-const M_TOPP: u32 = 3u;
-const M_MINP: u32 = 4u;
-const M_LNMINP: u32 = 5u;
-const M_MINKEEP: u32 = 6u;
-const M_REP: u32 = 7u;
-const M_FREQ: u32 = 8u;
-const M_PRES: u32 = 9u;
-const M_SEED: u32 = 10u;
-const M_STEP: u32 = 12u;
-const M_PATCH_E: u32 = 14u;
-const M_PATCH_N: u32 = 15u;
-const M_ALLOW_OFF: u32 = 16u;
-const M_ALLOW_N: u32 = 17u;
-const M_LOGPROBS: u32 = 18u;
-const M_TA: u32 = 19u;
-const M_DYN: u32 = 20u;   // 20..32: see mapping.wgsl
-const M_REP_LO: u32 = 33u; // low halves of the two-float penalties (patch.wgsl)
-const M_FREQ_LO: u32 = 34u;
-const M_PRES_LO: u32 = 35u;
-const M_TP: u32 = 36u;     // temperature of the top-p prediction histogram (F_HIST_P)
-
-const F_ALLOW: u32 = 1u;
-const F_BITMASK: u32 = 2u;
-const F_DYN: u32 = 16u;
-const F_HAS_MAXENT: u32 = 1024u;
-const F_DYN_TOPP: u32 = 2048u;
-const F_HIST_A: u32 = 4096u;
-// The statistics pass histograms y in bins of T/16 (T = M_TP) instead: the
-// solver predicts the top-p cut from it (solve.wgsl, predict_top_p).
-const F_HIST_P: u32 = 8192u;
+// Bins of T in the top-p prediction histogram (F_HIST_P).
 const PBINS_PER_T: f32 = 16.0;
 
 // Bin of a processed logit in the top-p prediction histogram: floor(y·16/T),
@@ -97,7 +54,7 @@ fn pbin(y: f32, per_unit: f32) -> u32 {
 
 // Per-row state (ST words per chunk row).
 const ST: u32 = 64u;
-const S_STATUS: u32 = 0u;   // 0 running, 1 done, 2 error
+const S_STATUS: u32 = 0u;   // ST_RUNNING, ST_DONE or ST_ERROR
 const S_PHASE: u32 = 1u;
 const S_STAGE: u32 = 2u;
 const S_TAU: u32 = 3u;      // survivors are the finite ids with key >= tau
@@ -140,7 +97,7 @@ const S_PHI: u32 = 39u;
 const S_PSHIFT: u32 = 40u;
 const S_PFLOOR: u32 = 41u;
 const S_PT: u32 = 42u;
-const S_QBIN: u32 = 43u;    // which bins the query reads next: 0 HIST_A, 1 HIST_D, 2 HIST_K
+const S_QBIN: u32 = 43u;    // which bins the query reads next: QB_HA, QB_HD or QB_HK
 const S_SUB: u32 = 44u;
 const S_TBEF: u32 = 45u;
 const S_CBEF: u32 = 46u;
@@ -151,6 +108,17 @@ const S_HAOK: u32 = 50u;   // the statistics pass's histogram is unused: 1 key d
 const S_QPRED: u32 = 53u;   // the COMPACT read in flight is a top-p prediction (goal not yet known)
 const S_QGOAL_HI: u32 = 51u;
 const S_MLO: u32 = 52u;     // lo of the row max (processed logits are two-floats)
+
+// S_STATUS values.
+const ST_RUNNING: u32 = 0u;
+const ST_DONE: u32 = 1u;
+const ST_ERROR: u32 = 2u;
+// S_QBIN values: the statistics pass's histogram (HA_BINS bins of the first
+// key digit, or of y for the top-p prediction), the digit histogram of a
+// HIST_D pass, the digit histogram of a HIST_K pass.
+const QB_HA: u32 = 0u;
+const QB_HD: u32 = 1u;
+const QB_HK: u32 = 2u;
 
 // Per-tile record (TR words per tile).
 const TR: u32 = 28u;
@@ -177,46 +145,6 @@ const T_REFLO: u32 = 20u;
 const T_BAD: u32 = 21u;   // statistics pass: the smallest id holding NaN/+inf (NONE: none)
 const T_PERR: u32 = 22u;  // statistics pass: the smallest bias/penalty error code of the tile (NONE: none)
 const T_QB: u32 = 23u;    // COMPACT: 64-bit fixed-point mass of the survivors below the window (2 words)
-
-// Per-row result record in `outb` (RES words per batch row).
-const RES: u32 = 32u;
-const R_STATUS: u32 = 0u;   // 1 ok, 2 error
-const R_TOKEN: u32 = 1u;
-// Raw logits (f32) of the token and of the row's argmax: the host computes
-// every logprob from them in f64 — the processed logit y of an id with a bias
-// or penalty the way the reference does, then (y − m)/T − ln S and
-// x − m_raw − ln S_raw — which keeps logprobs exact even where T is tiny and
-// |logprob| is far beyond f32's resolution.
-const R_TOKX: u32 = 3u;
-const R_ARGX: u32 = 23u;
-const R_MLO: u32 = 24u;     // the low half of the row max (processed logits are two-floats)
-const R_ARG: u32 = 25u;
-// Per-row top-n lists in `outb` (TOPW words per batch row): raw then
-// processed, (id, raw x) × 20 each.
-const TOPW: u32 = 80u;
-const R_H: u32 = 4u;
-const R_VAR: u32 = 5u;
-const R_GUIDE: u32 = 6u;
-const R_HF: u32 = 7u;
-const R_T: u32 = 8u;
-const R_TOPP: u32 = 9u;
-const R_KEPT: u32 = 10u;
-const R_ERRC: u32 = 11u;
-const R_ERRI: u32 = 12u;
-const R_ERRV: u32 = 13u;
-const R_NRAW: u32 = 14u;
-const R_NPROC: u32 = 15u;
-const R_M: u32 = 16u;
-const R_LNS: u32 = 17u;
-const R_TAU: u32 = 18u;
-const R_GREEDY: u32 = 19u;
-const R_MRAW: u32 = 20u;
-const R_LNSRAW: u32 = 21u;
-const R_PASSES: u32 = 22u;
-// The number of the host call that wrote the record (init.wgsl): the host
-// refuses a record of another call (a read before the submission ran).
-const R_CALL: u32 = 26u;
-
 
 fn f(u: u32) -> f32 { return bitcast<f32>(u); }
 fn u(x: f32) -> u32 { return bitcast<u32>(x); }
@@ -245,12 +173,12 @@ fn res_at(r: u32) -> u32 { return ch.res_base + grow(r) * RES; }
 // Raw logit i of chunk row r, whatever the storage type.
 fn load_x(r: u32, i: u32) -> f32 {
     let idx = ch.elem_off + r * ch.stride + i;
-    if (ch.dtype == 0u) {
+    if (ch.dtype == DTYPE_F32) {
         return bitcast<f32>(logits[idx]);
     }
     let w = logits[idx >> 1u];
     let h = (w >> ((idx & 1u) * 16u)) & 0xffffu;
-    if (ch.dtype == 1u) {
+    if (ch.dtype == DTYPE_F16) {
         return f16_bits_to_f32(h);
     }
     return bitcast<f32>(h << 16u);

@@ -18,20 +18,15 @@
 // (twofloat.wgsl), with exp and log by range reduction, a Taylor series and
 // Newton steps; it is evaluated once per row, so its cost does not matter.
 
-const K_LINEAR: u32 = 0u;
-const K_SIGMOID: u32 = 1u;
-const K_LUT: u32 = 2u;
-const K_EDT: u32 = 3u;
-const K_LLAMA: u32 = 4u;
 
-const M_TOPP_DYN: u32 = 29u;
+const M_TOPP_DYN: u32 = M_DYN + 9u;   // dyn_slot::TOP_P_LOW
 
 // ---- the mapping -------------------------------------------------------------
 
 fn dyn_f(r: u32, i: u32) -> f32 { return bitcast<f32>(mrec(r, M_DYN + i)); }
 fn dyn_dd(r: u32, i: u32) -> vec2<f32> { return vec2<f32>(dyn_f(r, i), dyn_f(r, i + 1u)); }
-fn map_kind(r: u32) -> u32 { return (mrec(r, M_FLAGS) >> 5u) & 7u; }
-fn map_unit(r: u32) -> u32 { return (mrec(r, M_FLAGS) >> 8u) & 3u; }
+fn map_kind(r: u32) -> u32 { return (mrec(r, M_FLAGS) >> F_MAP_SHIFT) & 7u; }
+fn map_unit(r: u32) -> u32 { return (mrec(r, M_FLAGS) >> F_UNIT_SHIFT) & 3u; }
 
 // The guide entropy in the mapping's unit after the clip (llama_cpp: nats).
 // This f32 value is what the row reports, and what the mapping below maps.
@@ -39,9 +34,9 @@ fn guide_of(r: u32, h: f32, n: u32) -> f32 {
     if (map_kind(r) == K_LLAMA) { return h; }
     var g = h;
     let unit = map_unit(r);
-    if (unit == 1u) {
+    if (unit == UNIT_BITS) {
         g = h * 1.4426950408889634;
-    } else if (unit == 2u) {
+    } else if (unit == UNIT_NORMALIZED) {
         g = select(h / log(f32(n)), 0.0, n <= 1u);
     }
     if ((mrec(r, M_FLAGS) & F_HAS_MAXENT) != 0u) {

@@ -24,12 +24,6 @@ const K_COUNT: u32 = 1u;
 const K_MASS: u32 = 2u;
 
 // Errors reported in R_ERRC.
-const E_LOGIT: u32 = 1u;
-const E_BIAS: u32 = 2u;
-const E_REP: u32 = 3u;
-const E_FREQ: u32 = 4u;
-const E_MASKED: u32 = 5u;
-const E_ROUNDS: u32 = 6u;
 
 // The row's state, the same in every invocation; it lives only for the
 // dispatch (private memory starts zeroed: phase PH_INIT, status running).
@@ -45,6 +39,11 @@ var<private> steps: u32;
 fn sf(i: u32) -> f32 { return bitcast<f32>(s[i]); }
 fn set_f(i: u32, v: f32) { s[i] = bitcast<u32>(v); }
 fn pf(field: u32) -> f32 { return bitcast<f32>(mrec(row, field)); }
+
+// The solver's reads of its row (S_PMODE), see run_pass.
+const PASS_HIST_D: u32 = 1u;
+const PASS_HIST_K: u32 = 2u;
+const PASS_COMPACT: u32 = 3u;
 
 fn request(mode: u32, lo: u32, hi: u32, shift: u32, floor_k: u32, t: f32, back: u32) {
     s[S_PMODE] = mode;
@@ -69,7 +68,7 @@ const CB_QHI: u32 = 2u * CAP;
 
 // A COMPACT pass with an empty window: per-tile count / Σe / Σde of keys ≥ tau.
 fn request_sums(tau: u32, t: f32, back: u32) {
-    request(3u, tau, tau - 1u, 0u, tau, t, back);
+    request(PASS_COMPACT, tau, tau - 1u, 0u, tau, t, back);
     s[S_SUMS] = 1u;
     s[S_SLO] = tau;
     s[S_SHI] = tau - 1u;
@@ -344,9 +343,9 @@ fn write_thresholds(t_: f32) {
 
 // A mass query's exact first read: the d-bin histogram of every survivor.
 fn start_mass_rounds(floor_k: u32, tq: f32) {
-    s[S_QBIN] = 1u;
+    s[S_QBIN] = QB_HD;
     write_thresholds(tq);
-    request(1u, floor_k, KEY_MAX, 0u, floor_k, tq, PH_QBINS);
+    request(PASS_HIST_D, floor_k, KEY_MAX, 0u, floor_k, tq, PH_QBINS);
 }
 
 fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
@@ -397,12 +396,12 @@ fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
             // Verified after the read, on the exact masses (query_compacted).
             s[S_QPRED] = 1u;
             s[S_QLO] = lo;
-            request(3u, lo, KEY_MAX, 0u, floor_k, tq, PH_QCOMP);
+            request(PASS_COMPACT, lo, KEY_MAX, 0u, floor_k, tq, PH_QCOMP);
             return;
         }
     }
     if (kind == K_COUNT && s[S_HAOK] == 1u) {
-        s[S_QBIN] = 0u;
+        s[S_QBIN] = QB_HA;
         // The statistics pass histogrammed the first digit already.
         s[S_PHASE] = PH_QBINS;
         return;
@@ -410,8 +409,8 @@ fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
     if (kind == K_MASS) {
         start_mass_rounds(floor_k, tq);
     } else {
-        s[S_QBIN] = 2u;
-        request(2u, floor_k, KEY_MAX, shift_for(floor_k, KEY_MAX), floor_k, tq, PH_QBINS);
+        s[S_QBIN] = QB_HK;
+        request(PASS_HIST_K, floor_k, KEY_MAX, shift_for(floor_k, KEY_MAX), floor_k, tq, PH_QBINS);
     }
 }
 
@@ -426,7 +425,7 @@ fn shift_for(lo: u32, hi: u32) -> u32 {
 // Bin b of the histogram a query reads (bin 0 holds the largest keys): the
 // statistics pass's first digit, or the last read's bins in sh_big.
 fn bin_count(b: u32) -> u32 {
-    if (s[S_QBIN] == 0u) { return atomicLoad(&bins[bins_at(row) + HA_BINS - 1u - b]); }
+    if (s[S_QBIN] == QB_HA) { return atomicLoad(&bins[bins_at(row) + HA_BINS - 1u - b]); }
     return atomicLoad(&sh_hb[b]);
 }
 
@@ -486,19 +485,19 @@ fn wg_scan3(v: vec4<u32>) -> vec4<u32> {
 
 // Asks for a histogram round over the keys [lo, hi] whose cumulative above is given.
 fn refine(lo: u32, hi: u32, above_count: u32, above_mass: vec2<u32>) {
-    s[S_QBIN] = 2u;
+    s[S_QBIN] = QB_HK;
     s[S_QLO] = lo;
     s[S_QHI] = hi;
     set_above(above_count, above_mass);
-    request(2u, lo, hi, shift_for(lo, hi), s[S_QFLOOR], sf(S_TQ), PH_QBINS);
+    request(PASS_HIST_K, lo, hi, shift_for(lo, hi), s[S_QFLOOR], sf(S_TQ), PH_QBINS);
 }
 
 // Reads the histogram the last round built and narrows the window to the bin
 // holding the answer.
 fn query_bins() {
     let kind = s[S_QK];
-    let nbins = select(NB, HA_BINS, s[S_QBIN] == 0u);
-    if (kind == K_MASS && s[S_QBIN] == 1u) {
+    let nbins = select(NB, HA_BINS, s[S_QBIN] == QB_HA);
+    if (kind == K_MASS && s[S_QBIN] == QB_HD) {
         // The first round saw every survivor: its exact total fixes the goal.
         var acc = vec2<u32>(0u);
         for (var b = lid; b < nbins; b += WG) { acc = add64(acc, bin_mass(b)); }
@@ -566,9 +565,9 @@ fn query_bins() {
         // then answer later queries above the window without a read).
         set_above(0u, vec2<u32>(0u));
         s[S_QHI] = KEY_MAX;
-        request(3u, w.x, KEY_MAX, 0u, s[S_QFLOOR], tq, PH_QCOMP);
+        request(PASS_COMPACT, w.x, KEY_MAX, 0u, s[S_QFLOOR], tq, PH_QCOMP);
     } else if (wcount + 64u <= CAP) {
-        request(3u, w.x, w.y, 0u, s[S_QFLOOR], tq, PH_QCOMP);
+        request(PASS_COMPACT, w.x, w.y, 0u, s[S_QFLOOR], tq, PH_QCOMP);
     } else {
         refine(w.x, w.y, above_c, hb.yz);
     }
@@ -641,9 +640,14 @@ fn query_compacted() {
 
 // ---- stages ----------------------------------------------------------------
 
+// The truncation stages.
+const STAGE_TOPK: u32 = 0u;
+const STAGE_TOPP: u32 = 1u;
+const STAGE_MINP: u32 = 2u;
+
+// Stage i of an order (vLLM runs min-p first).
 fn stage_kind(order: u32, i: u32) -> u32 {
-    // 0 top-k, 1 top-p, 2 min-p
-    if (order == 1u) { return array<u32, 3>(2u, 0u, 1u)[i]; }
+    if (order == ORDER_VLLM) { return array<u32, 3>(STAGE_MINP, STAGE_TOPK, STAGE_TOPP)[i]; }
     return i;
 }
 
@@ -671,9 +675,16 @@ fn count_or_request(tau: u32, tq: f32, resume: u32) -> u32 {
     return NONE;
 }
 
+// A stage's sub-steps (S_SUB).
+const SUB_START: u32 = 0u;       // the stage's own query
+const SUB_RESULT: u32 = 1u;      // its query is back
+const SUB_KEEP: u32 = 2u;        // min_tokens_to_keep's query is back
+const SUB_IN_COUNTED: u32 = 5u;  // a count pass ran for the stage's input
+const SUB_OUT_COUNTED: u32 = 6u; // a count pass ran for the stage's output
+
 fn next_stage() {
     s[S_STAGE] += 1u;
-    s[S_SUB] = 0u;
+    s[S_SUB] = SUB_START;
 }
 
 fn run_stage() {
@@ -681,29 +692,29 @@ fn run_stage() {
         s[S_PHASE] = PH_POST;
         return;
     }
-    let order = (mrec(row, M_FLAGS) >> 2u) & 3u;
+    let order = (mrec(row, M_FLAGS) >> F_ORDER_SHIFT) & 3u;
     let kind = stage_kind(order, s[S_STAGE]);
     let mk = mrec(row, M_MINKEEP);
     let tau = s[S_TAU];
     let tq = sf(S_TQ);
     let sub = s[S_SUB];
-    if (sub == 5u) {
+    if (sub == SUB_IN_COUNTED) {
         // A count pass ran for the stage's input (request_sums set the state).
         s[S_CNT] = u32(all_tile_sums(tq).x);
         s[S_CNTK] = 1u;
-        s[S_SUB] = 0u;
+        s[S_SUB] = SUB_START;
         return;
     }
-    if (sub == 0u) {
-        let off = (kind == 0u && (mrec(row, M_TOPK) == 0u || (s[S_CNTK] != 0u && mrec(row, M_TOPK) >= s[S_CNT])))
-            || (kind == 1u && sf(S_TOPP) >= 1.0)
-            || (kind == 2u && pf(M_MINP) <= 0.0);
+    if (sub == SUB_START) {
+        let off = (kind == STAGE_TOPK && (mrec(row, M_TOPK) == 0u || (s[S_CNTK] != 0u && mrec(row, M_TOPK) >= s[S_CNT])))
+            || (kind == STAGE_TOPP && sf(S_TOPP) >= 1.0)
+            || (kind == STAGE_MINP && pf(M_MINP) <= 0.0);
         if (off) {
             next_stage();
             return;
         }
         if (mk > 1u && s[S_CNTK] == 0u) {
-            let n = count_or_request(tau, tq, 5u);
+            let n = count_or_request(tau, tq, SUB_IN_COUNTED);
             if (n == NONE) { return; }
             s[S_CNT] = n;
             s[S_CNTK] = 1u;
@@ -711,10 +722,10 @@ fn run_stage() {
         s[S_TBEF] = tau;
         s[S_CBEF] = s[S_CNT];
         s[S_CBEFK] = s[S_CNTK];
-        s[S_SUB] = 1u;
-        if (kind == 0u) {
+        s[S_SUB] = SUB_RESULT;
+        if (kind == STAGE_TOPK) {
             start_query(K_COUNT, mrec(row, M_TOPK), tau, PH_STAGE);
-        } else if (kind == 1u) {
+        } else if (kind == STAGE_TOPP) {
             start_query(K_MASS, bitcast<u32>(sf(S_TOPP) - 1e-6), tau, PH_STAGE);
         } else {
             let tm = max(tau, minp_key(pf(M_LNMINP)));
@@ -729,26 +740,26 @@ fn run_stage() {
         }
         return;
     }
-    if (sub == 6u) {
+    if (sub == SUB_OUT_COUNTED) {
         // A count pass ran for the stage's output (request_sums set the state).
         s[S_QRCNT] = u32(all_tile_sums(tq).x);
         s[S_QRCK] = 1u;
-        s[S_SUB] = 1u;
+        s[S_SUB] = SUB_RESULT;
         return;
     }
-    if (sub == 1u) {
+    if (sub == SUB_RESULT) {
         let t_new = max(s[S_TBEF], s[S_QRES]);
         s[S_QRES] = t_new;
         if (mk > 1u && t_new != s[S_TBEF]) {
             if (s[S_QRCK] == 0u) {
-                let n = count_or_request(t_new, tq, 6u);
+                let n = count_or_request(t_new, tq, SUB_OUT_COUNTED);
                 if (n == NONE) { return; }
                 s[S_QRCNT] = n;
                 s[S_QRCK] = 1u;
             }
             if (s[S_QRCNT] < mk && s[S_QRCNT] < s[S_CBEF]) {
                 // min_tokens_to_keep: the mk largest of the stage's input.
-                s[S_SUB] = 2u;
+                s[S_SUB] = SUB_KEEP;
                 start_query(K_COUNT, mk, s[S_TBEF], PH_STAGE);
                 return;
             }
@@ -760,7 +771,7 @@ fn run_stage() {
         next_stage();
         return;
     }
-    // sub 2: min_tokens_to_keep's query is back.
+    // SUB_KEEP: min_tokens_to_keep's query is back.
     s[S_TAU] = max(s[S_TBEF], s[S_QRES]);
     s[S_CNT] = s[S_QRCNT];
     s[S_CNTK] = s[S_QRCK];
@@ -844,10 +855,10 @@ fn init_row() {
     let bad = errs.x;
     let perr = errs.y;
     if (bad != NONE || perr != NONE || n == 0u) {
-        s[S_STATUS] = 2u;
+        s[S_STATUS] = ST_ERROR;
         s[S_PHASE] = PH_DONE;
         if (lid == 0u) {
-            outb[res + R_STATUS] = 2u;
+            outb[res + R_STATUS] = ROW_ERROR;
             if (bad != NONE) {
                 outb[res + R_ERRC] = E_LOGIT;
                 outb[res + R_ERRI] = bad;
@@ -877,12 +888,12 @@ fn init_row() {
     s[S_CANDN] = 0u;
     set_f(S_TOPP, pf(M_TOPP));
     let flags = mrec(row, M_FLAGS);
-    let order = (flags >> 2u) & 3u;
+    let order = (flags >> F_ORDER_SHIFT) & 3u;
     let t_stat = pf(M_TEMP);
     s[S_HAOK] = select(select(0u, 2u, (flags & F_HIST_P) != 0u), 1u, (flags & F_HIST_A) != 0u);
     // llama.cpp order with a dynamic temperature reports the survivors'
     // guide entropy even when the static temperature makes the row greedy.
-    if (!(t_stat > 0.0) && !(order == 2u && (flags & F_DYN) != 0u)) {
+    if (!(t_stat > 0.0) && !(order == ORDER_LLAMA_CPP && (flags & F_DYN) != 0u)) {
         if ((flags & F_DYN) != 0u) { set_f(S_GUIDE, guide_of(row, h, n)); }
         go_greedy();
         return;
@@ -904,13 +915,13 @@ fn init_row() {
         set_f(S_TQ, 1.0);
     }
     s[S_STAGE] = 0u;
-    s[S_SUB] = 0u;
+    s[S_SUB] = SUB_START;
     s[S_PHASE] = PH_STAGE;
 }
 
 fn post_stages() {
     let flags = mrec(row, M_FLAGS);
-    let order = (flags >> 2u) & 3u;
+    let order = (flags >> F_ORDER_SHIFT) & 3u;
     if (order != 2u) {
         set_f(S_T, sf(S_TQ));
         s[S_PHASE] = PH_FINAL;
@@ -1033,7 +1044,7 @@ fn write_results() {
     storageBarrier();
     workgroupBarrier();
     if (lid == 0u) {
-        outb[res + R_STATUS] = 1u;
+        outb[res + R_STATUS] = ROW_OK;
         outb[res + R_H] = s[S_H];
         outb[res + R_VAR] = s[S_VAR];
         outb[res + R_GUIDE] = s[S_GUIDE];
@@ -1091,7 +1102,7 @@ fn run_pass() {
     let inv_t = 1.0 / sf(S_PT);
     let m = sf(S_M);
     let mm = row_max();
-    if (mode == 1u || mode == 2u) {
+    if (mode == PASS_HIST_D || mode == PASS_HIST_K) {
         for (var b = lid; b < 3u * NB; b += WG) { atomicStore(&sh_hb[b], 0u); }
     }
     // The thresholds (write_thresholds) and the zeroed bins are everyone's.
@@ -1114,7 +1125,7 @@ fn run_pass() {
             let k = key_of(y.x);
             if (y.x != NEG_INF && k >= floor_k) {
                 let w = weight(y, mm, inv_t);
-                if (mode == 1u) {
+                if (mode == PASS_HIST_D) {
                     // Estimate the bin from d, then settle it on the thresholds.
                     var b = u32(min((m - y.x) * inv_t * 8.0, f32(NB - 1u)));
                     if (k < sh_big[HB_TH + b + 1u]) { b += 1u; } else if (k >= sh_big[HB_TH + b]) { b -= 1u; }
@@ -1127,7 +1138,7 @@ fn run_pass() {
                         }
                     }
                     add_bin(b, mass_of(w));
-                } else if (mode == 2u) {
+                } else if (mode == PASS_HIST_K) {
                     if (k >= lo && k <= hi) { add_bin((hi - k) >> shift, mass_of(w)); }
                 } else if (k > hi) {
                     ab += vec4<f32>(1.0, w, scaled(y, mm, inv_t) * w, 0.0);
@@ -1142,7 +1153,7 @@ fn run_pass() {
                 }
             }
         }
-        if (mode == 3u) {
+        if (mode == PASS_COMPACT) {
             let ps = pass_scan(ab, vec4<u32>(qa, qb), ncand);
             let sums = ps.ab;
             let qsa = ps.q.xy;
@@ -1255,9 +1266,9 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         run_pass();
     }
     let res = res_at(row);
-    if (s[S_STATUS] == 0u && s[S_PHASE] == PH_DONE) {
+    if (s[S_STATUS] == ST_RUNNING && s[S_PHASE] == PH_DONE) {
         write_results();
-        s[S_STATUS] = 1u;
+        s[S_STATUS] = ST_DONE;
         // The results and the tiles' kept-mass prefix are read by every invocation.
         storageBarrier();
         var tok = s[S_ARG];
@@ -1272,10 +1283,10 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             outb[ch.dr_base + grow(row) * ch.draws] = tok;
             if ((ch.opts & OPT_TOKENS) != 0u) { aux[ch.aux_off + grow(row)] = tok; }
         }
-    } else if (s[S_STATUS] == 0u) {
-        s[S_STATUS] = 2u;
+    } else if (s[S_STATUS] == ST_RUNNING) {
+        s[S_STATUS] = ST_ERROR;
         if (lid == 0u) {
-            outb[res + R_STATUS] = 2u;
+            outb[res + R_STATUS] = ROW_ERROR;
             outb[res + R_ERRC] = E_ROUNDS;
         }
     }

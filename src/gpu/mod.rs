@@ -4,6 +4,7 @@
 //! the shaders once, [`workspace`] keeps buffers across calls, [`sampler`] is
 //! the host side, [`shaders`] assembles `shaders/*.wgsl`.
 
+pub mod abi;
 pub mod context;
 pub mod pipelines;
 pub mod sampler;

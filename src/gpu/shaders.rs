@@ -261,6 +261,7 @@ impl Job {
             Job::PhiloxCheck => s.push_str(PHILOX),
             Job::Stream => {}
             _ => {
+                s.push_str(&super::abi::wgsl_header());
                 s.push_str(COMMON);
                 if matches!(self, Job::Stats | Job::Solve) {
                     s.push_str(TWOFLOAT);

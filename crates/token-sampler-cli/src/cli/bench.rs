@@ -251,11 +251,11 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         .map(|b| Host::new(b, a.logits_dtype))
         .collect();
     // GPU points also time the resident calls.
-    let per_point = |s: &Box<dyn Sampler>| {
+    let per_point = |s: &dyn Sampler| {
         let resident = opts.resident && s.kind() == BackendKind::Gpu;
         opts.runs + opts.warmup + if resident { opts.runs } else { 0 }
     };
-    let total = samplers.iter().map(per_point).sum::<usize>() as u64 * grid.len() as u64;
+    let total = samplers.iter().map(|s| per_point(s.as_ref())).sum::<usize>() as u64 * grid.len() as u64;
     let bar = progress_bar(total, "bench");
     let mut results: Vec<BenchResult> = Vec::new();
     for sampler in samplers.iter_mut() {
