@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what token-sampler needs on a fresh Debian/Ubuntu machine that has
 # the Rust toolchain (Mesa's Vulkan drivers: lavapipe runs the GPU backend on
-# the CPU when there is no GPU), then builds the release binary.
+# the CPU when there is no GPU; Python 3 with venv), then builds the release
+# binary and the C library, and the Python module into .venv/
+# (scripts/python_env.sh). The real-model example's extras are
+# scripts/setup_example.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +14,10 @@ missing=""
 for p in $packages; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
+# Python 3 with venv and pip (Debian splits them out of python3).
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  missing="$missing python3 python3-venv python3-pip"
+fi
 if [ -n "$missing" ]; then
   echo "setup: installing$missing" >&2
   $SUDO apt-get update -qq
@@ -18,7 +25,9 @@ if [ -n "$missing" ]; then
 fi
 
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-# The whole workspace: the library and the `token-sampler` binary
-# (crates/token-sampler-cli).
+# The whole workspace: the library, the `token-sampler` binary
+# (crates/token-sampler-cli) and the C library (crates/token-sampler-c).
 cargo build --release --locked --workspace 2>&1 | tail -n 3 >&2
-echo "setup: built ${CARGO_TARGET_DIR:-target}/release/token-sampler" >&2
+echo "setup: built ${CARGO_TARGET_DIR:-target}/release/token-sampler and libtoken_sampler_c.so" >&2
+# The Python module `token_sampler`, built by maturin and installed in .venv/.
+scripts/python_env.sh
