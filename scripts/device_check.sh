@@ -20,7 +20,7 @@
 # the test that made it, so a hung device names its test), `token-sampler
 # validate --backend gpu --cases 4`, then the benchmark grid: `token-sampler
 # bench` when this binary has it (its named sets, with the GPU grid's top-k 50
-# and top-p 0.95), and $BIN/gpu_bench (kernel and end-to-end times, back-to-back
+# and top-p 0.95, its resident rows, f16 host logits), and $BIN/gpu_bench (kernel and end-to-end times, back-to-back
 # calls on device-resident logits, a per-dispatch profile, reads per row, the
 # floor of a pass, the FlashInfer top-p and streaming-read anchors).
 set -uo pipefail
@@ -95,6 +95,8 @@ if "$TS" bench --help >/dev/null 2>&1; then
   step bench 40 "$OUT/bench.json" "$TS" "${grid[@]}" --set temperature,min_p,entropy_guided
   step bench_topk50_topp09 30 "$OUT/bench_topk50_topp09.json" "$TS" "${grid[@]}" --set top_k_top_p --top-k 50
   step bench_topp095 30 "$OUT/bench_topp095.json" "$TS" "${grid[@]}" --set top_p --top-p 0.95
+  # Half-precision host logits (half the upload) at the largest point.
+  step bench_f16 30 "$OUT/bench_f16.json" "$TS" bench --backend gpu --batch 256 --vocab 128256 --set top_p --logits-dtype f16 --json
 else
   note "bench: this token-sampler has no bench command; gpu_bench covers the grid"
 fi

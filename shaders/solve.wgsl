@@ -437,13 +437,13 @@ fn bin_mass(b: u32) -> vec2<u32> {
 fn window_keys(b: u32) -> vec2<u32> {
     let floor_k = s[S_QFLOOR];
     let q = s[S_QBIN];
-    if (q == 0u) {
+    if (q == QB_HA) {
         let sh = 32u - HA_BITS;
         let p = HA_BINS - 1u - b;
         let whi = min(KEY_MAX, (p << sh) | ((1u << sh) - 1u));
         return vec2<u32>(max(floor_k, p << sh), whi);
     }
-    if (q == 1u) {
+    if (q == QB_HD) {
         let upper = sh_big[HB_TH + b];
         return vec2<u32>(max(floor_k, sh_big[HB_TH + b + 1u]), min(KEY_MAX, upper - 1u));
     }
@@ -492,46 +492,64 @@ fn refine(lo: u32, hi: u32, above_count: u32, above_mass: vec2<u32>) {
     request(PASS_HIST_K, lo, hi, shift_for(lo, hi), s[S_QFLOOR], sf(S_TQ), PH_QBINS);
 }
 
+// Whether a cumulative (count, 64-bit mass) from the top reaches the query's target.
+fn reached(c: vec4<u32>, kind: u32, goal: vec2<u32>) -> bool {
+    if (kind == K_MASS) { return ge64(c.yz, goal); }
+    return c.x >= s[S_QTGT];
+}
+
+var<workgroup> sh_hitb: u32;
+
 // Reads the histogram the last round built and narrows the window to the bin
-// holding the answer.
+// holding the answer, with one integer scan: each invocation sums a block of
+// consecutive bins, one workgroup scan gives every block's cumulative from
+// the top, and the one invocation whose block crosses the target walks it to
+// the bin. Integer sums: the answer does not depend on the order of the adds.
 fn query_bins() {
     let kind = s[S_QK];
     let nbins = select(NB, HA_BINS, s[S_QBIN] == QB_HA);
+    let per = (nbins + WG - 1u) / WG;
+    let b0 = min(lid * per, nbins);
+    let b1 = min(b0 + per, nbins);
+    var v = vec4<u32>(0u);
+    for (var b = b0; b < b1; b++) {
+        v.x += bin_count(b);
+        if (kind == K_MASS) {
+            let m = add64(v.yz, bin_mass(b));
+            v.y = m.x;
+            v.z = m.y;
+        }
+    }
+    let incl_blk = wg_scan3(v);
+    let total = workgroupUniformLoad(&sh_cum[WG - 1u]);
     if (kind == K_MASS && s[S_QBIN] == QB_HD) {
         // The first round saw every survivor: its exact total fixes the goal.
-        var acc = vec2<u32>(0u);
-        for (var b = lid; b < nbins; b += WG) { acc = add64(acc, bin_mass(b)); }
-        set_goal(mass_goal(wg_sum64(lid, acc)));
+        set_goal(mass_goal(total.yz));
         set_above(0u, vec2<u32>(0u));
     }
     let goal = vec2<u32>(s[S_QGOAL], s[S_QGOAL_HI]);
-    var run = vec4<u32>(s[S_QBC], s[S_QBM], s[S_QBM_HI], 0u);
-    var hit = NONE;
-    for (var chunk = 0u; chunk < nbins; chunk += WG) {
-        let b = chunk + lid;
-        var v = vec4<u32>(0u);
-        if (b < nbins) {
-            v.x = bin_count(b);
-            if (kind == K_MASS) {
-                let mm = bin_mass(b);
-                v.y = mm.x;
-                v.z = mm.y;
+    let run0 = vec4<u32>(s[S_QBC], s[S_QBM], s[S_QBM_HI], 0u);
+    let run = add3(run0, total);
+    let end = add3(run0, incl_blk);
+    // The block's start: its inclusive cumulative less its own sum.
+    var acc = vec4<u32>(end.x - v.x, add64(add64(end.yz, vec2<u32>(~v.y, ~v.z)), vec2<u32>(1u, 0u)), 0u);
+    if (lid == 0u) { sh_hitb = NONE; }
+    workgroupBarrier();
+    if (reached(end, kind, goal) && (lid == 0u || !reached(acc, kind, goal))) {
+        for (var b = b0; b < b1; b++) {
+            var w = vec4<u32>(bin_count(b), 0u, 0u, 0u);
+            if (kind == K_MASS) { w = vec4<u32>(w.x, bin_mass(b), 0u); }
+            let next = add3(acc, w);
+            if (reached(next, kind, goal)) {
+                // The cumulative strictly above the hit bin, and the bin's count.
+                sh_hit = vec4<u32>(acc.x, acc.yz, w.x);
+                sh_hitb = b;
+                break;
             }
+            acc = next;
         }
-        let incl = add3(run, wg_scan3(v));
-        var reached = incl.x >= s[S_QTGT];
-        if (kind == K_MASS) { reached = ge64(incl.yz, goal); }
-        hit = wg_min_u(lid, select(NONE, b, b < nbins && reached));
-        if (hit != NONE) {
-            // The cumulative strictly above the hit bin, and the bin's count.
-            if (b == hit) {
-                let m = add64(incl.yz, vec2<u32>(~v.y, ~v.z));
-                sh_hit = vec4<u32>(incl.x - v.x, add64(m, vec2<u32>(1u, 0u)), v.x);
-            }
-            break;
-        }
-        run = add3(run, workgroupUniformLoad(&sh_cum[WG - 1u]));
     }
+    let hit = workgroupUniformLoad(&sh_hitb);
     if (hit == NONE) {
         let lo = s[S_QLO];
         if (kind == K_COUNT || lo <= s[S_QFLOOR]) {

@@ -91,6 +91,71 @@ fn tile_topn(lid: u32, n: u32, vals: array<f32, EPT>, ids: array<u32, EPT>, dst:
     }
 }
 
+// A partial of the tile's statistics: (max hi, max lo, raw max), the sums
+// relative to that max (Σe, Σde, Σd²e, count at T = 1; Σe, Σde at T_A; raw
+// Σe), and (first bad id, argmax).
+struct Part { mm: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, ix: vec2<u32> }
+
+fn part_store(i: u32, p: Part) {
+    red_f[i] = p.mm.x;
+    red_u[i] = bitcast<u32>(p.mm.y);
+    red4[i] = p.s1;
+    redu4[i] = bitcast<vec4<u32>>(vec4<f32>(p.s2.xyz, p.mm.z));
+    red64[i] = p.ix;
+}
+
+fn part_load(i: u32) -> Part {
+    let w = bitcast<vec4<f32>>(redu4[i]);
+    return Part(vec4<f32>(red_f[i], bitcast<f32>(red_u[i]), w.w, 0.0), red4[i], vec4<f32>(w.xyz, 0.0), red64[i]);
+}
+
+// Partial p's sums moved to the two-float max m: with d = (p's max − m) ≤ 0
+// and f = e^d, Σe → fΣe, Σde → f(Σde + dΣe), Σd²e → f(Σd²e + 2dΣde + d²Σe),
+// and the same at T_A with d/T. An empty partial (max −inf) adds nothing.
+fn rescale(p: Part, m: vec2<f32>, inv_t: f32, mr: f32) -> Part {
+    var q = Part(p.mm, vec4<f32>(0.0, 0.0, 0.0, p.s1.w), vec4<f32>(0.0), p.ix);
+    if (p.mm.x != NEG_INF) {
+        let d = scaled(p.mm.xy, m, 1.0);
+        let f = exp(d);
+        q.s1 = vec4<f32>(f * p.s1.x, f * (p.s1.y + d * p.s1.x),
+                         f * (p.s1.z + 2.0 * d * p.s1.y + d * d * p.s1.x), p.s1.w);
+        let dt = scaled(p.mm.xy, m, inv_t);
+        let ft = exp(dt);
+        q.s2 = vec4<f32>(ft * p.s2.x, ft * (p.s2.y + dt * p.s2.x), 0.0, 0.0);
+    }
+    if (p.mm.z != NEG_INF) { q.s2.z = exp(p.mm.z - mr) * p.s2.z; }
+    return q;
+}
+
+// Merges two partials: the larger two-float max (lowest argmax among equal
+// ones), both partials' sums moved to it and added, the smaller bad id.
+fn part_merge(a: Part, b: Part, inv_t: f32) -> Part {
+    let b_up = b.mm.x > a.mm.x || (b.mm.x == a.mm.x && b.mm.y > a.mm.y);
+    let same = b.mm.x == a.mm.x && b.mm.y == a.mm.y;
+    let m = select(a.mm.xy, b.mm.xy, b_up);
+    let mr = max(a.mm.z, b.mm.z);
+    var arg = select(a.ix.y, b.ix.y, b_up);
+    if (same) { arg = min(a.ix.y, b.ix.y); }
+    let ra = rescale(a, m, inv_t, mr);
+    let rb = rescale(b, m, inv_t, mr);
+    return Part(vec4<f32>(m, mr, 0.0), ra.s1 + rb.s1, ra.s2 + rb.s2, vec2<u32>(min(a.ix.x, b.ix.x), arg));
+}
+
+// The tile's statistics from every invocation's partial in one fixed-order
+// tree: log2(WG) + 2 barriers for the max, the argmax and all the sums.
+fn wg_online(lid: u32, p: Part, inv_t: f32) -> Part {
+    part_store(lid, p);
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+        if (lid < st) { part_store(lid, part_merge(part_load(lid), part_load(lid + st), inv_t)); }
+        workgroupBarrier();
+    }
+    let t = part_load(0u);
+    // Every invocation has read slot 0 before any helper writes it again.
+    workgroupBarrier();
+    return t;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -147,22 +212,19 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             }
         }
     }
-    let mx = wg_max4(lid, vec4<f32>(my, mr, 0.0, 0.0));
-    let m = mx.x;
-    let m_raw = mx.y;
-    // The max as a two-float: the largest lo among the ids at m, then the
-    // lowest id there (the reference's argmax of its f64 logits).
+    // This invocation's partial, relative to its own maxima (online
+    // softmax): the max as a two-float (the largest lo among its ids at the
+    // max), its lowest id there, and the sums at T = 1 and at T_A; the raw
+    // logits' Σe relative to their own max.
     var my_lo = NEG_INF;
     for (var j = 0u; j < EPT; j++) {
-        if (ids[j] != NONE && ys[j] == m && m != NEG_INF) { my_lo = max(my_lo, ylo[j]); }
+        if (ys[j] == my && my != NEG_INF) { my_lo = max(my_lo, ylo[j]); }
     }
-    // Only ids a bias or penalty names carry a lo; a tile without any skips the reduction.
-    var m_lo = 0.0;
-    if (HAS_PATCH && c.p_hi > c.p_lo) { m_lo = wg_max4(lid, vec4<f32>(my_lo, 0.0, 0.0, 0.0)).x; }
-    let mm = vec2<f32>(m, m_lo);
+    if (my == NEG_INF) { my_lo = 0.0; }
+    let mm_i = vec2<f32>(my, my_lo);
     var arg = NONE;
     for (var j = 0u; j < EPT; j++) {
-        if (ids[j] != NONE && ys[j] == m && ylo[j] == m_lo && m != NEG_INF) { arg = min(arg, ids[j]); }
+        if (ids[j] != NONE && ys[j] == my && ylo[j] == my_lo && my != NEG_INF) { arg = min(arg, ids[j]); }
     }
     let ta = bitcast<f32>(mrec(r, M_TA));
     let inv_t = 1.0 / ta;
@@ -171,22 +233,27 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     for (var j = 0u; j < EPT; j++) {
         if (ys[j] != NEG_INF) {
             let y = vec2<f32>(ys[j], ylo[j]);
-            let d = scaled(y, mm, 1.0);
+            let d = scaled(y, mm_i, 1.0);
             let e = exp(d);
             s1 += vec4<f32>(e, d * e, d * d * e, 1.0);
-            let dt = scaled(y, mm, inv_t);
+            let dt = scaled(y, mm_i, inv_t);
             let et = exp(dt);
             s2.x += et;
             s2.y += dt * et;
         }
         if (xs[j] != NEG_INF) {
-            s2.z += exp(xs[j] - m_raw);
+            s2.z += exp(xs[j] - mr);
         }
     }
-    let tail = wg_tail(lid, s1, s2, vec2<u32>(bad, arg));
-    let a = tail.a;
-    let b = tail.b;
-    let mins = tail.m;
+    // One merge tree over the partials (fixed order): maxima, argmax, the
+    // rescaled sums and the first bad id together.
+    let t = wg_online(lid, Part(vec4<f32>(my, my_lo, mr, 0.0), s1, s2, vec2<u32>(bad, arg)), inv_t);
+    let m = t.mm.x;
+    let m_lo = t.mm.y;
+    let m_raw = t.mm.z;
+    let a = t.s1;
+    let b = t.s2;
+    let mins = t.ix;
     let rec = tl_at(r, c.t);
     if (lid == 0u) {
         ws[rec + T_BAD] = mins.x;

@@ -10,6 +10,7 @@
 mod encode;
 mod readback;
 mod record;
+mod upload;
 
 use super::abi::{DtypeCode, ParamRecord, ResultRecord, TOPW};
 use super::context::GpuContext;
@@ -80,6 +81,8 @@ pub struct GpuSampler {
     last_counts: CallCounts,
     /// Test hook: every top-p prediction misses, so the exact fallback runs.
     force_miss: bool,
+    /// Mapped staging slots for host logits.
+    uploads: upload::UploadRing,
 }
 
 impl GpuSampler {
@@ -148,6 +151,7 @@ impl GpuSampler {
             last_reads: Vec::new(),
             last_counts: CallCounts::default(),
             force_miss: false,
+            uploads: Default::default(),
         }
     }
 
@@ -179,9 +183,10 @@ impl GpuSampler {
         self.force_miss = on;
     }
 
-    /// Bytes of device memory the reusable workspace holds.
+    /// Bytes the reusable workspace holds: device buffers and the mapped
+    /// upload slots.
     pub fn workspace_bytes(&self) -> u64 {
-        self.ws.bytes()
+        self.ws.bytes() + self.uploads.bytes()
     }
 
     /// Bounds how long reading results waits for the device (calls and the
@@ -474,8 +479,8 @@ impl Sampler for GpuSampler {
         check_samples(samples)?;
         validate_all(params, logits.rows(), logits.vocab())?;
         let ntop = params.iter().filter_map(|p| p.logprobs).max().unwrap_or(0) as u64;
-        let chunks = self.upload(logits, ntop)?;
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        let chunks = self.upload(&mut enc, logits, ntop)?;
         let pending = self.record(
             &mut enc,
             logits.rows(),
@@ -490,6 +495,7 @@ impl Sampler for GpuSampler {
             self.profile,
         )?;
         self.ctx.queue.submit([enc.finish()]);
+        self.uploads.rearm();
         self.finish(pending)
     }
 
@@ -500,7 +506,8 @@ impl Sampler for GpuSampler {
     ) -> Result<Vec<RowProbs>> {
         validate_all(params, logits.rows(), logits.vocab())?;
         let v = logits.vocab();
-        let chunks = self.upload(logits, 0)?;
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        let chunks = self.upload(&mut enc, logits, 0)?;
         let probs: Vec<wgpu::Buffer> = chunks
             .iter()
             .enumerate()
@@ -513,7 +520,6 @@ impl Sampler for GpuSampler {
                 )
             })
             .collect();
-        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         let pending = self.record(
             &mut enc,
             logits.rows(),
@@ -544,6 +550,7 @@ impl Sampler for GpuSampler {
             })
             .collect();
         self.ctx.queue.submit([enc.finish()]);
+        self.uploads.rearm();
         let rows = self.finish(pending)?;
         let mut out = Vec::with_capacity(rows.len());
         let mut it = rows.into_iter();
@@ -578,7 +585,11 @@ impl Sampler for GpuSampler {
     }
 
     fn stream_read_ms(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {
-        let chunks = self.upload(logits, 0)?;
+        // The upload in a submission of its own: the probe times the read only.
+        let mut up = self.ctx.device.create_command_encoder(&Default::default());
+        let chunks = self.upload(&mut up, logits, 0)?;
+        self.ctx.queue.submit([up.finish()]);
+        self.uploads.rearm();
         let out = self.buf("stream_out", 65536, wgpu::BufferUsages::STORAGE);
         let wg = self.pipes.consts.wg as u64;
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());

@@ -365,9 +365,14 @@ impl GpuSampler {
 
     /// Uploads host logits chunk by chunk (each chunk its own buffer, so no
     /// binding exceeds the device's limit), in their own element type: f16
+    /// Uploads host logits chunk by chunk (each chunk its own buffer, so no
+    /// binding exceeds the device's limit), in their own element type: f16
     /// and bf16 move half the bytes of f32 and are widened in the shaders.
+    /// The bytes go through the mapped upload ring; the copies are recorded
+    /// into `enc` (call [`super::upload::UploadRing::rearm`] after submitting it).
     pub(super) fn upload(
         &mut self,
+        enc: &mut wgpu::CommandEncoder,
         logits: LogitsView<'_>,
         ntop: u64,
     ) -> Result<Vec<(usize, usize, ChunkSrc)>> {
@@ -381,8 +386,6 @@ impl GpuSampler {
             let n = per.min(logits.rows() - row0);
             let name = format!("logits{}", chunks.len());
             let bytes = logits.slice_rows(row0, row0 + n).bytes();
-            // Buffer copies move whole 4-byte words: an odd count of half
-            // elements gets one zero element of padding (never read).
             let size = (bytes.len() as u64).next_multiple_of(4);
             let buf = self.ws.get(
                 &self.ctx.device,
@@ -390,13 +393,14 @@ impl GpuSampler {
                 size,
                 wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             );
-            let whole = bytes.len() / 4 * 4;
-            self.ctx.queue.write_buffer(&buf, 0, &bytes[..whole]);
-            if whole < bytes.len() {
-                let mut tail = [0u8; 4];
-                tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
-                self.ctx.queue.write_buffer(&buf, whole as u64, &tail);
-            }
+            self.uploads.stage(
+                &self.ctx.device,
+                enc,
+                chunks.len(),
+                bytes,
+                &buf,
+                self.wait_limit,
+            )?;
             chunks.push((
                 row0,
                 n,
