@@ -14,7 +14,8 @@ fi
 py=.venv/bin/python
 # pip's own version check is noise here.
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$py" -m pip install -q "maturin>=1.9.4,<2" "numpy>=1.21" "pytest>=7"
+# mypy: its stubtest checks token_sampler.pyi against the built module.
+"$py" -m pip install -q "maturin>=1.9.4,<2" "numpy>=1.21" "pytest>=7" "mypy>=1.10"
 
 start=$(date +%s)
 # maturin builds the cdylib with cargo into target/ and packs it with the

@@ -9,24 +9,39 @@ Parameters are dicts with exactly the JSON names of the CLI's ``--params``
 softmax sampling at T = 1.
 """
 
-from typing import Any, Final, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Final, Literal, Mapping, Optional, Sequence, Union, final
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailableError",
+    "DeviceError",
+    "InvalidInputError",
+    "ProbsResult",
+    "RNG",
+    "SampleResult",
+    "Sampler",
+    "SamplerError",
+    "__version__",
+    "preset",
+    "presets",
+]
 
 __version__: Final[str]
 RNG: Final[str]
 """The random-number scheme (docs/spec.md §5): ``"philox4x32-10/v1"``."""
 BACKENDS: Final[list[str]]
 
-Backend = Literal["auto", "reference", "cpu", "gpu"]
-Params = Mapping[str, Any]
+_Backend = Literal["auto", "reference", "cpu", "gpu"]
+_Params = Mapping[str, Any]
 """One row's parameters: ``temperature``, ``top_k``, ``top_p``, ``min_p``,
 ``min_tokens_to_keep``, ``repetition_penalty``, ``presence_penalty``,
 ``frequency_penalty``, ``history``, ``prompt_token_ids``, ``logit_bias``
 (``{token_id: bias}``), ``allowed_token_ids``, ``seed``, ``step``,
 ``logprobs``, ``dynamic_temperature``, ``order``. Unknown keys are errors."""
-Logits = Union[
+_Logits = Union[
     npt.NDArray[np.float32],
     npt.NDArray[np.float16],
     npt.NDArray[Any],  # bfloat16 (ml_dtypes)
@@ -56,6 +71,7 @@ class BackendUnavailableError(SamplerError, RuntimeError):
 class DeviceError(SamplerError, RuntimeError):
     """A failure inside the GPU backend."""
 
+@final
 class SampleResult:
     """What ``Sampler.sample`` returns: NumPy arrays over the rows, in input
     order, and each row as a dict with the CLI's JSON keys (``result[i]``)."""
@@ -90,7 +106,7 @@ class SampleResult:
     raw_top_token_ids: npt.NDArray[np.int64]
     raw_top_logprobs: npt.NDArray[np.float64]
     def __len__(self) -> int: ...
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int, /) -> dict[str, Any]:
         """Row ``i`` as a dict: token, draws (samples > 1), logprob,
         raw_logprob, entropy, varentropy, guide_entropy (dynamic rows),
         final_entropy, temperature, top_p, kept, seed, top_logprobs (rows that
@@ -98,6 +114,7 @@ class SampleResult:
     def rows(self) -> list[dict[str, Any]]:
         """Every row as a dict (see ``__getitem__``)."""
 
+@final
 class ProbsResult:
     """What ``Sampler.probs`` returns."""
 
@@ -112,6 +129,7 @@ class ProbsResult:
     guide_entropies: npt.NDArray[np.float64]
     def __len__(self) -> int: ...
 
+@final
 class Sampler:
     """A sampler over one backend; create it once and reuse it.
 
@@ -129,11 +147,11 @@ class Sampler:
     """"reference", "cpu" or "gpu"."""
     device: str
     """The device the backend runs on, in words."""
-    def __init__(self, backend: Backend = "auto") -> None: ...
+    def __new__(cls, backend: _Backend = "auto") -> "Sampler": ...
     def sample(
         self,
-        logits: Logits,
-        params: Union[Params, Sequence[Params], None] = None,
+        logits: _Logits,
+        params: Union[_Params, Sequence[_Params], None] = None,
         samples: int = 1,
     ) -> SampleResult:
         """Samples ``samples`` draws per row.
@@ -146,8 +164,8 @@ class Sampler:
         """
     def probs(
         self,
-        logits: Logits,
-        params: Union[Params, Sequence[Params], None] = None,
+        logits: _Logits,
+        params: Union[_Params, Sequence[_Params], None] = None,
     ) -> ProbsResult:
         """The processed distribution π of every row (``.probs``, float64 [B, V])."""
 

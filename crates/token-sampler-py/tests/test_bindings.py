@@ -2,8 +2,11 @@
 backends against the reference, bad input, and a 64-row batch."""
 
 import math
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -416,3 +419,18 @@ def test_one_sampler_shared_by_threads(name):
     for t in threads:
         t.join()
     assert results == [want] * 4
+
+
+# ----------------------------------------------------------------- stubs
+
+
+def test_type_stubs_match_the_module():
+    # mypy's stubtest compares token_sampler.pyi (shipped in the wheel) with the
+    # module as built: every name, signature and class, both ways.
+    allowlist = Path(__file__).with_name("stubtest_allowlist.txt")
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "token_sampler", "--allowlist", str(allowlist)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
