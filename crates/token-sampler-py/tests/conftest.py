@@ -18,7 +18,7 @@ _samplers = {}
 
 
 def open_sampler(name):
-    """One sampler per backend for the whole session (samplers are meant to
+    """One sampler per backend for the whole test run (samplers are meant to
     be created once and reused)."""
     if name not in _samplers:
         try:
