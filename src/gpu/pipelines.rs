@@ -20,8 +20,11 @@ pub struct Pipelines {
 /// candidates where workgroup memory holds their 16 KiB histogram and the
 /// solver's 24 KiB of candidates. A software adapter (lavapipe) runs a
 /// workgroup's invocations as coroutines switched at every barrier, so it
-/// gets narrower workgroups (64, and 32 in the solver): same tiles, a quarter
-/// of the switches.
+/// gets narrower workgroups (128, and 64 in the solver): same tiles, half
+/// the switches. Not 64 everywhere:
+/// lavapipe (Mesa 22.3) keeps about 2 MiB per call with 64-wide workgroups
+/// and never gives it back (tests/reuse.rs measures the resident set over
+/// thousands of calls), and 128 is no slower there.
 pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
     let mut c = ShaderConsts::default();
     let inv = limits
@@ -32,7 +35,7 @@ pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
         c.tile = 256;
     }
     if software {
-        c.wg = 64;
+        c.wg = 128;
         c.solve_wg = 64;
     }
     if limits.max_compute_workgroup_storage_size < 32 * 1024 {

@@ -255,7 +255,11 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         let resident = opts.resident && s.kind() == BackendKind::Gpu;
         opts.runs + opts.warmup + if resident { opts.runs } else { 0 }
     };
-    let total = samplers.iter().map(|s| per_point(s.as_ref())).sum::<usize>() as u64 * grid.len() as u64;
+    let total = samplers
+        .iter()
+        .map(|s| per_point(s.as_ref()))
+        .sum::<usize>() as u64
+        * grid.len() as u64;
     let bar = progress_bar(total, "bench");
     let mut results: Vec<BenchResult> = Vec::new();
     for sampler in samplers.iter_mut() {
