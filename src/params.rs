@@ -412,6 +412,7 @@ impl SamplingParams {
 
     /// Parses one parameter object, naming `row` in any error.
     pub fn from_json_value(row: usize, value: serde_json::Value) -> Result<Self> {
+        check_integers(row, &value)?;
         serde_json::from_value(value).map_err(|e| SamplerError::ParamsParse {
             row,
             message: e.to_string(),
@@ -880,6 +881,53 @@ impl SamplingParams {
         }
         Ok(())
     }
+}
+
+/// The integer fields and the ranges their types hold. serde's own message
+/// for 2^64 or −1 ("invalid type: floating point …, expected u64") names
+/// neither the field nor what it expects.
+const INTEGER_FIELDS: [(&str, i128, i128); 5] = [
+    ("seed", 0, u64::MAX as i128),
+    ("step", 0, u64::MAX as i128),
+    ("top_k", i32::MIN as i128, i32::MAX as i128),
+    ("min_tokens_to_keep", 0, u32::MAX as i128),
+    ("logprobs", 0, u32::MAX as i128),
+];
+const ID_LISTS: [&str; 3] = ["history", "prompt_token_ids", "allowed_token_ids"];
+
+fn check_integers(row: usize, value: &serde_json::Value) -> Result<()> {
+    let Some(obj) = value.as_object() else {
+        return Ok(());
+    };
+    let whole = |v: &serde_json::Value, lo: i128, hi: i128| match v {
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+            .is_some_and(|x| (lo..=hi).contains(&x)),
+        // Other types get serde's message, which names the type expected.
+        _ => true,
+    };
+    let bad = |field: String, v: &serde_json::Value, lo: i128, hi: i128| {
+        Err(SamplerError::ParamsParse {
+            row,
+            message: format!("`{field}`: {v} is not a whole number from {lo} to {hi}"),
+        })
+    };
+    for (name, lo, hi) in INTEGER_FIELDS {
+        if let Some(v) = obj.get(name).filter(|v| !whole(v, lo, hi)) {
+            return bad(name.to_string(), v, lo, hi);
+        }
+    }
+    for name in ID_LISTS {
+        if let Some(serde_json::Value::Array(items)) = obj.get(name) {
+            let hi = u32::MAX as i128;
+            if let Some((i, v)) = items.iter().enumerate().find(|(_, v)| !whole(v, 0, hi)) {
+                return bad(format!("{name}[{i}]"), v, 0, hi);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn temperature_message(t: f32) -> String {

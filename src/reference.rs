@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::backend::{check_samples, BackendKind, Sampler};
+use crate::backend::{check_draws, check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
 use crate::params::{
@@ -566,6 +566,7 @@ impl Sampler for ReferenceSampler {
         samples: u32,
     ) -> Result<Vec<RowResult>> {
         check_samples(samples)?;
+        check_draws(logits.rows(), samples)?;
         validate_all(params, logits.rows(), logits.vocab())?;
         let seeds = resolve_seeds(params);
         (0..logits.rows())

@@ -511,6 +511,31 @@ impl fmt::Display for Report {
     }
 }
 
+/// What one token of a suite batch costs in memory at most: the logits
+/// (4 bytes), the reference's processed row (f64 logits, π, ln π and a
+/// survivor flag: 25) and the backend's π (8), with room for the
+/// reference's sort.
+const SUITE_BYTES_PER_TOKEN: u64 = 64;
+
+/// Checks that the suite's largest batch fits the memory budget
+/// (docs/spec.md §2.2) and that every size is at least 1.
+pub fn check_config(cfg: &SuiteConfig) -> Result<()> {
+    if cfg.cases == 0 || cfg.max_batch == 0 || cfg.vocabs.contains(&0) {
+        return Err(crate::error::SamplerError::Unsupported(
+            "the suite needs at least one case, one row and one token per vocabulary".into(),
+        ));
+    }
+    for &v in &cfg.vocabs {
+        crate::backend::check_budget(
+            || format!("batches of up to {} rows × {v} tokens", cfg.max_batch),
+            (cfg.max_batch as u64)
+                .checked_mul(v as u64)
+                .and_then(|n| n.checked_mul(SUITE_BYTES_PER_TOKEN)),
+        )?;
+    }
+    Ok(())
+}
+
 /// Runs the suite on `backend`; `progress(done, total)` is called after each case.
 pub fn run_suite(
     backend: &mut dyn Sampler,
@@ -522,7 +547,8 @@ pub fn run_suite(
         device: backend.device(),
         ..Default::default()
     };
-    let total_cases = cfg.cases * cfg.vocabs.len();
+    check_config(cfg)?;
+    let total_cases = cfg.cases.saturating_mul(cfg.vocabs.len());
     let mut done = 0;
     for &vocab in &cfg.vocabs {
         let mut stats = Stats {

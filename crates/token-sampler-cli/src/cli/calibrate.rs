@@ -60,7 +60,7 @@ pub fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
             out.insert("suggested".into(), suggested);
             print_json(&Value::Object(out))?;
         } else {
-            print_percentiles(&p, &suggested);
+            print_percentiles(&p, &suggested)?;
         }
         return Ok(Outcome::Ok);
     }
@@ -85,7 +85,7 @@ pub fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
         out.insert(key.into(), value);
         print_json(&Value::Object(out))?;
     } else {
-        println!(
+        outln!(
             "{:>16} {:>14} {:>14} {:>14} {:>6}",
             "scope",
             "temperature",
@@ -94,7 +94,7 @@ pub fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
             "evals"
         );
         for c in &results {
-            println!(
+            outln!(
                 "{:>16} {:>14.6} {:>14.6} {:>14.6} {:>6}",
                 c.scope.to_string(),
                 c.temperature,
@@ -127,23 +127,29 @@ fn suggestion(p: &Percentiles, t_min: f64, t_max: f64) -> Value {
     }
 }
 
-fn print_percentiles(p: &Percentiles, suggested: &Value) {
+fn print_percentiles(p: &Percentiles, suggested: &Value) -> anyhow::Result<()> {
     let u = p.unit;
-    println!(
+    outln!(
         "model entropy (T = 1, after penalties) of {} rows, {u}:",
         p.rows
     );
-    println!(
+    outln!(
         "  min {:.6}  p25 {:.6}  median {:.6}  p75 {:.6}  max {:.6}  mean {:.6}",
-        p.min, p.p25, p.median, p.p75, p.max, p.mean
+        p.min,
+        p.p25,
+        p.median,
+        p.p75,
+        p.max,
+        p.mean
     );
     if suggested["dynamic_temperature"].is_null() {
-        println!("  {}", suggested["note"].as_str().unwrap_or_default());
+        outln!("  {}", suggested["note"].as_str().unwrap_or_default());
     } else {
-        println!("suggested linear mapping (h_low = p25, h_high = p75):");
-        println!(
+        outln!("suggested linear mapping (h_low = p25, h_high = p75):");
+        outln!(
             "  {{\"dynamic_temperature\": {}}}",
             suggested["dynamic_temperature"]
         );
     }
+    Ok(())
 }
