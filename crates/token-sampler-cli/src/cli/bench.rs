@@ -90,7 +90,11 @@ pub struct BenchArgs {
     warmup: usize,
     /// Keep warming up each grid point until this many milliseconds have
     /// passed (idle cores take milliseconds to come up to speed).
-    #[arg(long = "warmup-ms", default_value_t = 50.0)]
+    #[arg(
+        long = "warmup-ms",
+        default_value_t = 50.0,
+        allow_negative_numbers = true
+    )]
     warmup_ms: f64,
     /// Seed of the generated logits and of the rows' draws.
     #[arg(long = "input-seed", default_value_t = 1, allow_negative_numbers = true, value_parser = unsigned::<u64>)]

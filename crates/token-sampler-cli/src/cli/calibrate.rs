@@ -21,7 +21,7 @@ pub struct CalibrateArgs {
     #[command(flatten)]
     params: ParamArgs,
     /// Target entropy of the sampled distribution π, in --unit.
-    #[arg(long, value_name = "H")]
+    #[arg(long, value_name = "H", allow_negative_numbers = true)]
     target: Option<f64>,
     /// Unit of --target and of the printed entropies.
     #[arg(long, default_value = "nats", value_name = "bits|nats")]
@@ -35,10 +35,20 @@ pub struct CalibrateArgs {
     #[arg(long)]
     percentiles: bool,
     /// t_min of the suggested linear mapping.
-    #[arg(long, default_value_t = 0.3, requires = "percentiles")]
+    #[arg(
+        long,
+        default_value_t = 0.3,
+        requires = "percentiles",
+        allow_negative_numbers = true
+    )]
     t_min: f64,
     /// t_max of the suggested linear mapping.
-    #[arg(long, default_value_t = 1.8, requires = "percentiles")]
+    #[arg(
+        long,
+        default_value_t = 1.8,
+        requires = "percentiles",
+        allow_negative_numbers = true
+    )]
     t_max: f64,
     /// Machine-readable output.
     #[arg(long)]
@@ -48,6 +58,13 @@ pub struct CalibrateArgs {
 const DEVICE: &str = "host CPU (f64 reference pipeline)";
 
 pub fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
+    if !(a.t_min.is_finite() && a.t_max.is_finite() && 0.0 <= a.t_min && a.t_min <= a.t_max) {
+        anyhow::bail!(
+            "--t-min {} / --t-max {}: expected finite temperatures with 0 ≤ t_min ≤ t_max",
+            a.t_min,
+            a.t_max
+        );
+    }
     let batch = a.input.load()?;
     let params = a.params.build(batch.rows())?;
     let mut out = envelope("reference", DEVICE);
