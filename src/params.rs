@@ -53,7 +53,7 @@ pub fn temperature_in_range(t: f32) -> bool {
 /// greedy (vLLM likewise samples greedily below a small epsilon), above
 /// [`MAX_TEMPERATURE`] it is that bound.
 pub fn computed_temperature(t: f64) -> f64 {
-    if !(t >= widen(MIN_TEMPERATURE)) {
+    if t.is_nan() || t < widen(MIN_TEMPERATURE) {
         0.0
     } else {
         t.min(widen(MAX_TEMPERATURE))

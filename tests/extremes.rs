@@ -486,9 +486,12 @@ proptest! {
 
 // ---- regressions, one per item found by probing the binary -----------------------
 
+/// Runs a check on one backend.
+type OnBackend = Box<dyn FnMut(&dyn Fn(&mut dyn Sampler))>;
+
 /// Every backend this build has: reference, cpu, and gpu where an adapter is.
-fn backends() -> Vec<(&'static str, Box<dyn FnMut(&dyn Fn(&mut dyn Sampler))>)> {
-    let mut v: Vec<(&'static str, Box<dyn FnMut(&dyn Fn(&mut dyn Sampler))>)> = vec![
+fn backends() -> Vec<(&'static str, OnBackend)> {
+    let mut v: Vec<(&'static str, OnBackend)> = vec![
         ("reference", Box::new(|f| f(&mut ReferenceSampler::new()))),
         ("cpu", Box::new(|f| f(&mut CpuSampler::with_threads(2)))),
     ];
@@ -663,8 +666,8 @@ fn penalties_out_of_range_are_the_same_error() {
     for (p, field) in cases {
         for (name, mut run) in backends() {
             run(&|s| {
-                let b = Batch::from_rows(&[x.clone()]).unwrap();
-                let e = s.sample(b.view(), &[p.clone()], 1).unwrap_err();
+                let b = Batch::from_rows(std::slice::from_ref(&x)).unwrap();
+                let e = s.sample(b.view(), std::slice::from_ref(&p), 1).unwrap_err();
                 assert!(
                     matches!(&e, SamplerError::NonFiniteLogit { row: 0, field: f, .. } if f == field),
                     "{name}: {e}"
@@ -699,7 +702,7 @@ fn a_bias_is_rounded_as_f64_rounds_it() {
     let x = vec![MAX, 0.0];
     for (name, mut run) in backends() {
         run(&|s| {
-            let b = Batch::from_rows(&[x.clone()]).unwrap();
+            let b = Batch::from_rows(std::slice::from_ref(&x)).unwrap();
             let ok = s.sample(b.view(), &[bias(0, 1e20)], 1).unwrap();
             assert_eq!(ok[0].token, 0, "{name}");
             for over in [3e22f32, 1e38] {
@@ -725,7 +728,7 @@ fn a_mapping_that_underflows_is_greedy() {
         })),
         ..t(1.0)
     };
-    on_every_backend(&[x.clone()], vec![edt.clone()]);
+    on_every_backend(std::slice::from_ref(&x), vec![edt.clone()]);
     for (name, mut run) in backends() {
         run(&|s| {
             let r = probs_of(s, &x, edt.clone());

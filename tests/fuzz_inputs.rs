@@ -75,7 +75,7 @@ fn npy_like() -> impl Strategy<Value = Vec<u8>> {
             )
             .into_bytes();
             let pre = if ver.0 == 1 { 10 } else { 12 };
-            while (pre + h.len() + 1) % 64 != 0 {
+            while !(pre + h.len() + 1).is_multiple_of(64) {
                 h.push(b' ');
             }
             h.push(b'\n');
@@ -124,7 +124,7 @@ fn npy_valid() -> impl Strategy<Value = Vec<u8>> {
             let mut h =
                 format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}")
                     .into_bytes();
-            while (10 + h.len() + 1) % 64 != 0 {
+            while !(10 + h.len() + 1).is_multiple_of(64) {
                 h.push(b' ');
             }
             h.push(b'\n');

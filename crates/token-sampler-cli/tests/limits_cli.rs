@@ -57,7 +57,7 @@ fn an_npy_shape_whose_product_overflows_names_the_shape() {
     // Was: "0 logits do not make …" for a file holding 8.
     let hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }";
     let mut h = hdr.as_bytes().to_vec();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(b' ');
     }
     h.push(b'\n');
