@@ -511,7 +511,10 @@ const MASS_SCALE: f32 = 274877906944.0;
 // the max's own weight is exactly 1 however small T is). Every shader
 // computes a survivor's weight e^d through these expressions, so the scan and
 // the solver agree on it bit for bit.
-fn scaled(y: vec2<f32>, m: vec2<f32>, inv_t: f32) -> f32 { return ((y.x - m.x) + (y.y - m.y)) * inv_t; }
+// Clamped at −1e15 (whose weight is 0 as −inf's is): a difference beyond
+// f32's range (a spread over f32::MAX, docs/spec.md §2.1) would otherwise make
+// every d·e, d²·e and merge term that multiplies it by a weight of 0 NaN.
+fn scaled(y: vec2<f32>, m: vec2<f32>, inv_t: f32) -> f32 { return max(((y.x - m.x) + (y.y - m.y)) * inv_t, -1e15); }
 fn weight(y: vec2<f32>, m: vec2<f32>, inv_t: f32) -> f32 { return exp(scaled(y, m, inv_t)); }
 
 // A non-negative f32 below 2^64 as a 64-bit integer (fraction truncated).

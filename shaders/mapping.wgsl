@@ -48,13 +48,18 @@ fn guide_of(r: u32, h: f32, n: u32) -> f32 {
 // s in [0, 1] for linear / sigmoid.
 fn strength(r: u32, g: f32) -> vec2<f32> {
     if (map_kind(r) == K_LINEAR) {
-        let s = dd_div(dd_sub(dd(g), dyn_dd(r, 1u)), dyn_dd(r, 3u));
-        if (s.x <= 0.0) { return dd(0.0); }
-        if (s.x >= 1.0) { return dd(1.0); }
+        let num = dd_sub(dd(g), dyn_dd(r, 1u));
+        if (num.x <= 0.0) { return dd(0.0); }
+        let s = dd_div(num, dyn_dd(r, 3u));
+        // NaN too: a quotient past f32's range (a span far below g − h_low).
+        if (!finite_f(s.x) || s.x >= 1.0) { return dd(1.0); }
         return s;
     }
     // 1/(1 + e^−x), x = steepness·(g − h_mid), from e^(−|x|) ≤ 1 either way.
-    let x = dd_mul(dyn_dd(r, 3u), dd_sub(dd(g), dyn_dd(r, 1u)));
+    let diff = dd_sub(dd(g), dyn_dd(r, 1u));
+    let x = dd_mul(dyn_dd(r, 3u), diff);
+    // x past f32's range (NaN inside two-float arithmetic): s is 1 or 0.
+    if (!finite_dd(x)) { return dd(select(0.0, 1.0, diff.x > 0.0)); }
     if (x.x >= 0.0) {
         return dd_div(dd(1.0), dd_add(dd(1.0), dd_exp(-x)));
     }
@@ -85,8 +90,16 @@ fn lut_temperature(r: u32, g: f32) -> vec2<f32> {
 }
 
 // T for guide g (n: the count of tokens the entropy was taken over;
-// t_static: the row's temperature). 0 means greedy.
+// t_static: the row's temperature). 0 means greedy. docs/spec.md §2.1: a
+// computed T below the smallest temperature (1e-30) is greedy, one above the
+// largest (1e30) is that bound — the rule of params.rs `computed_temperature`.
 fn map_temperature(r: u32, g: f32, n: u32, t_static: f32) -> f32 {
+    let t = mapping_formula(r, g, n, t_static);
+    if (is_nan_f(t) || t < 1e-30) { return 0.0; }
+    return min(t, 1e30);
+}
+
+fn mapping_formula(r: u32, g: f32, n: u32, t_static: f32) -> f32 {
     let kind = map_kind(r);
     if (kind == K_LINEAR || kind == K_SIGMOID) {
         return dd_f(dd_add(dyn_dd(r, 5u), dd_mul(dyn_dd(r, 7u), strength(r, g))));
@@ -97,16 +110,24 @@ fn map_temperature(r: u32, g: f32, n: u32, t_static: f32) -> f32 {
     if (kind == K_EDT) {
         let t0 = dyn_dd(r, 1u);
         if (g <= 0.0 || t0.x <= 0.0) { return 0.0; }
-        // A T that underflows f32 is still not greedy (ties at the max stay
-        // tied): keep the smallest normal value instead of 0.
-        let t = dd_f(dd_mul(t0, dd_exp(dd_div(dyn_dd(r, 3u), dd(g)))));
-        return max(t, 1.17549435e-38);
+        return dd_f(dd_mul(t0, dd_exp(dd_div(dyn_dd(r, 3u), dd(g)))));
     }
     // llama.cpp temp_ext: t_min + (t_max − t_min)·(H / ln N)^exponent.
     if (n <= 1u) { return t_static; }
     let norm = dd_div(dd(g), dd_log(dd_count(n)));
     var p = dd(0.0);
-    if (norm.x > 0.0) { p = dd_exp(dd_mul(dyn_dd(r, 5u), dd_log(norm))); }
+    if (norm.x > 0.0) {
+        let ln_norm = dd_log(norm);
+        let x = dd_mul(dyn_dd(r, 5u), ln_norm);
+        // exponent·ln(norm) past f32's range (NaN inside two-float
+        // arithmetic): norm^exponent is 0 below 1 and huge above it (T then
+        // takes the largest temperature).
+        if (!finite_dd(x)) {
+            p = dd(select(0.0, 3.40282347e38, ln_norm.x > 0.0));
+        } else {
+            p = dd_exp(x);
+        }
+    }
     return dd_f(dd_add(dyn_dd(r, 1u), dd_mul(dyn_dd(r, 3u), p)));
 }
 

@@ -36,20 +36,33 @@ fn patch_entry(c: TileCtx, e: u32) -> u32 {
         y = vec2<f32>(NEG_INF, 0.0);
     }
     var err = NONE;
+    // Every step is rounded to f64 as the reference rounds it (a bias of 1
+    // on 1e17 is absorbed there), and a step whose f64 value leaves f32's
+    // range is the reference's error (docs/spec.md §2.1, §3.1).
     if (y.x != NEG_INF) {
         if ((cf & 1u) != 0u) {
-            y = two_sum(y.x, bias);
-            if (abs(y.x) > 3.40282347e38) { err = (id << 1u); }
+            y = round_f64(two_sum(y.x, bias));
+            if (outside_f32(y)) { err = (id << 1u); }
         }
+        // A penalty step's values stay below 2^24 (params.rs PENALTY_LIMIT).
         if (err == NONE && (cf & 2u) != 0u) {
             let rp = vec2<f32>(bitcast<f32>(mrec(c.r, M_REP)), bitcast<f32>(mrec(c.r, M_REP_LO)));
-            y = select(dd_mul(y, rp), dd_div(y, rp), y.x > 0.0);
-            if (abs(y.x) > 3.40282347e38) { err = 0x80000000u | (id << 1u); }
-            if (err == NONE && count > 0u) {
-                let freq = vec2<f32>(bitcast<f32>(mrec(c.r, M_FREQ)), bitcast<f32>(mrec(c.r, M_FREQ_LO)));
-                let pres = vec2<f32>(bitcast<f32>(mrec(c.r, M_PRES)), bitcast<f32>(mrec(c.r, M_PRES_LO)));
-                y = dd_sub(y, dd_add(dd_mul(freq, dd(f32(count))), pres));
-                if (abs(y.x) > 3.40282347e38) { err = 0x80000000u | (id << 1u) | 1u; }
+            if (rp.x != 1.0 || rp.y != 0.0) {
+                y = round_f64(select(dd_mul(y, rp), dd_div(y, rp), y.x > 0.0));
+                if (at_least(y, 16777216.0)) { err = 0x80000000u | (id << 1u); }
+            }
+            let freq = vec2<f32>(bitcast<f32>(mrec(c.r, M_FREQ)), bitcast<f32>(mrec(c.r, M_FREQ_LO)));
+            let pres = vec2<f32>(bitcast<f32>(mrec(c.r, M_PRES)), bitcast<f32>(mrec(c.r, M_PRES_LO)));
+            let amount = round_f64(dd_add(round_f64(dd_mul(freq, dd_count(count))), pres));
+            if (err == NONE && count > 0u && nonzero_dd(amount)) {
+                if (at_least(amount, 16777216.0)) {
+                    // The error reports the amount (the stored value is the error's).
+                    y = amount;
+                    err = 0x80000000u | (id << 1u) | 1u;
+                } else {
+                    y = round_f64(dd_sub(y, amount));
+                    if (at_least(y, 16777216.0)) { err = 0x80000000u | (id << 1u) | 1u; }
+                }
             }
         }
     }

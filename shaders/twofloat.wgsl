@@ -72,6 +72,8 @@ const LN2_DD: vec2<f32> = vec2<f32>(0.693147182464599609375, -1.904654323148236e
 // series to r^14 (truncation < 1e-17), then scaled by 2^n.
 fn dd_exp(x: vec2<f32>) -> vec2<f32> {
     if (x.x < -120.0) { return vec2<f32>(0.0); }
+    // Past f32's range (and ldexp's: WGSL leaves it undefined beyond 2^128).
+    if (x.x > 88.8) { return vec2<f32>(POS_INF, 0.0); }
     let n = round(x.x / LN2_DD.x);
     let r = dd_sub(x, dd_mul(LN2_DD, dd(n)));
     var p = dd(1.0);
@@ -97,3 +99,44 @@ fn dd_log(y: vec2<f32>) -> vec2<f32> {
 // An integer count as a two-float.
 fn dd_count(n: u32) -> vec2<f32> { return two_sum(f32(n & 0xffff0000u), f32(n & 0xffffu)); }
 
+
+// ---- f64 rounding and f32's range (docs/spec.md §2.1) ----------------------
+// WGSL lets a compiler assume no value is NaN, so these test bits, not
+// comparisons, for what an overflow inside two-float arithmetic leaves.
+
+fn finite_f(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
+fn is_nan_f(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+fn finite_dd(v: vec2<f32>) -> bool { return finite_f(v.x) && finite_f(v.y); }
+fn nonzero_dd(v: vec2<f32>) -> bool { return ((bitcast<u32>(v.x) | bitcast<u32>(v.y)) & 0x7fffffffu) != 0u; }
+
+// A two-float holding an exact value (two_sum's, say) rounded to f64's 53
+// significant bits, ties to even, as the reference's f64 arithmetic rounds
+// the same value: hi holds 24 of them, so lo is rounded to a multiple of
+// 2^(e − 52), e the exponent of hi + lo. Lo's bits start at 2^-149, so below
+// e = −97 nothing is rounded. ldexp's exponents are split in halves (WGSL
+// leaves ldexp undefined past 2^128).
+fn round_f64(v: vec2<f32>) -> vec2<f32> {
+    if (!finite_dd(v) || v.y == 0.0) { return v; }
+    let fr = frexp(v.x);
+    var e = fr.exp - 1;
+    // hi a power of two and lo of the other sign: hi + lo lies below 2^e.
+    if (abs(fr.fract) == 0.5 && (v.y < 0.0) != (v.x < 0.0)) { e -= 1; }
+    if (e <= -97) { return v; }
+    let up = 52 - e;
+    let q = round(ldexp(ldexp(v.y, up / 2), up - up / 2));
+    return vec2<f32>(v.x, ldexp(ldexp(q, -(up / 2)), -(up - up / 2)));
+}
+
+// Whether |hi + lo| ≥ lim (lim > 0), or the value is not finite.
+fn at_least(v: vec2<f32>, lim: f32) -> bool {
+    if (!finite_dd(v)) { return true; }
+    let a = abs(v.x);
+    return a > lim || (a == lim && !(v.y != 0.0 && (v.y < 0.0) != (v.x < 0.0)));
+}
+
+// Whether hi + lo lies beyond f32's finite range.
+fn outside_f32(v: vec2<f32>) -> bool {
+    if (!finite_dd(v)) { return true; }
+    let a = abs(v.x);
+    return a > 3.40282347e38 || (a == 3.40282347e38 && v.y != 0.0 && (v.y < 0.0) == (v.x < 0.0));
+}

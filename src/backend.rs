@@ -121,6 +121,59 @@ pub struct CallCounts {
     pub reads_per_row: u32,
 }
 
+/// The memory budget (docs/spec.md §2.2): the most bytes a call's results,
+/// or an input the library generates for `bench` and `validate`, may take.
+/// Sizes are computed with checked arithmetic and refused before anything
+/// is allocated, so an absurd size is an error, never an abort.
+pub const MEMORY_BUDGET: u64 = 4 << 30;
+
+/// `Ok` when `bytes` (`None`: the size overflowed) fits [`MEMORY_BUDGET`];
+/// else an [`SamplerError::Unsupported`] that says what needed it.
+pub fn check_budget(what: impl FnOnce() -> String, bytes: Option<u64>) -> Result<()> {
+    match bytes {
+        Some(b) if b <= MEMORY_BUDGET => Ok(()),
+        Some(b) => Err(SamplerError::Unsupported(format!(
+            "{} need {}, over the memory budget of {}",
+            what(),
+            human_bytes(b),
+            human_bytes(MEMORY_BUDGET)
+        ))),
+        None => Err(SamplerError::Unsupported(format!(
+            "{} need more bytes than a 64-bit size holds, over the memory budget of {}",
+            what(),
+            human_bytes(MEMORY_BUDGET)
+        ))),
+    }
+}
+
+/// Bytes per draw a call keeps (the `draws` of a [`RowResult`]).
+const DRAW_BYTES: u64 = 4;
+
+/// The draws of a call fit the memory budget: `rows × samples` u32s.
+pub fn check_draws(rows: usize, samples: u32) -> Result<()> {
+    check_budget(
+        || format!("{rows} rows × {samples} draws"),
+        (rows as u64)
+            .checked_mul(samples as u64)
+            .and_then(|n| n.checked_mul(DRAW_BYTES)),
+    )
+}
+
+/// `4.0 GiB`, `37.3 TiB`, `512 B`.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
 /// Checks the call-level draw count.
 pub fn check_samples(samples: u32) -> Result<()> {
     if samples == 0 {

@@ -348,7 +348,12 @@ pub fn load_raw(path: &Path, bytes: &[u8], dtype: RawDtype, vocab: usize) -> Res
     if vocab == 0 {
         return Err(err("--vocab must be at least 1".into()));
     }
-    let row_bytes = vocab * dtype.size();
+    let Some(row_bytes) = vocab.checked_mul(dtype.size()) else {
+        return Err(err(format!(
+            "--vocab {vocab}: a row of {vocab} {} values needs more bytes than a 64-bit size holds",
+            dtype.name()
+        )));
+    };
     if bytes.is_empty() {
         return Err(err("the file is empty".into()));
     }
@@ -382,6 +387,18 @@ pub fn load_npy(path: &Path, bytes: &[u8]) -> Result<Batch> {
         path: path.to_path_buf(),
         message,
     };
+    // The shape's element count, checked before the reader multiplies it out
+    // (unchecked), so a header whose product overflows is a clear error.
+    if let Some(dims) = npy_header_shape(bytes) {
+        let count = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
+        if count.is_none_or(|n| n > (bytes.len() as u64)) {
+            return Err(err(format!(
+                "shape {dims:?} claims {} values but the file holds {} bytes: a corrupt header",
+                count.map_or("more than 2^64".to_string(), |n| n.to_string()),
+                bytes.len()
+            )));
+        }
+    }
     let npy = npyz::NpyFile::new(bytes).map_err(|e| err(format!("not a valid .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
         return Err(err(
@@ -414,13 +431,30 @@ pub fn load_npy(path: &Path, bytes: &[u8]) -> Result<Batch> {
             )))
         }
     };
-    if data.len() != rows * vocab {
+    if Some(data.len()) != rows.checked_mul(vocab) {
         return Err(err(format!(
             "{} values for shape {shape:?} (truncated file?)",
             data.len()
         )));
     }
     finish(path, data, rows, vocab)
+}
+
+/// The `'shape': (…)` tuple of an `.npy` header, if it can be found and read
+/// (anything else is left to the full parser's messages).
+fn npy_header_shape(bytes: &[u8]) -> Option<Vec<u64>> {
+    let header = &bytes[..bytes.len().min(1 << 16)];
+    let key = header.windows(7).position(|w| w == b"'shape'")?;
+    let rest = &header[key + 7..];
+    let open = rest.iter().position(|&b| b == b'(')?;
+    let close = rest[open..].iter().position(|&b| b == b')')? + open;
+    let tuple = std::str::from_utf8(&rest[open + 1..close]).ok()?;
+    tuple
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.trim_end_matches('L').parse::<u64>().ok())
+        .collect()
 }
 
 /// `.json`: `[[…], …]` (B rows) or `[…]` (one row) of numbers; `-Infinity` is

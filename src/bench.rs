@@ -189,6 +189,39 @@ impl Default for BenchOptions {
 
 /// The fewest timed runs a result may come from.
 pub const MIN_RUNS: usize = 10;
+/// The most timed (or untimed warm-up) runs per grid point, and the longest
+/// warm-up: a run count is kept in memory, and a grid point must end.
+pub const MAX_RUNS: usize = 1_000_000;
+pub const MAX_WARMUP_MS: f64 = 3_600_000.0;
+
+/// Checks the options of [`bench_case`]: run counts and the warm-up time
+/// within their bounds (a warm-up of `inf` ms would never end).
+pub fn check_options(opts: &BenchOptions) -> Result<()> {
+    if opts.runs > MAX_RUNS || opts.warmup > MAX_RUNS {
+        return Err(SamplerError::Unsupported(format!(
+            "{} runs and {} warm-up runs per point: at most {MAX_RUNS} each",
+            opts.runs, opts.warmup
+        )));
+    }
+    if !(opts.warmup_ms.is_finite() && (0.0..=MAX_WARMUP_MS).contains(&opts.warmup_ms)) {
+        return Err(SamplerError::Unsupported(format!(
+            "a warm-up of {} ms: expected a number of milliseconds from 0 to {MAX_WARMUP_MS}",
+            opts.warmup_ms
+        )));
+    }
+    Ok(())
+}
+
+/// The generated input of a grid point, `rows × vocab` f32 logits, fits the
+/// memory budget (docs/spec.md §2.2).
+pub fn check_input(rows: usize, vocab: usize) -> Result<()> {
+    crate::backend::check_budget(
+        || format!("{rows} rows × {vocab} logits"),
+        (rows as u64)
+            .checked_mul(vocab as u64)
+            .and_then(|n| n.checked_mul(4)),
+    )
+}
 
 /// One row of the results table (docs/spec.md §8 `bench --json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -260,6 +293,7 @@ pub fn bench_case(
     tick: &mut dyn FnMut(),
 ) -> Result<Vec<BenchResult>> {
     let (rows, vocab) = (logits.rows(), logits.vocab());
+    check_options(opts)?;
     let params = set.rows(rows, opts.seed)?;
     let runs = opts.runs.max(MIN_RUNS);
     let warm = Instant::now();

@@ -38,8 +38,10 @@ pub enum SamplerError {
         value: f32,
     },
 
-    /// A bias or penalty turned a finite logit into a non-finite one.
-    #[error("row {row}, index {index}: `{field}` makes the logit non-finite ({value})")]
+    /// A bias pushed a finite logit beyond f32's finite range, or a penalty
+    /// step (its result, or the amount it subtracts) reached 2^24 in
+    /// magnitude (docs/spec.md §2.1, §3.1).
+    #[error("row {row}, index {index}: `{field}` takes the logit to {value:e}, out of range (a bias may reach ±f32::MAX, a penalty less than ±2^24)")]
     NonFiniteLogit {
         row: usize,
         index: usize,

@@ -22,6 +22,57 @@ pub fn widen(x: f32) -> f64 {
     }
 }
 
+/// The smallest non-zero temperature (docs/spec.md §2.1). Below it, logits
+/// that differ by less than f32's smallest normal number (1.2e-38) could
+/// change a weight by more than 1e-8, and GPUs may flush such differences to
+/// zero.
+pub const MIN_TEMPERATURE: f32 = 1e-30;
+/// The largest temperature (docs/spec.md §2.1). Up to it, a logit difference
+/// beyond f32's range (a spread over f32::MAX) has the weight
+/// e^(−f32::MAX/T) = 0 in f64 as in f32, so an f32 backend whose difference
+/// overflows to −inf still gives the reference's answer; and 1/T stays a
+/// normal f32.
+pub const MAX_TEMPERATURE: f32 = 1e30;
+
+/// docs/spec.md §2.1: every value a penalty step produces (the logit after
+/// the repetition penalty, the amount `frequency·c + presence`, the logit
+/// after subtracting it) stays below 2^24 in magnitude. Below it the f32
+/// backends hold a penalised logit to within 2^-24 of the reference's f64
+/// value (the GPU computes it in two f32s, 48 bits); beyond it f64's own
+/// rounding, not the parameters, would decide between neighbouring logits.
+pub const PENALTY_LIMIT: f64 = 16_777_216.0;
+
+/// Whether `t` is a temperature docs/spec.md §2.1 accepts: 0 (greedy) or in
+/// [`MIN_TEMPERATURE`, `MAX_TEMPERATURE`].
+pub fn temperature_in_range(t: f32) -> bool {
+    t == 0.0 || (MIN_TEMPERATURE..=MAX_TEMPERATURE).contains(&t)
+}
+
+/// docs/spec.md §2.1: the temperature a mapping computed, in f64, made one
+/// of those the pipeline runs at: below [`MIN_TEMPERATURE`] (or NaN) it is 0,
+/// greedy (vLLM likewise samples greedily below a small epsilon), above
+/// [`MAX_TEMPERATURE`] it is that bound.
+pub fn computed_temperature(t: f64) -> f64 {
+    if t.is_nan() || t < widen(MIN_TEMPERATURE) {
+        0.0
+    } else {
+        t.min(widen(MAX_TEMPERATURE))
+    }
+}
+
+/// docs/spec.md §2.1: a real parameter may not be subnormal in f32. A
+/// subnormal f32 has fewer than 24 significant bits, so it cannot carry the
+/// decimal value the caller wrote (1e-44 is stored as 9.8e-45), and f32
+/// backends, GPUs above all, may flush it to 0.
+fn subnormal_message(v: f32) -> Option<String> {
+    v.is_subnormal().then(|| {
+        format!(
+            "{v} is below f32's smallest normal magnitude {:e} and cannot be held exactly; use 0 or a larger value",
+            f32::MIN_POSITIVE
+        )
+    })
+}
+
 /// The order in which the truncation stages and temperature run (docs/spec.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -214,6 +265,11 @@ impl DynamicTemperature {
     /// entropy in nats and the number of finite tokens it was taken over,
     /// `temperature` the row's static temperature. A result of 0 means greedy.
     pub fn temperature(&self, guide: f64, h_nats: f64, n: usize, temperature: f64) -> f64 {
+        computed_temperature(self.raw_temperature(guide, h_nats, n, temperature))
+    }
+
+    /// The mapping's formula before docs/spec.md §2.1's range rule.
+    fn raw_temperature(&self, guide: f64, h_nats: f64, n: usize, temperature: f64) -> f64 {
         match &self.mapping {
             Mapping::Linear { t_min, t_max, .. } | Mapping::Sigmoid { t_min, t_max, .. } => {
                 let s = self.strength(guide).unwrap_or(0.0);
@@ -356,6 +412,7 @@ impl SamplingParams {
 
     /// Parses one parameter object, naming `row` in any error.
     pub fn from_json_value(row: usize, value: serde_json::Value) -> Result<Self> {
+        check_integers(row, &value)?;
         serde_json::from_value(value).map_err(|e| SamplerError::ParamsParse {
             row,
             message: e.to_string(),
@@ -430,6 +487,21 @@ impl SamplingParams {
         let t = self.temperature;
         if !(t.is_finite() && t >= 0.0) {
             return err("temperature", format!("{t} (must be finite and >= 0)"));
+        }
+        if !temperature_in_range(t) {
+            return err("temperature", temperature_message(t));
+        }
+        // docs/spec.md §2.1: no real parameter is subnormal.
+        for (field, v) in [
+            ("top_p", self.top_p),
+            ("min_p", self.min_p),
+            ("repetition_penalty", self.repetition_penalty),
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if let Some(m) = subnormal_message(v) {
+                return err(field, m);
+            }
         }
         if self.top_k < -1 {
             return err("top_k", format!("{} (must be >= -1)", self.top_k));
@@ -506,6 +578,9 @@ impl SamplingParams {
                     format!("{b} (must be finite)"),
                 );
             }
+            if let Some(m) = subnormal_message(b) {
+                return err(&format!("logit_bias[\"{id}\"]"), m);
+            }
         }
         if let Some(allowed) = &self.allowed_token_ids {
             if allowed.is_empty() {
@@ -523,6 +598,122 @@ impl SamplingParams {
         }
         if let Some(dynamic) = &self.dynamic_temperature {
             self.validate_dynamic(row, dynamic)?;
+            self.validate_dynamic_extremes(row, dynamic)?;
+        }
+        Ok(())
+    }
+
+    /// docs/spec.md §2.1 for a mapping: no number is subnormal, every
+    /// temperature it names is 0 or within the temperature range, and the
+    /// `llama_cpp` mapping's largest T (temperature + range) is too.
+    fn validate_dynamic_extremes(&self, row: usize, d: &DynamicTemperature) -> Result<()> {
+        let err = |name: String, msg: String| {
+            Err(SamplerError::param(
+                row,
+                &format!("dynamic_temperature.{name}"),
+                msg,
+            ))
+        };
+        let mut numbers: Vec<(String, f32)> = Vec::new();
+        let mut temperatures: Vec<(String, f32)> = Vec::new();
+        if let Some(cap) = d.max_entropy {
+            numbers.push(("max_entropy".into(), cap));
+        }
+        if let Some(range) = d.top_p {
+            numbers.push(("top_p.low".into(), range.low));
+            numbers.push(("top_p.high".into(), range.high));
+        }
+        match &d.mapping {
+            Mapping::Linear {
+                h_low,
+                h_high,
+                t_min,
+                t_max,
+            } => {
+                numbers.push(("mapping.h_low".into(), *h_low));
+                numbers.push(("mapping.h_high".into(), *h_high));
+                temperatures.push(("mapping.t_min".into(), *t_min));
+                temperatures.push(("mapping.t_max".into(), *t_max));
+            }
+            Mapping::Sigmoid {
+                h_mid,
+                steepness,
+                t_min,
+                t_max,
+            } => {
+                numbers.push(("mapping.h_mid".into(), *h_mid));
+                numbers.push(("mapping.steepness".into(), *steepness));
+                temperatures.push(("mapping.t_min".into(), *t_min));
+                temperatures.push(("mapping.t_max".into(), *t_max));
+            }
+            Mapping::Lut {
+                entropies,
+                temperatures: ts,
+            } => {
+                for (i, &e) in entropies.iter().enumerate() {
+                    numbers.push((format!("mapping.entropies[{i}]"), e));
+                }
+                for (i, &t) in ts.iter().enumerate() {
+                    temperatures.push((format!("mapping.temperatures[{i}]"), t));
+                }
+            }
+            Mapping::Edt { t0, base, theta } => {
+                temperatures.push(("mapping.t0".into(), *t0));
+                numbers.push(("mapping.base".into(), *base));
+                numbers.push(("mapping.theta".into(), *theta));
+            }
+            Mapping::LlamaCpp { range, exponent } => {
+                numbers.push(("mapping.range".into(), *range));
+                numbers.push(("mapping.exponent".into(), *exponent));
+            }
+        }
+        for (name, v) in numbers.iter().chain(&temperatures) {
+            if let Some(m) = subnormal_message(*v) {
+                return err(name.clone(), m);
+            }
+        }
+        for (name, t) in temperatures {
+            if !temperature_in_range(t) {
+                return err(name, temperature_message(t));
+            }
+        }
+        // Differences of entropies a mapping divides by are f32 values too.
+        let span = |lo: f32, hi: f32| widen(hi) - widen(lo) > f32::MAX as f64;
+        match &d.mapping {
+            Mapping::Linear { h_low, h_high, .. } if span(*h_low, *h_high) => {
+                return err(
+                    "mapping.h_high".into(),
+                    format!(
+                        "h_high − h_low = {:e} is beyond f32's range",
+                        widen(*h_high) - widen(*h_low)
+                    ),
+                );
+            }
+            Mapping::Lut { entropies, .. } => {
+                if let Some(i) =
+                    (1..entropies.len()).find(|&i| span(entropies[i - 1], entropies[i]))
+                {
+                    return err(
+                        format!("mapping.entropies[{i}]"),
+                        format!(
+                            "{}: the step from the previous entropy is beyond f32's range",
+                            entropies[i]
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+        if let Mapping::LlamaCpp { range, .. } = d.mapping {
+            let t_max = widen(self.temperature) + widen(range);
+            if self.temperature != 0.0 && t_max > widen(MAX_TEMPERATURE) {
+                return err(
+                    "mapping.range".into(),
+                    format!(
+                        "{range}: temperature + range = {t_max:e} is above the largest temperature {MAX_TEMPERATURE:e}"
+                    ),
+                );
+            }
         }
         Ok(())
     }
@@ -690,6 +881,59 @@ impl SamplingParams {
         }
         Ok(())
     }
+}
+
+/// The integer fields and the ranges their types hold. serde's own message
+/// for 2^64 or −1 ("invalid type: floating point …, expected u64") names
+/// neither the field nor what it expects.
+const INTEGER_FIELDS: [(&str, i128, i128); 5] = [
+    ("seed", 0, u64::MAX as i128),
+    ("step", 0, u64::MAX as i128),
+    ("top_k", i32::MIN as i128, i32::MAX as i128),
+    ("min_tokens_to_keep", 0, u32::MAX as i128),
+    ("logprobs", 0, u32::MAX as i128),
+];
+const ID_LISTS: [&str; 3] = ["history", "prompt_token_ids", "allowed_token_ids"];
+
+fn check_integers(row: usize, value: &serde_json::Value) -> Result<()> {
+    let Some(obj) = value.as_object() else {
+        return Ok(());
+    };
+    let whole = |v: &serde_json::Value, lo: i128, hi: i128| match v {
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+            .is_some_and(|x| (lo..=hi).contains(&x)),
+        // Other types get serde's message, which names the type expected.
+        _ => true,
+    };
+    let bad = |field: String, v: &serde_json::Value, lo: i128, hi: i128| {
+        Err(SamplerError::ParamsParse {
+            row,
+            message: format!("`{field}`: {v} is not a whole number from {lo} to {hi}"),
+        })
+    };
+    for (name, lo, hi) in INTEGER_FIELDS {
+        if let Some(v) = obj.get(name).filter(|v| !whole(v, lo, hi)) {
+            return bad(name.to_string(), v, lo, hi);
+        }
+    }
+    for name in ID_LISTS {
+        if let Some(serde_json::Value::Array(items)) = obj.get(name) {
+            let hi = u32::MAX as i128;
+            if let Some((i, v)) = items.iter().enumerate().find(|(_, v)| !whole(v, 0, hi)) {
+                return bad(format!("{name}[{i}]"), v, 0, hi);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn temperature_message(t: f32) -> String {
+    format!(
+        "{t:e} is outside the temperatures f32 arithmetic handles exactly: use 0 (greedy) or a value in [{MIN_TEMPERATURE:e}, {MAX_TEMPERATURE:e}]"
+    )
 }
 
 fn check_ids(row: usize, field: &str, ids: &[u32], vocab: usize) -> Result<()> {

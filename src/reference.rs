@@ -6,10 +6,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::backend::{check_samples, BackendKind, Sampler};
+use crate::backend::{check_draws, check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
-use crate::params::{resolve_seeds, validate_all, widen, Order, SamplingParams, Stage};
+use crate::params::{
+    resolve_seeds, validate_all, widen, Order, SamplingParams, Stage, PENALTY_LIMIT,
+};
 use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
 use crate::rng::uniform;
 
@@ -145,22 +147,46 @@ pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<
         if !y[i].is_finite() {
             continue;
         }
-        if y[i] > 0.0 {
-            y[i] /= r;
-        } else {
-            y[i] *= r;
+        if r != 1.0 {
+            if y[i] > 0.0 {
+                y[i] /= r;
+            } else {
+                y[i] *= r;
+            }
+            check_penalised(row, i, "repetition_penalty", y[i])?;
         }
-        check_f32_range(row, i, "repetition_penalty", y[i])?;
         let c = t.count as f64;
         if c > 0.0 {
-            y[i] -= widen(p.frequency_penalty) * c + widen(p.presence_penalty);
-            check_f32_range(row, i, "frequency_penalty/presence_penalty", y[i])?;
+            // The amount subtracted, and the result, stay below 2^24
+            // (docs/spec.md §2.1).
+            let amount = widen(p.frequency_penalty) * c + widen(p.presence_penalty);
+            if amount != 0.0 {
+                let field = "frequency_penalty/presence_penalty";
+                check_penalised(row, i, field, amount)?;
+                y[i] -= amount;
+                check_penalised(row, i, field, y[i])?;
+            }
         }
     }
     if !y.iter().any(|v| v.is_finite()) {
         return Err(SamplerError::AllMasked { row });
     }
     Ok(y)
+}
+
+/// docs/spec.md §2.1: what a penalty step produces stays below 2^24 in
+/// magnitude ([`PENALTY_LIMIT`]), the same error on every backend.
+fn check_penalised(row: usize, index: usize, field: &str, v: f64) -> Result<()> {
+    if v.abs() < PENALTY_LIMIT {
+        Ok(())
+    } else {
+        Err(SamplerError::NonFiniteLogit {
+            row,
+            index,
+            field: field.to_string(),
+            value: v,
+        })
+    }
 }
 
 /// The f32 backends hold logits in f32, so a value beyond f32's range is the
@@ -540,6 +566,7 @@ impl Sampler for ReferenceSampler {
         samples: u32,
     ) -> Result<Vec<RowResult>> {
         check_samples(samples)?;
+        check_draws(logits.rows(), samples)?;
         validate_all(params, logits.rows(), logits.vocab())?;
         let seeds = resolve_seeds(params);
         (0..logits.rows())

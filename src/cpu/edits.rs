@@ -8,7 +8,7 @@
 //! costs 300 small edits, not a V-sized copy.
 
 use crate::error::{Result, SamplerError};
-use crate::params::{widen, SamplingParams};
+use crate::params::{widen, SamplingParams, PENALTY_LIMIT};
 
 /// Logits per block: the unit of the statistics pass (one L1-resident read
 /// for the block max, a second for the sums), of block maxima used as
@@ -89,19 +89,23 @@ impl Penalties {
             Ok(k) => work[k].1,
             Err(_) => x[id as usize] as f64,
         };
-        y = if y > 0.0 { y / self.r } else { y * self.r };
-        if !in_range(y) {
-            return Err(range_error(row, id, "repetition_penalty", y));
+        // Every value a penalty step produces stays below 2^24
+        // (docs/spec.md §2.1), as the reference checks it.
+        if self.r != 1.0 {
+            y = if y > 0.0 { y / self.r } else { y * self.r };
+            if !(y.abs() < PENALTY_LIMIT) {
+                return Err(range_error(row, id, "repetition_penalty", y));
+            }
         }
-        if count > 0 {
-            y -= self.frequency * count as f64 + self.presence;
-            if !in_range(y) {
-                return Err(range_error(
-                    row,
-                    id,
-                    "frequency_penalty/presence_penalty",
-                    y,
-                ));
+        let amount = self.frequency * count as f64 + self.presence;
+        if count > 0 && amount != 0.0 {
+            let field = "frequency_penalty/presence_penalty";
+            if !(amount.abs() < PENALTY_LIMIT) {
+                return Err(range_error(row, id, field, amount));
+            }
+            y -= amount;
+            if !(y.abs() < PENALTY_LIMIT) {
+                return Err(range_error(row, id, field, y));
             }
         }
         match slot {

@@ -35,7 +35,7 @@ use rayon::prelude::*;
 pub use edits::BLOCK;
 pub use simd::{Isa, Kernels};
 
-use crate::backend::{check_samples, BackendKind, Sampler};
+use crate::backend::{check_draws, check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
 use crate::params::{resolve_seeds, validate_all, SamplingParams};
@@ -219,6 +219,7 @@ impl Sampler for CpuSampler {
         samples: u32,
     ) -> Result<Vec<RowResult>> {
         check_samples(samples)?;
+        check_draws(logits.rows(), samples)?;
         let seeds = resolve_seeds(params);
         let outs = self.run(logits, params, |r| Want::Sample {
             seed: seeds.get(r).copied().unwrap_or(0),

@@ -88,9 +88,10 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// first keeps `n ≥ −126`, so the exponent bits never wrap.
 const EXP_FLOOR: f32 = -87.0;
 /// Floor for `x − m` where it multiplies a weight: keeps −inf entries (weight
-/// exactly 0) from producing −inf·0 = NaN, and is far below any `x − m` whose
-/// weight is not 0.
-const D_FLOOR: f32 = -1e30;
+/// exactly 0) from producing −inf·0 = NaN. It is −f32::MAX, not a smaller
+/// magnitude: at the largest temperature (1e30, docs/spec.md §2.1) an
+/// `x − m` of −4e30 still has the weight e^−4.
+const D_FLOOR: f32 = -f32::MAX;
 
 #[inline(always)]
 fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {

@@ -18,10 +18,11 @@ pub struct Pipelines {
 /// Sizes for this device: 256 invocations and 1024-id tiles where the limits
 /// allow (every WebGPU device has 256), the 12-bit first digit and 2048
 /// candidates where workgroup memory holds their 16 KiB histogram and the
-/// solver's 24 KiB of candidates. A software adapter (lavapipe) runs a
-/// workgroup's invocations as coroutines switched at every barrier, so it
-/// gets narrower workgroups (64, and 32 in the solver): same tiles, a quarter
-/// of the switches.
+/// solver's 24 KiB of candidates. A software adapter (lavapipe) gets the
+/// same sizes: narrower workgroups there (64 or 128) are no faster on this
+/// pipeline, and lavapipe (Mesa 22.3) keeps 2–3 MiB per call of them and
+/// never gives it back — a process that samples for days grew without bound
+/// (tests/reuse.rs measures the resident set over thousands of calls).
 pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
     let mut c = ShaderConsts::default();
     let inv = limits
@@ -31,10 +32,8 @@ pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
         c.wg = 64;
         c.tile = 256;
     }
-    if software {
-        c.wg = 64;
-        c.solve_wg = 64;
-    }
+    // Kept for a sizing a software adapter may need again.
+    let _ = software;
     if limits.max_compute_workgroup_storage_size < 32 * 1024 {
         c.ha_bits = 10;
         c.cap = 512;

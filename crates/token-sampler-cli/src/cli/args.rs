@@ -21,7 +21,7 @@ pub struct InputArgs {
     #[arg(long, value_name = "f32|f16|bf16", requires = "vocab")]
     pub dtype: Option<RawDtype>,
     /// Vocabulary size (row length) of a raw logits file.
-    #[arg(long, value_name = "V", requires = "dtype")]
+    #[arg(long, value_name = "V", requires = "dtype", allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     pub vocab: Option<usize>,
 }
 
@@ -55,7 +55,7 @@ pub struct ParamArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub min_p: Option<f32>,
     /// Truncation never leaves fewer tokens than this.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = unsigned::<u32>)]
     pub min_tokens_to_keep: Option<u32>,
     /// Repetition penalty (> 0, 1 = off).
     #[arg(long, allow_negative_numbers = true)]
@@ -67,17 +67,48 @@ pub struct ParamArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub frequency_penalty: Option<f32>,
     /// Random seed for every row (default: a fresh one per row, reported back).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = unsigned::<u64>)]
     pub seed: Option<u64>,
     /// The generation step (part of the random key).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = unsigned::<u64>)]
     pub step: Option<u64>,
     /// Return this many top log-probabilities per row (≤ 20).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = unsigned::<u32>)]
     pub logprobs: Option<u32>,
     /// Stage order: standard, vllm or llama_cpp.
     #[arg(long)]
     pub order: Option<Order>,
+}
+
+/// The value parser of every unsigned flag: a negative number says it must
+/// be ≥ 0 (clap alone would call `-1` an unexpected argument), a number past
+/// the type's range says so.
+pub fn unsigned<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + num_bound::Max,
+{
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!("must be ≥ 0 (got {t})"));
+    }
+    t.parse::<T>()
+        .map_err(|_| format!("expected a whole number from 0 to {}", T::MAX_STR))
+}
+
+/// The largest value of each unsigned flag type, for messages.
+pub mod num_bound {
+    pub trait Max {
+        const MAX_STR: &'static str;
+    }
+    impl Max for u32 {
+        const MAX_STR: &'static str = "4294967295";
+    }
+    impl Max for u64 {
+        const MAX_STR: &'static str = "18446744073709551615";
+    }
+    impl Max for usize {
+        const MAX_STR: &'static str = "18446744073709551615";
+    }
 }
 
 fn merge(into: &mut Map<String, Value>, from: &Map<String, Value>) {
@@ -87,8 +118,21 @@ fn merge(into: &mut Map<String, Value>, from: &Map<String, Value>) {
 }
 
 impl ParamArgs {
-    /// The flags that were given, as a JSON object.
-    fn flags(&self) -> Map<String, Value> {
+    /// The flags that were given, as a JSON object. A real-valued flag must
+    /// be a finite number (JSON has no NaN or infinity to carry it).
+    fn flags(&self) -> anyhow::Result<Map<String, Value>> {
+        for (name, v) in [
+            ("--temperature", self.temperature),
+            ("--top-p", self.top_p),
+            ("--min-p", self.min_p),
+            ("--repetition-penalty", self.repetition_penalty),
+            ("--presence-penalty", self.presence_penalty),
+            ("--frequency-penalty", self.frequency_penalty),
+        ] {
+            if let Some(v) = v.filter(|v| !v.is_finite()) {
+                bail!("{name} {v}: expected a finite number");
+            }
+        }
         let mut m = Map::new();
         let mut put = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -113,7 +157,7 @@ impl ParamArgs {
         put("step", self.step.map(Value::from));
         put("logprobs", self.logprobs.map(Value::from));
         put("order", self.order.map(|o| Value::from(o.name())));
-        m
+        Ok(m)
     }
 
     /// One `SamplingParams` per row: defaults < preset < params file < flags.
@@ -158,7 +202,7 @@ impl ParamArgs {
                 ),
             }
         }
-        let flags = self.flags();
+        let flags = self.flags()?;
         per_row
             .into_iter()
             .enumerate()

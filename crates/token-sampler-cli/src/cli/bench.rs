@@ -9,11 +9,12 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::args::ParamArgs;
+use super::args::{unsigned, ParamArgs};
 use super::{print_json, progress_bar, Outcome};
+use token_sampler::backend::check_budget;
 use token_sampler::bench::{
     bench_case, format_table, host_cpu_model, normal_logits, BenchOptions, BenchResult, ParamSet,
-    PerRow, MIN_RUNS, SET_NAMES,
+    PerRow, MAX_RUNS, MAX_WARMUP_MS, MIN_RUNS, SET_NAMES,
 };
 use token_sampler::{open, open_default, BackendKind, Sampler};
 use token_sampler::{Batch, LogitsView, RawDtype, SamplingParams};
@@ -58,10 +59,10 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     backend: Vec<BackendKind>,
     /// Batch sizes (rows per call).
-    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    #[arg(long, value_delimiter = ',', default_value = "1,32", allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     batch: Vec<usize>,
     /// Vocabulary sizes (logits per row).
-    #[arg(long, value_delimiter = ',', default_value = "131072")]
+    #[arg(long, value_delimiter = ',', default_value = "131072", allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     vocab: Vec<usize>,
     /// Named parameter sets: temperature, top_k_top_p, top_p, min_p,
     /// entropy_guided (default: all five, unless --preset, --params or a
@@ -79,20 +80,24 @@ pub struct BenchArgs {
     #[arg(long, value_name = "f32|f16|bf16", requires = "raw_vocab")]
     dtype: Option<RawDtype>,
     /// Row length of a raw --logits file.
-    #[arg(long = "raw-vocab", value_name = "V", requires = "dtype")]
+    #[arg(long = "raw-vocab", value_name = "V", requires = "dtype", allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     raw_vocab: Option<usize>,
     /// Timed runs per grid point (at least 10).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     runs: usize,
     /// Untimed warm-up runs per grid point.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     warmup: usize,
     /// Keep warming up each grid point until this many milliseconds have
     /// passed (idle cores take milliseconds to come up to speed).
-    #[arg(long = "warmup-ms", default_value_t = 50.0)]
+    #[arg(
+        long = "warmup-ms",
+        default_value_t = 50.0,
+        allow_negative_numbers = true
+    )]
     warmup_ms: f64,
     /// Seed of the generated logits and of the rows' draws.
-    #[arg(long = "input-seed", default_value_t = 1)]
+    #[arg(long = "input-seed", default_value_t = 1, allow_negative_numbers = true, value_parser = unsigned::<u64>)]
     input_seed: u64,
     /// Element type the logits are handed over in (f16/bf16 halve the bytes
     /// a GPU upload moves; values are the f32 input rounded to that type).
@@ -108,6 +113,13 @@ pub struct BenchArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+}
+
+fn join(v: &[usize]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Whether any per-field parameter flag was given.
@@ -201,6 +213,43 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
             "--runs {} is too few: medians and IQRs need at least {MIN_RUNS}",
             a.runs
         );
+    }
+    if a.runs > MAX_RUNS || a.warmup > MAX_RUNS {
+        bail!(
+            "--runs {} / --warmup {}: at most {MAX_RUNS} runs per grid point",
+            a.runs,
+            a.warmup
+        );
+    }
+    if !(a.warmup_ms.is_finite() && (0.0..=MAX_WARMUP_MS).contains(&a.warmup_ms)) {
+        bail!(
+            "--warmup-ms {}: expected a number of milliseconds from 0 to {MAX_WARMUP_MS}",
+            a.warmup_ms
+        );
+    }
+    if a.logits.is_none() {
+        // Every grid input is generated up front (f32, and a copy in the
+        // handed-over type): their total must fit the memory budget.
+        let mut total = Some(0u64);
+        for &b in &a.batch {
+            for &n in &a.vocab {
+                if b == 0 || n == 0 {
+                    bail!("--batch and --vocab must be at least 1");
+                }
+                let point = (b as u64)
+                    .checked_mul(n as u64)
+                    .and_then(|x| x.checked_mul(8));
+                total = total.zip(point).and_then(|(t, p)| t.checked_add(p));
+            }
+        }
+        let what = || {
+            format!(
+                "--batch {} × --vocab {} (the generated logits)",
+                join(&a.batch),
+                join(&a.vocab)
+            )
+        };
+        check_budget(what, total)?;
     }
     // The inputs: one file, or every (batch, vocab) of the grid.
     let inputs: Vec<Batch> = match &a.logits {
@@ -310,12 +359,12 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
         });
         print_json(&out)?;
     } else {
-        println!("host CPU: {}", host_cpu_model());
-        println!("logits handed over as {}", a.logits_dtype.name());
+        outln!("host CPU: {}", host_cpu_model());
+        outln!("logits handed over as {}", a.logits_dtype.name());
         for (b, d) in backends.iter().zip(&devices) {
-            println!("{b}: {d}");
+            outln!("{b}: {d}");
         }
-        print!("{}", format_table(&results));
+        out!("{}", format_table(&results));
         let probes: Vec<Value> = results
             .iter()
             .filter_map(|r| {
@@ -324,7 +373,7 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<Outcome> {
             })
             .collect();
         if let Some(Value::Array(first)) = probes.first() {
-            println!(
+            outln!(
                 "(bw frac = one streaming read of the same logits ÷ median; e.g. {} B {} V {}: one read {:.4} ms)",
                 first[0].as_str().unwrap_or(""),
                 first[1],

@@ -21,7 +21,7 @@ pub struct CalibrateArgs {
     #[command(flatten)]
     params: ParamArgs,
     /// Target entropy of the sampled distribution π, in --unit.
-    #[arg(long, value_name = "H")]
+    #[arg(long, value_name = "H", allow_negative_numbers = true)]
     target: Option<f64>,
     /// Unit of --target and of the printed entropies.
     #[arg(long, default_value = "nats", value_name = "bits|nats")]
@@ -35,10 +35,20 @@ pub struct CalibrateArgs {
     #[arg(long)]
     percentiles: bool,
     /// t_min of the suggested linear mapping.
-    #[arg(long, default_value_t = 0.3, requires = "percentiles")]
+    #[arg(
+        long,
+        default_value_t = 0.3,
+        requires = "percentiles",
+        allow_negative_numbers = true
+    )]
     t_min: f64,
     /// t_max of the suggested linear mapping.
-    #[arg(long, default_value_t = 1.8, requires = "percentiles")]
+    #[arg(
+        long,
+        default_value_t = 1.8,
+        requires = "percentiles",
+        allow_negative_numbers = true
+    )]
     t_max: f64,
     /// Machine-readable output.
     #[arg(long)]
@@ -48,6 +58,13 @@ pub struct CalibrateArgs {
 const DEVICE: &str = "host CPU (f64 reference pipeline)";
 
 pub fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
+    if !(a.t_min.is_finite() && a.t_max.is_finite() && 0.0 <= a.t_min && a.t_min <= a.t_max) {
+        anyhow::bail!(
+            "--t-min {} / --t-max {}: expected finite temperatures with 0 ≤ t_min ≤ t_max",
+            a.t_min,
+            a.t_max
+        );
+    }
     let batch = a.input.load()?;
     let params = a.params.build(batch.rows())?;
     let mut out = envelope("reference", DEVICE);
@@ -60,7 +77,7 @@ pub fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
             out.insert("suggested".into(), suggested);
             print_json(&Value::Object(out))?;
         } else {
-            print_percentiles(&p, &suggested);
+            print_percentiles(&p, &suggested)?;
         }
         return Ok(Outcome::Ok);
     }
@@ -85,7 +102,7 @@ pub fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
         out.insert(key.into(), value);
         print_json(&Value::Object(out))?;
     } else {
-        println!(
+        outln!(
             "{:>16} {:>14} {:>14} {:>14} {:>6}",
             "scope",
             "temperature",
@@ -94,7 +111,7 @@ pub fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<Outcome> {
             "evals"
         );
         for c in &results {
-            println!(
+            outln!(
                 "{:>16} {:>14.6} {:>14.6} {:>14.6} {:>6}",
                 c.scope.to_string(),
                 c.temperature,
@@ -127,23 +144,29 @@ fn suggestion(p: &Percentiles, t_min: f64, t_max: f64) -> Value {
     }
 }
 
-fn print_percentiles(p: &Percentiles, suggested: &Value) {
+fn print_percentiles(p: &Percentiles, suggested: &Value) -> anyhow::Result<()> {
     let u = p.unit;
-    println!(
+    outln!(
         "model entropy (T = 1, after penalties) of {} rows, {u}:",
         p.rows
     );
-    println!(
+    outln!(
         "  min {:.6}  p25 {:.6}  median {:.6}  p75 {:.6}  max {:.6}  mean {:.6}",
-        p.min, p.p25, p.median, p.p75, p.max, p.mean
+        p.min,
+        p.p25,
+        p.median,
+        p.p75,
+        p.max,
+        p.mean
     );
     if suggested["dynamic_temperature"].is_null() {
-        println!("  {}", suggested["note"].as_str().unwrap_or_default());
+        outln!("  {}", suggested["note"].as_str().unwrap_or_default());
     } else {
-        println!("suggested linear mapping (h_low = p25, h_high = p75):");
-        println!(
+        outln!("suggested linear mapping (h_low = p25, h_high = p75):");
+        outln!(
             "  {{\"dynamic_temperature\": {}}}",
             suggested["dynamic_temperature"]
         );
     }
+    Ok(())
 }

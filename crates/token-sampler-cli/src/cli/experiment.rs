@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::Value;
 
-use super::args::BackendArgs;
+use super::args::{unsigned, BackendArgs};
 use super::{envelope, print_json, Outcome};
 use token_sampler::preset;
 use token_sampler_cli::experiments::{
@@ -42,10 +42,10 @@ pub struct ExperimentArgs {
     #[arg(long)]
     json: bool,
     /// Empirical draws per row, through the sampler.
-    #[arg(long, default_value_t = DEFAULT_SAMPLES)]
+    #[arg(long, default_value_t = DEFAULT_SAMPLES, allow_negative_numbers = true, value_parser = unsigned::<u32>)]
     samples: u32,
     /// Seed of the draws (row r of each call uses seed + r).
-    #[arg(long, default_value_t = DEFAULT_SEED)]
+    #[arg(long, default_value_t = DEFAULT_SEED, allow_negative_numbers = true, value_parser = unsigned::<u64>)]
     seed: u64,
     /// A preset (see `token-sampler presets`) for the parameters an experiment
     /// does not vary itself; `use-cases` runs every task under it, `presets`
@@ -108,10 +108,10 @@ pub fn run_experiment(a: ExperimentArgs) -> anyhow::Result<Outcome> {
         print_json(&Value::Object(out))?;
     } else {
         for r in &reports {
-            println!("{}", r.to_text(12));
+            outln!("{}", r.to_text(12));
         }
         if let Some(dir) = &a.out {
-            println!(
+            outln!(
                 "wrote {} files to {} (open {})",
                 written.len(),
                 dir.display(),

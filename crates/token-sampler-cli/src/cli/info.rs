@@ -49,12 +49,18 @@ pub fn run_presets(a: PresetsArgs) -> anyhow::Result<Outcome> {
         print_json(&json!({ "schema": 1, "presets": PRESETS }))?;
         return Ok(Outcome::Ok);
     }
-    println!(
+    outln!(
         "{:<20} {:<10} {:>5} {:>6} {:>5} {:>8} {:>9}  use",
-        "preset", "family", "T", "top_p", "top_k", "rep_pen", "freq_pen"
+        "preset",
+        "family",
+        "T",
+        "top_p",
+        "top_k",
+        "rep_pen",
+        "freq_pen"
     );
     for p in PRESETS.iter() {
-        println!(
+        outln!(
             "{:<20} {:<10} {:>5.2} {:>6.2} {:>5} {:>8.2} {:>9.2}  {}",
             p.name,
             format!("{:?}", p.family).to_lowercase(),
@@ -105,19 +111,19 @@ pub fn run_info(a: InfoArgs) -> anyhow::Result<Outcome> {
     if a.json {
         print_json(&out)?;
     } else {
-        println!("token-sampler {}", env!("CARGO_PKG_VERSION"));
-        println!("rng: {}", token_sampler::rng::RNG_SCHEME);
-        println!("default backend: {default}");
+        outln!("token-sampler {}", env!("CARGO_PKG_VERSION"));
+        outln!("rng: {}", token_sampler::rng::RNG_SCHEME);
+        outln!("default backend: {default}");
         for b in out["backends"].as_array().unwrap() {
             match b["available"].as_bool() {
                 Some(true) => {
-                    println!("  {:<10} available   {}", s(&b["backend"]), s(&b["device"]))
+                    outln!("  {:<10} available   {}", s(&b["backend"]), s(&b["device"]))
                 }
-                _ => println!("  {:<10} unavailable {}", s(&b["backend"]), s(&b["reason"])),
+                _ => outln!("  {:<10} unavailable {}", s(&b["backend"]), s(&b["reason"])),
             }
         }
         #[cfg(feature = "gpu")]
-        print_gpu(&gpu);
+        print_gpu(&gpu)?;
     }
     Ok(Outcome::Ok)
 }
@@ -127,10 +133,10 @@ fn s(v: &Value) -> String {
 }
 
 #[cfg(feature = "gpu")]
-fn print_gpu(g: &token_sampler::gpu::GpuReport) {
-    println!("gpu adapters ({}):", g.adapters.len());
+fn print_gpu(g: &token_sampler::gpu::GpuReport) -> anyhow::Result<()> {
+    outln!("gpu adapters ({}):", g.adapters.len());
     for a in &g.adapters {
-        println!(
+        outln!(
             "  {} {} [{}, {}] driver: {} {}",
             if a.chosen { "*" } else { " " },
             a.name,
@@ -141,7 +147,7 @@ fn print_gpu(g: &token_sampler::gpu::GpuReport) {
         );
     }
     match (&g.chosen, &g.error) {
-        (Some(c), _) => println!(
+        (Some(c), _) => outln!(
             "--backend gpu uses: {c}{}",
             if g.default_uses_it {
                 " (also the default)"
@@ -149,40 +155,41 @@ fn print_gpu(g: &token_sampler::gpu::GpuReport) {
                 " (software: only when asked for)"
             }
         ),
-        (None, Some(e)) => println!("--backend gpu: {e}"),
+        (None, Some(e)) => outln!("--backend gpu: {e}"),
         _ => {}
     }
     if let Some(l) = &g.limits {
-        println!("limits:");
-        println!(
+        outln!("limits:");
+        outln!(
             "  max_storage_buffer_binding_size    {}",
             l.max_storage_buffer_binding_size
         );
-        println!("  max_buffer_size                    {}", l.max_buffer_size);
-        println!(
+        outln!("  max_buffer_size                    {}", l.max_buffer_size);
+        outln!(
             "  max_compute_workgroup_storage_size {}",
             l.max_compute_workgroup_storage_size
         );
-        println!(
+        outln!(
             "  max_compute_invocations_per_workgroup {}",
             l.max_compute_invocations_per_workgroup
         );
-        println!(
+        outln!(
             "  max_compute_workgroup_size_x       {}",
             l.max_compute_workgroup_size_x
         );
-        println!(
+        outln!(
             "  max_compute_workgroups_per_dimension {}",
             l.max_compute_workgroups_per_dimension
         );
-        println!(
+        outln!(
             "  subgroup sizes                     {}..{}",
-            l.subgroup_min_size, l.subgroup_max_size
+            l.subgroup_min_size,
+            l.subgroup_max_size
         );
     }
     if let Some(f) = &g.features {
         let yn = |b: bool| if b { "yes" } else { "no" };
-        println!(
+        outln!(
             "features: SHADER_F16 {}, TIMESTAMP_QUERY {}, SUBGROUP {}",
             yn(f.shader_f16),
             yn(f.timestamp_query),
@@ -190,23 +197,24 @@ fn print_gpu(g: &token_sampler::gpu::GpuReport) {
         );
     }
     if let Some(c) = &g.shader_sizes {
-        println!(
+        outln!(
             "shader sizes: {} invocations per workgroup ({} in the row solver), {}-id tiles, {} candidates, {}-bit first digit",
             c.wg, c.solve_wg, c.tile, c.cap, c.ha_bits
         );
         if c.lanes != token_sampler::gpu::LaneOrder::Natural {
-            println!(
+            outln!(
                 "lane order: {} (TOKEN_SAMPLER_LANE_ORDER, a race test)",
                 c.lanes.name()
             );
         }
     }
     for w in &g.workspace {
-        println!(
+        outln!(
             "workspace for {} × {}: {:.1} MiB",
             w.rows,
             w.vocab,
             w.bytes as f64 / (1024.0 * 1024.0)
         );
     }
+    Ok(())
 }

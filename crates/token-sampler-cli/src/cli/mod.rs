@@ -1,6 +1,25 @@
 //! `token-sampler` commands (docs/spec.md §8). Each command is a module; `main` parses,
 //! dispatches and turns errors into a message and a non-zero exit code.
 
+/// `println!` for a command's text output that returns the write error
+/// (a closed pipe, a full disk) instead of panicking; `main` ends quietly on
+/// a closed pipe, as command-line tools do, and reports any other write error
+/// in one line.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err($crate::cli::Output)?
+    }};
+}
+
+/// `print!` likewise.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*).map_err($crate::cli::Output)?
+    }};
+}
+
 mod args;
 mod bench;
 mod calibrate;
@@ -51,6 +70,21 @@ pub enum Outcome {
     Failed,
 }
 
+/// A failed write to stdout.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the output: {0}")]
+pub struct Output(pub std::io::Error);
+
+/// Whether `e` is a write into a closed pipe (`… | head -1`).
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<Output>()
+            .map(|o| &o.0)
+            .or_else(|| c.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -63,9 +97,17 @@ pub fn main() -> ExitCode {
         Command::Experiment(a) => experiment::run_experiment(a),
         Command::Calibrate(a) => calibrate::run_calibrate(a),
     };
+    // What is still buffered is written now, so its errors are seen too.
+    let result = result.and_then(|o| {
+        use std::io::Write;
+        std::io::stdout().flush().map_err(Output)?;
+        Ok(o)
+    });
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::from(1),
+        // The reader has gone: nothing to report to anyone.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -77,8 +119,11 @@ pub fn main() -> ExitCode {
 pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)?;
+    serde_json::to_writer(&mut out, value).map_err(|e| match e.io_error_kind() {
+        Some(kind) => anyhow::Error::from(Output(std::io::Error::new(kind, e))),
+        None => e.into(),
+    })?;
+    writeln!(out).map_err(Output)?;
     Ok(())
 }
 

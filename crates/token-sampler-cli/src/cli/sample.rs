@@ -3,7 +3,7 @@
 use clap::Args;
 use serde_json::Value;
 
-use super::args::{BackendArgs, InputArgs, ParamArgs};
+use super::args::{unsigned, BackendArgs, InputArgs, ParamArgs};
 use super::{envelope, print_json, Outcome};
 use token_sampler::{RowProbs, RowResult};
 
@@ -16,7 +16,7 @@ pub struct SampleArgs {
     #[command(flatten)]
     backend: BackendArgs,
     /// Draws per row (all share one processed distribution; `token` is draw 0).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = unsigned::<u32>)]
     samples: u32,
     /// Machine-readable output.
     #[arg(long)]
@@ -32,7 +32,7 @@ pub struct ProbsArgs {
     #[command(flatten)]
     backend: BackendArgs,
     /// How many of the most likely tokens the text output lists per row.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     top: usize,
     /// Machine-readable output with all V probabilities per row.
     #[arg(long)]
@@ -41,8 +41,29 @@ pub struct ProbsArgs {
 
 const LN2: f64 = std::f64::consts::LN_2;
 
+/// `--samples` within the memory budget (docs/spec.md §2.2), before anything
+/// runs: 4 bytes per draw, and with `--json` the document built from them
+/// (about 32 bytes per number).
+fn check_draws(rows: usize, samples: u32, json: bool) -> anyhow::Result<()> {
+    let per_draw = if json { 36 } else { 4 };
+    let bytes = (rows as u64)
+        .checked_mul(samples as u64)
+        .and_then(|n| n.checked_mul(per_draw));
+    token_sampler::backend::check_budget(
+        || {
+            format!(
+                "--samples {samples} for {rows} rows{}",
+                if json { " with --json" } else { "" }
+            )
+        },
+        bytes,
+    )?;
+    Ok(())
+}
+
 pub fn run_sample(a: SampleArgs) -> anyhow::Result<Outcome> {
     let batch = a.input.load()?;
+    check_draws(batch.rows(), a.samples, a.json)?;
     let params = a.params.build(batch.rows())?;
     let mut sampler = a.backend.open()?;
     let rows = sampler.sample(batch.view(), &params, a.samples)?;
@@ -52,18 +73,26 @@ pub fn run_sample(a: SampleArgs) -> anyhow::Result<Outcome> {
         out.insert("rows".into(), serde_json::to_value(&rows)?);
         print_json(&Value::Object(out))?;
     } else {
-        print_sample_table(&rows, batch.vocab());
+        print_sample_table(&rows, batch.vocab())?;
     }
     Ok(Outcome::Ok)
 }
 
-fn print_sample_table(rows: &[RowResult], vocab: usize) {
-    println!(
+fn print_sample_table(rows: &[RowResult], vocab: usize) -> anyhow::Result<()> {
+    outln!(
         "{:>4} {:>8} {:>9} {:>9} {:>10} {:>10} {:>7} {:>7} {:>6}  seed",
-        "row", "token", "prob", "logprob", "H bits", "H nats", "kept", "T", "top_p"
+        "row",
+        "token",
+        "prob",
+        "logprob",
+        "H bits",
+        "H nats",
+        "kept",
+        "T",
+        "top_p"
     );
     for (i, r) in rows.iter().enumerate() {
-        println!(
+        outln!(
             "{:>4} {:>8} {:>9.6} {:>9.4} {:>10.4} {:>10.4} {:>7} {:>7.3} {:>6.3}  {}",
             i,
             r.token,
@@ -79,10 +108,10 @@ fn print_sample_table(rows: &[RowResult], vocab: usize) {
         if r.draws.len() > 1 {
             let shown: Vec<String> = r.draws.iter().take(32).map(|d| d.to_string()).collect();
             let more = if r.draws.len() > 32 { " …" } else { "" };
-            println!("     draws ({}): {}{more}", r.draws.len(), shown.join(" "));
+            outln!("     draws ({}): {}{more}", r.draws.len(), shown.join(" "));
         }
         if let Some(g) = r.guide_entropy {
-            println!(
+            outln!(
                 "     guide entropy {g:.4}, final entropy {:.4} nats",
                 r.final_entropy
             );
@@ -94,11 +123,12 @@ fn print_sample_table(rows: &[RowResult], vocab: usize) {
                     .collect::<Vec<_>>()
                     .join(" ")
             };
-            println!("     raw top:       {}", fmt(&top.raw));
-            println!("     processed top: {}", fmt(&top.processed));
+            outln!("     raw top:       {}", fmt(&top.raw));
+            outln!("     processed top: {}", fmt(&top.processed));
         }
     }
-    println!("({} rows, vocab {vocab})", rows.len());
+    outln!("({} rows, vocab {vocab})", rows.len());
+    Ok(())
 }
 
 pub fn run_probs(a: ProbsArgs) -> anyhow::Result<Outcome> {
@@ -111,14 +141,14 @@ pub fn run_probs(a: ProbsArgs) -> anyhow::Result<Outcome> {
         out.insert("rows".into(), serde_json::to_value(&rows)?);
         print_json(&Value::Object(out))?;
     } else {
-        print_probs_table(&rows, a.top);
+        print_probs_table(&rows, a.top)?;
     }
     Ok(Outcome::Ok)
 }
 
-fn print_probs_table(rows: &[RowProbs], top: usize) {
+fn print_probs_table(rows: &[RowProbs], top: usize) -> anyhow::Result<()> {
     for (i, r) in rows.iter().enumerate() {
-        println!(
+        outln!(
             "row {i}: kept {} of {}, T {:.3}, top_p {:.3}, entropy {:.4} nats ({:.4} bits), final entropy {:.4} nats{}",
             r.kept,
             r.probs.len(),
@@ -134,13 +164,14 @@ fn print_probs_table(rows: &[RowProbs], top: usize) {
         let mut ids: Vec<usize> = (0..r.probs.len()).filter(|&t| r.probs[t] > 0.0).collect();
         ids.sort_by(|&x, &y| r.probs[y].total_cmp(&r.probs[x]).then(x.cmp(&y)));
         for &t in ids.iter().take(top) {
-            println!("  {:>8}  {:.6}", t, r.probs[t]);
+            outln!("  {:>8}  {:.6}", t, r.probs[t]);
         }
         if ids.len() > top {
-            println!(
+            outln!(
                 "  … {} more kept tokens (--json prints all V values)",
                 ids.len() - top
             );
         }
     }
+    Ok(())
 }

@@ -1,10 +1,11 @@
 //! `validate`: the seeded differential suite of docs/spec.md §7 on one backend against
 //! `reference`; exit 1 on any disagreement beyond docs/spec.md §7.
 
+use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
-use super::args::BackendArgs;
+use super::args::{unsigned, BackendArgs};
 use super::{envelope, print_json, progress_bar, Outcome};
 use token_sampler::validate::{run_suite, SuiteConfig, LARGE_VOCABS};
 
@@ -13,19 +14,19 @@ pub struct ValidateArgs {
     #[command(flatten)]
     backend: BackendArgs,
     /// Batches per vocabulary size.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     cases: usize,
     /// Vocabulary sizes (default: 32000 128256 151936 200064 262144).
-    #[arg(long, num_args = 1.., value_name = "V")]
+    #[arg(long, num_args = 1.., value_name = "V", allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     vocab: Vec<usize>,
     /// Rows per batch are drawn from 1..=max-batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     max_batch: usize,
     /// Cap on rows per vocabulary size (0 = none).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = unsigned::<usize>)]
     max_rows: usize,
     /// Suite seed (the same seed gives the same cases everywhere).
-    #[arg(long, default_value_t = SuiteConfig::default().seed)]
+    #[arg(long, default_value_t = SuiteConfig::default().seed, allow_negative_numbers = true, value_parser = unsigned::<u64>)]
     seed: u64,
     /// Machine-readable output.
     #[arg(long)]
@@ -50,6 +51,8 @@ pub fn run_validate(a: ValidateArgs) -> anyhow::Result<Outcome> {
         max_batch: a.max_batch,
         max_rows_per_vocab: a.max_rows,
     };
+    // Sizes first (the memory budget, docs/spec.md §2.2), then the device.
+    token_sampler::validate::check_config(&cfg).context("--vocab / --max-batch")?;
     let mut sampler = a.backend.open()?;
     let bar = progress_bar((cfg.cases * cfg.vocabs.len()) as u64, "validate");
     let report = run_suite(&mut *sampler, &cfg, &mut |done, _| {
@@ -65,7 +68,7 @@ pub fn run_validate(a: ValidateArgs) -> anyhow::Result<Outcome> {
         out.insert("failures".into(), serde_json::to_value(&report.failures)?);
         print_json(&Value::Object(out))?;
     } else {
-        print!("{report}");
+        out!("{report}");
     }
     Ok(if report.ok() {
         Outcome::Ok

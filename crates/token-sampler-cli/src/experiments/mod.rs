@@ -159,10 +159,12 @@ pub enum ExperimentError {
     Sampler(#[from] SamplerError),
     #[error(transparent)]
     Calibration(#[from] token_sampler::calibrate::CalibrationError),
-    #[error("{path}: {source}")]
+    /// The OS error is part of the message, not a source of its own, so
+    /// error chains print it once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Plot { path: PathBuf, message: String },
@@ -200,7 +202,7 @@ impl Report {
             let path = dir.join(t.file_name());
             std::fs::write(&path, t.to_csv()).map_err(|source| ExperimentError::Io {
                 path: path.clone(),
-                source,
+                error: source,
             })?;
             written.push(path);
         }
@@ -249,7 +251,7 @@ impl Report {
 fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| ExperimentError::Io {
         path: dir.to_path_buf(),
-        source,
+        error: source,
     })
 }
 
@@ -374,7 +376,7 @@ pub fn write_index(dir: &Path, reports: &[Report], subdirs: &[String]) -> Result
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|source| ExperimentError::Io {
             path: path.clone(),
-            source,
+            error: source,
         })?;
         written.push(path);
     }

@@ -243,9 +243,9 @@ pub struct PlotError {
     pub message: String,
 }
 
-fn err<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> PlotError + '_ {
+fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> PlotError + '_ {
     move |e| PlotError {
-        message: format!("{what}: {e:?}"),
+        message: format!("{what}: {e}"),
     }
 }
 
@@ -427,6 +427,11 @@ impl<'a> DrawingBackend for Crisp<'a> {
 
 /// Renders `figure` to `path` (PNG, [`WIDTH`] × [`HEIGHT`]).
 pub fn render(figure: &Figure, path: &Path) -> PResult {
+    // The file is created first, so a path that cannot be written is the
+    // OS's one-line reason, not the plotting backend's chain of wrappers.
+    std::fs::File::create(path).map_err(|e| PlotError {
+        message: e.to_string(),
+    })?;
     register_font();
     let root = Crisp(BitMapBackend::new(path, (WIDTH, HEIGHT))).into_drawing_area();
     root.fill(&WHITE).map_err(err("fill"))?;
@@ -444,8 +449,7 @@ pub fn render(figure: &Figure, path: &Path) -> PResult {
             Panel::Table(t) => draw_table(area, t)?,
         }
     }
-    root.present()
-        .map_err(err(&format!("writing {}", path.display())))?;
+    root.present().map_err(err("encoding the image"))?;
     Ok(())
 }
 
