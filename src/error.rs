@@ -80,9 +80,24 @@ pub enum SamplerError {
     #[error("unknown preset `{name}`; known presets: {known}")]
     UnknownPreset { name: String, known: String },
 
-    /// A failure inside the GPU backend (device lost, mapping failed, …).
+    /// A failure inside the GPU backend that is neither a loss nor a
+    /// timeout (out of device memory, a wgpu error): the call's results are
+    /// abandoned, and the sampler's buffers are rebuilt for the next call.
     #[error("gpu: {0}")]
     Gpu(String),
+
+    /// The GPU device was lost (a driver reset, a removed GPU) or a result
+    /// mapping failed: the call's results are gone. A sampler that opened
+    /// its own device opens a fresh one on its next call, so the call can be
+    /// retried (docs/spec.md §2.3).
+    #[error("gpu: device lost: {reason}; the next call opens a fresh device")]
+    DeviceLost { reason: String },
+
+    /// The device did not finish within the sampler's wait limit (a hung or
+    /// badly overloaded GPU): the call's results are abandoned, and the next
+    /// call starts on fresh buffers (docs/spec.md §2.3).
+    #[error("gpu: the device did not finish within the wait limit of {limit_ms} ms (hung, or far slower than expected)")]
+    DeviceTimeout { limit_ms: u64 },
 
     /// A request that is valid in itself but outside what a call supports.
     #[error("{0}")]
@@ -93,6 +108,17 @@ pub enum SamplerError {
 pub type Result<T, E = SamplerError> = std::result::Result<T, E>;
 
 impl SamplerError {
+    /// A fault of the device rather than of the input (lost, timed out, or
+    /// another GPU failure): retrying the same call may succeed.
+    pub fn is_device_fault(&self) -> bool {
+        matches!(
+            self,
+            SamplerError::Gpu(_)
+                | SamplerError::DeviceLost { .. }
+                | SamplerError::DeviceTimeout { .. }
+        )
+    }
+
     pub(crate) fn param(row: usize, field: &str, message: impl Into<String>) -> Self {
         SamplerError::InvalidParam {
             row,

@@ -28,16 +28,35 @@ pub fn open(kind: BackendKind, allow_software: bool) -> Result<Box<dyn Sampler>>
 
 /// The best backend built and usable here, and why it was chosen: `gpu` on a
 /// hardware adapter, else `cpu`, else `reference`.
+///
+/// The reason names what was passed over and why, on one line: `backend cpu
+/// on host CPU (2 threads); gpu not used: no GPU adapter found …`.
 pub fn open_default() -> Result<(Box<dyn Sampler>, String)> {
+    let mut skipped: Vec<String> = Vec::new();
     for kind in [BackendKind::Gpu, BackendKind::Cpu] {
-        if let Ok(sampler) = open(kind, false) {
-            let why = format!("backend {} on {}", kind, sampler.device());
-            return Ok((sampler, why));
+        match open(kind, false) {
+            Ok(sampler) => {
+                let mut why = format!("backend {} on {}", kind, sampler.device());
+                for s in &skipped {
+                    why += &format!("; {s}");
+                }
+                return Ok((sampler, why));
+            }
+            Err(e) => skipped.push(format!("{kind} not used: {}", reason(&e))),
         }
     }
     let sampler = open(BackendKind::Reference, false)?;
     Ok((
         sampler,
-        "backend reference (no faster backend is usable here)".into(),
+        format!("backend reference; {}", skipped.join("; ")),
     ))
+}
+
+/// Why a backend did not open, as one line.
+fn reason(e: &SamplerError) -> String {
+    let text = match e {
+        SamplerError::BackendUnavailable { reason, .. } => reason.clone(),
+        e => e.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

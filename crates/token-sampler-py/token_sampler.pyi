@@ -54,7 +54,8 @@ class SamplerError(Exception):
     """The library's error variant in snake case: ``invalid_param``,
     ``params_parse``, ``token_out_of_range``, ``invalid_logit``,
     ``non_finite_logit``, ``all_masked``, ``shape``, ``unsupported``,
-    ``unknown_preset``, ``backend_unavailable``, ``gpu``."""
+    ``unknown_preset``, ``backend_unavailable``, ``gpu``, ``device_lost``,
+    ``device_timeout``."""
     row: Optional[int]
     """The row the error is about, where it is about one."""
     field: Optional[str]
@@ -69,7 +70,10 @@ class BackendUnavailableError(SamplerError, RuntimeError):
     """The backend asked for is not in this build or cannot run here."""
 
 class DeviceError(SamplerError, RuntimeError):
-    """A failure inside the GPU backend."""
+    """A failure inside the GPU backend (``kind``: ``gpu``, ``device_lost``
+    or ``device_timeout``). The call's results are gone; the sampler
+    recovers on its next call (a fresh device after a loss), so the call
+    may be retried."""
 
 @final
 class SampleResult:

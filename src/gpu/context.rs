@@ -14,7 +14,7 @@
 //! exiting together: a test harness) is known to deadlock inside the driver;
 //! enumerating every ICD from many threads at once has crashed drivers too.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
@@ -31,6 +31,56 @@ pub struct GpuContext {
     pub features: wgpu::Features,
     /// Everything the adapter offers (for `info`).
     pub adapter_features: wgpu::Features,
+    /// Whether the device was lost, and wgpu errors no call caught.
+    pub(crate) health: Arc<Health>,
+    /// Opened here (so a lost one can be replaced), not the caller's.
+    pub(crate) owned: bool,
+}
+
+/// What the device's callbacks report: that it was lost (a driver reset, a
+/// removed GPU, `destroy`), and the first wgpu error raised outside a call's
+/// error scopes (wgpu's default handler would panic on it).
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    lost: Mutex<Option<String>>,
+    uncaptured: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Why the device was lost, if it was.
+    pub(crate) fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_lost(&self, reason: String) {
+        let mut l = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        if l.is_none() {
+            *l = Some(reason);
+        }
+    }
+
+    /// The first uncaught wgpu error since the last look, taken.
+    pub(crate) fn take_uncaptured(&self) -> Option<String> {
+        self.uncaptured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Installs the device's lost callback and uncaptured-error handler.
+    fn watch(self: &Arc<Self>, device: &wgpu::Device) {
+        let h = self.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            h.set_lost(format!("{reason:?}: {message}"));
+        });
+        let h = self.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut u = h.uncaptured.lock().unwrap_or_else(|p| p.into_inner());
+            if u.is_none() {
+                *u = Some(e.to_string());
+            }
+        }));
+    }
 }
 
 fn unavailable(reason: impl Into<String>) -> SamplerError {
@@ -162,6 +212,8 @@ impl GpuContext {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| unavailable(format!("{}: {e}", info.name)))?;
+        let health = Arc::new(Health::default());
+        health.watch(&device);
         Ok(GpuContext {
             device,
             queue,
@@ -169,10 +221,14 @@ impl GpuContext {
             limits,
             features,
             adapter_features,
+            health,
+            owned: true,
         })
     }
 
     /// Wraps a device a server already owns (its adapter is not known here).
+    /// Its lost callback and error handler stay the owner's: the sampler
+    /// learns of a loss from its own calls failing.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let limits = device.limits();
         let features = device.features();
@@ -184,6 +240,8 @@ impl GpuContext {
             limits,
             features,
             adapter_features: features,
+            health: Arc::default(),
+            owned: false,
         }
     }
 

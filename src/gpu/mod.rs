@@ -12,5 +12,7 @@ pub mod shaders;
 pub mod workspace;
 
 pub use context::{gpu_report, list_adapters, GpuContext, GpuReport};
-pub use sampler::{BufferLogits, CallCounts, GpuSampler, LogitsDtype, PendingResults};
+pub use sampler::{
+    BufferLogits, CallCounts, Fault, GpuSampler, LogitsDtype, PendingResults, DEFAULT_WAIT_LIMIT,
+};
 pub use shaders::LaneOrder;

@@ -32,6 +32,9 @@ use record::{bind_range, layout, timed_pass, AuxOut, ChunkSrc, Marks};
 const TR: u64 = 28;
 const READBACK: wgpu::BufferUsages =
     wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+/// How long a call waits for the device by default (docs/spec.md §2.3):
+/// far beyond any call's time on a working device, lavapipe included.
+pub const DEFAULT_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Rows of 2^26 ids would overflow the 64-bit top-p masses (common.wgsl).
 const MAX_VOCAB: usize = 1 << 26;
 
@@ -83,6 +86,27 @@ pub struct GpuSampler {
     force_miss: bool,
     /// Mapped staging slots for host logits.
     uploads: upload::UploadRing,
+    /// How the device was opened, to open a fresh one after a loss.
+    allow_software: bool,
+    lanes: LaneOrder,
+    /// A call failed in a way that leaves the device unusable (a failed
+    /// mapping, a caught wgpu panic): the next call opens a fresh one.
+    broken: bool,
+    /// Test hook: the next call's result mapping fails.
+    fail_next_mapping: bool,
+}
+
+/// Faults a test can inject ([`GpuSampler::inject_fault`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The device is destroyed, as a driver reset or a removed GPU would
+    /// lose it: the next call fails with `DeviceLost`, the one after runs
+    /// on a fresh device.
+    LoseDevice,
+    /// The next call's readback buffer is destroyed before it is mapped:
+    /// its mapping fails as it would on a device that failed mid-call.
+    FailNextMapping,
 }
 
 impl GpuSampler {
@@ -94,6 +118,7 @@ impl GpuSampler {
         Ok(Self::with_context(
             GpuContext::new(allow_software).await?,
             lanes,
+            allow_software,
         ))
     }
 
@@ -101,7 +126,7 @@ impl GpuSampler {
     /// (race tests; every order gives the same results on race-free shaders).
     pub fn new_blocking_with_lanes(allow_software: bool, lanes: LaneOrder) -> Result<Self> {
         let ctx = pollster::block_on(GpuContext::new(allow_software))?;
-        Ok(Self::with_context(ctx, lanes))
+        Ok(Self::with_context(ctx, lanes, allow_software))
     }
 
     /// Opens the preferred hardware adapter.
@@ -115,11 +140,18 @@ impl GpuSampler {
     }
 
     /// For a server that already owns a device: pipelines are built on it.
+    /// A sampler on the caller's device cannot replace it once it is lost:
+    /// its calls then fail with `SamplerError::DeviceLost` until the owner
+    /// builds a new sampler on a new device.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::with_context(GpuContext::from_device(device, queue), LaneOrder::Natural)
+        Self::with_context(
+            GpuContext::from_device(device, queue),
+            LaneOrder::Natural,
+            false,
+        )
     }
 
-    fn with_context(ctx: GpuContext, lanes: LaneOrder) -> Self {
+    fn with_context(ctx: GpuContext, lanes: LaneOrder, allow_software: bool) -> Self {
         let pipes = Pipelines::new(
             &ctx.device,
             &ctx.limits,
@@ -143,7 +175,7 @@ impl GpuSampler {
             readback: StagingPool::default(),
             calls: 0,
             query,
-            wait_limit: None,
+            wait_limit: Some(DEFAULT_WAIT_LIMIT),
             profile: false,
             profile_marks: None,
             last_profile: Vec::new(),
@@ -152,7 +184,105 @@ impl GpuSampler {
             last_counts: CallCounts::default(),
             force_miss: false,
             uploads: Default::default(),
+            allow_software,
+            lanes,
+            broken: false,
+            fail_next_mapping: false,
         }
+    }
+
+    /// Test hook: injects a device fault (see [`Fault`]).
+    #[doc(hidden)]
+    pub fn inject_fault(&mut self, fault: Fault) {
+        match fault {
+            Fault::LoseDevice => self.ctx.device.destroy(),
+            Fault::FailNextMapping => self.fail_next_mapping = true,
+        }
+    }
+
+    /// Before a call: a lost or broken device is replaced by a fresh one
+    /// (same adapter choice, same settings); on the caller's device
+    /// ([`GpuSampler::from_device`]) that is an error instead.
+    fn revive(&mut self) -> Result<()> {
+        let lost = self.ctx.health.lost();
+        if lost.is_none() && !self.broken {
+            return Ok(());
+        }
+        if !self.ctx.owned {
+            return Err(SamplerError::DeviceLost {
+                reason: format!(
+                    "the caller's device is unusable ({}); build a new sampler on a new device",
+                    lost.as_deref().unwrap_or("an earlier call failed")
+                ),
+            });
+        }
+        let ctx = pollster::block_on(GpuContext::new(self.allow_software))?;
+        let mut fresh = Self::with_context(ctx, self.lanes, self.allow_software);
+        fresh.wait_limit = self.wait_limit;
+        fresh.profile = self.profile;
+        fresh.force_miss = self.force_miss;
+        fresh.calls = self.calls;
+        *self = fresh;
+        Ok(())
+    }
+
+    /// Runs one call of the sampler under wgpu error scopes (docs/spec.md
+    /// §2.3): a wgpu error becomes `SamplerError::Gpu`, a lost device
+    /// `DeviceLost` (and a fresh device for the next call), a timeout
+    /// `DeviceTimeout`. After any fault the reusable buffers are dropped,
+    /// so the next call never meets a buffer the failed one left mapped or
+    /// in flight.
+    fn guarded<T>(&mut self, call: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.revive()?;
+        let device = self.ctx.device.clone();
+        let scopes = [
+            wgpu::ErrorFilter::Validation,
+            wgpu::ErrorFilter::OutOfMemory,
+            wgpu::ErrorFilter::Internal,
+        ]
+        .map(|f| device.push_error_scope(f));
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(self)));
+        let mut scoped = None;
+        for scope in scopes.into_iter().rev() {
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                scoped.get_or_insert(e);
+            }
+        }
+        let lost = self.ctx.health.lost();
+        let out = match out {
+            Ok(out) => out,
+            // wgpu panics on some failures of a lost device; anything else
+            // is a bug of the sampler's and stays a panic.
+            Err(panic) => match &lost {
+                Some(_) => Err(SamplerError::DeviceLost {
+                    reason: "the device failed during the call".into(),
+                }),
+                None => std::panic::resume_unwind(panic),
+            },
+        };
+        let uncaptured = self.ctx.health.take_uncaptured();
+        let out = match (lost, out, scoped, uncaptured) {
+            (Some(reason), ..) => Err(SamplerError::DeviceLost { reason }),
+            (None, Err(e), ..) if e.is_device_fault() => Err(e),
+            (None, _, Some(wgpu::Error::OutOfMemory { .. }), _) => Err(SamplerError::Gpu(
+                "out of device memory (try fewer rows per call)".into(),
+            )),
+            (None, _, Some(e), _) => Err(SamplerError::Gpu(e.to_string())),
+            (None, _, None, Some(e)) => Err(SamplerError::Gpu(e)),
+            (None, out, None, None) => out,
+        };
+        if let Err(e) = &out {
+            if e.is_device_fault() {
+                self.ws = Workspace::default();
+                self.readback = StagingPool::default();
+                self.uploads = Default::default();
+                self.profile_marks = None;
+                if matches!(e, SamplerError::DeviceLost { .. }) {
+                    self.broken = true;
+                }
+            }
+        }
+        out
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -189,10 +319,11 @@ impl GpuSampler {
         self.ws.bytes() + self.uploads.bytes()
     }
 
-    /// Bounds how long reading results waits for the device (calls and the
-    /// [`PendingResults`] they record from now on): past it the read is a
-    /// `SamplerError::Gpu` error instead of a wait that never ends on a hung
-    /// device. `None` (the default) waits as long as it takes.
+    /// Bounds how long a call waits for the device (calls and the
+    /// [`PendingResults`] they record from now on): past it the call fails
+    /// with `SamplerError::DeviceTimeout` instead of waiting forever on a
+    /// hung device, and the next call starts on fresh buffers. Default
+    /// [`DEFAULT_WAIT_LIMIT`]; `None` waits as long as it takes.
     pub fn set_wait_limit(&mut self, limit: Option<std::time::Duration>) {
         self.wait_limit = limit;
     }
@@ -246,6 +377,11 @@ impl GpuSampler {
     }
 
     fn finish(&mut self, pending: PendingResults) -> Result<Vec<RowResult>> {
+        if std::mem::take(&mut self.fail_next_mapping) {
+            if let Some(b) = &pending.staging {
+                b.destroy();
+            }
+        }
         let (parsed, kernel) = read_back(&self.ctx.device, pending)?;
         let period = self.ctx.queue.get_timestamp_period() as f64;
         self.last_kernel_ms = kernel.map(|ns| ns * period / 1e6);
@@ -278,6 +414,17 @@ impl GpuSampler {
     /// Submit the encoder, then call [`PendingResults::read`]. One recorded
     /// call per submission: calls share the sampler's workspace.
     pub fn encode(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &BufferLogits<'_>,
+        params: &[SamplingParams],
+        samples: u32,
+        tokens_out: Option<(&wgpu::Buffer, u64)>,
+    ) -> Result<PendingResults> {
+        self.guarded(|s| s.encode_call(encoder, input, params, samples, tokens_out))
+    }
+
+    fn encode_call(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
         input: &BufferLogits<'_>,
@@ -402,10 +549,12 @@ impl GpuSampler {
         samples: u32,
         tokens_out: Option<(&wgpu::Buffer, u64)>,
     ) -> Result<Vec<RowResult>> {
-        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
-        let pending = self.encode(&mut enc, input, params, samples, tokens_out)?;
-        self.ctx.queue.submit([enc.finish()]);
-        self.finish(pending)
+        self.guarded(|s| {
+            let mut enc = s.ctx.device.create_command_encoder(&Default::default());
+            let pending = s.encode_call(&mut enc, input, params, samples, tokens_out)?;
+            s.ctx.queue.submit([enc.finish()]);
+            s.finish(pending)
+        })
     }
 
     /// Runs philox.wgsl on the device: for each (counter, key) the four
@@ -414,6 +563,10 @@ impl GpuSampler {
         &mut self,
         inputs: &[([u32; 4], [u32; 2])],
     ) -> Result<Vec<([u32; 4], f32)>> {
+        self.guarded(|s| s.philox_call(inputs))
+    }
+
+    fn philox_call(&mut self, inputs: &[([u32; 4], [u32; 2])]) -> Result<Vec<([u32; 4], f32)>> {
         let words: Vec<u32> = inputs
             .iter()
             .flat_map(|(c, k)| c.iter().chain(k.iter()).copied())
@@ -476,6 +629,42 @@ impl Sampler for GpuSampler {
         params: &[SamplingParams],
         samples: u32,
     ) -> Result<Vec<RowResult>> {
+        self.guarded(|s| s.sample_call(logits, params, samples))
+    }
+
+    fn probs(
+        &mut self,
+        logits: LogitsView<'_>,
+        params: &[SamplingParams],
+    ) -> Result<Vec<RowProbs>> {
+        self.guarded(|s| s.probs_call(logits, params))
+    }
+
+    fn last_kernel_ms(&self) -> Option<f64> {
+        self.last_kernel_ms
+    }
+
+    fn last_structure(&self) -> Option<CallCounts> {
+        Some(self.last_counts)
+    }
+
+    fn as_gpu(&mut self) -> Option<&mut GpuSampler> {
+        Some(self)
+    }
+
+    fn stream_read_ms(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {
+        self.guarded(|s| s.stream_call(logits))
+    }
+}
+
+/// The calls' bodies, run by [`GpuSampler::guarded`].
+impl GpuSampler {
+    fn sample_call(
+        &mut self,
+        logits: LogitsView<'_>,
+        params: &[SamplingParams],
+        samples: u32,
+    ) -> Result<Vec<RowResult>> {
         check_samples(samples)?;
         validate_all(params, logits.rows(), logits.vocab())?;
         let ntop = params.iter().filter_map(|p| p.logprobs).max().unwrap_or(0) as u64;
@@ -499,7 +688,7 @@ impl Sampler for GpuSampler {
         self.finish(pending)
     }
 
-    fn probs(
+    fn probs_call(
         &mut self,
         logits: LogitsView<'_>,
         params: &[SamplingParams],
@@ -572,19 +761,7 @@ impl Sampler for GpuSampler {
         Ok(out)
     }
 
-    fn last_kernel_ms(&self) -> Option<f64> {
-        self.last_kernel_ms
-    }
-
-    fn last_structure(&self) -> Option<CallCounts> {
-        Some(self.last_counts)
-    }
-
-    fn as_gpu(&mut self) -> Option<&mut GpuSampler> {
-        Some(self)
-    }
-
-    fn stream_read_ms(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {
+    fn stream_call(&mut self, logits: LogitsView<'_>) -> Result<Option<f64>> {
         // The upload in a submission of its own: the probe times the read only.
         let mut up = self.ctx.device.create_command_encoder(&Default::default());
         let chunks = self.upload(&mut up, logits, 0)?;
@@ -622,10 +799,7 @@ impl Sampler for GpuSampler {
         let Some(qs) = &self.query else {
             let t = std::time::Instant::now();
             self.ctx.queue.submit([enc.finish()]);
-            self.ctx
-                .device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| SamplerError::Gpu(e.to_string()))?;
+            readback::wait(&self.ctx.device, self.wait_limit)?;
             return Ok(Some(t.elapsed().as_secs_f64() * 1e3));
         };
         let resolve = self.ws.get(

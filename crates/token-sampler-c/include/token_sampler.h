@@ -72,6 +72,12 @@ enum ts_status
   TS_STATUS_PANIC = 12,
   // Any other error.
   TS_STATUS_OTHER = 13,
+  // The GPU device was lost or a result mapping failed; a sampler that
+  // opened its own device opens a fresh one on its next call (retry).
+  TS_STATUS_DEVICE_LOST = 14,
+  // The device did not finish within the wait limit; the next call
+  // starts on fresh buffers.
+  TS_STATUS_DEVICE_TIMEOUT = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

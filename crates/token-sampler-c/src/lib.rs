@@ -65,6 +65,12 @@ pub enum TsStatus {
     Panic = 12,
     /// Any other error.
     Other = 13,
+    /// The GPU device was lost or a result mapping failed; a sampler that
+    /// opened its own device opens a fresh one on its next call (retry).
+    DeviceLost = 14,
+    /// The device did not finish within the wait limit; the next call
+    /// starts on fresh buffers.
+    DeviceTimeout = 15,
 }
 
 /// Which backend `ts_sampler_new` opens.
@@ -284,6 +290,10 @@ impl From<SamplerError> for Failure {
                 (TsStatus::BackendUnavailable, None, None, String::new())
             }
             SamplerError::Gpu(_) => (TsStatus::Gpu, None, None, String::new()),
+            SamplerError::DeviceLost { .. } => (TsStatus::DeviceLost, None, None, String::new()),
+            SamplerError::DeviceTimeout { .. } => {
+                (TsStatus::DeviceTimeout, None, None, String::new())
+            }
             _ => (TsStatus::Other, None, None, String::new()),
         };
         Failure {
@@ -933,6 +943,8 @@ pub extern "C" fn ts_status_name(status: i32) -> *const c_char {
         11 => c"TS_STATUS_GPU",
         12 => c"TS_STATUS_PANIC",
         13 => c"TS_STATUS_OTHER",
+        14 => c"TS_STATUS_DEVICE_LOST",
+        15 => c"TS_STATUS_DEVICE_TIMEOUT",
         _ => c"TS_STATUS_UNKNOWN",
     };
     name.as_ptr()

@@ -347,3 +347,50 @@ fn output_path_errors_print_the_os_reason_once() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(e[0].matches("os error").count(), 1, "{e:?}");
 }
+
+/// docs/spec.md §2.3: without a usable hardware adapter the default backend
+/// is `cpu`, and stderr says why in one line; an explicit `--backend gpu`
+/// that cannot open is a one-line error.
+#[test]
+fn no_usable_adapter_falls_back_to_cpu_in_one_line_unless_gpu_is_asked_for() {
+    let input = common::data("batch_32k.npy");
+    let out = bin()
+        .env("WGPU_ADAPTER_NAME", "no-such-adapter")
+        .args(["sample", "--logits", &input, "--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let notice: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("token-sampler:"))
+        .collect();
+    assert_eq!(notice.len(), 1, "{err}");
+    for needle in [
+        "backend cpu",
+        "gpu not used",
+        "WGPU_ADAPTER_NAME=`no-such-adapter`",
+    ] {
+        assert!(
+            notice[0].contains(needle),
+            "lacks `{needle}`: {}",
+            notice[0]
+        );
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["backend"], "cpu");
+
+    let out = bin()
+        .env("WGPU_ADAPTER_NAME", "no-such-adapter")
+        .args(["sample", "--backend", "gpu", "--logits", &input])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR") && !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("backend `gpu` is not available"), "{err}");
+}

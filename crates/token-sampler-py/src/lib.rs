@@ -143,6 +143,8 @@ fn locate(e: &SamplerError) -> Location {
         SamplerError::BackendUnavailable { .. } => at("backend_unavailable", None, None, None),
         SamplerError::UnknownPreset { .. } => at("unknown_preset", None, None, None),
         SamplerError::Gpu(_) => at("gpu", None, None, None),
+        SamplerError::DeviceLost { .. } => at("device_lost", None, None, None),
+        SamplerError::DeviceTimeout { .. } => at("device_timeout", None, None, None),
         SamplerError::Unsupported(_) => at("unsupported", None, None, None),
         // A variant added to the library later still reaches Python, as the
         // base class.
@@ -158,7 +160,7 @@ fn to_py_err(py: Python<'_>, e: SamplerError) -> PyErr {
     let loc = locate(&e);
     let ty = match loc.kind {
         "backend_unavailable" => backend_unavailable_type(py),
-        "gpu" => device_error_type(py),
+        "gpu" | "device_lost" | "device_timeout" => device_error_type(py),
         "other" => Ok(py.get_type::<SamplerException>()),
         _ => invalid_input_type(py),
     };

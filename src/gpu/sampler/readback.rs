@@ -119,9 +119,9 @@ pub(super) fn take_mapped(
     match state.lock().unwrap_or_else(|p| p.into_inner()).take() {
         Some(Ok(())) => {}
         Some(Err(e)) => {
-            return Err(SamplerError::Gpu(format!(
-                "mapping the results failed: {e}"
-            )))
+            return Err(SamplerError::DeviceLost {
+                reason: format!("mapping the results failed: {e}"),
+            })
         }
         None => return Err(SamplerError::Gpu("the results were not mapped".into())),
     }
@@ -144,19 +144,42 @@ pub(super) fn map_read(
     limit: Option<std::time::Duration>,
 ) -> Result<Vec<u32>> {
     let state = start_map(staging, bytes);
-    device
-        .poll(wgpu::PollType::Wait {
+    wait(device, limit)?;
+    take_mapped(staging, bytes, &state)
+}
+
+/// Waits until the device has finished its submitted work, at most `limit`.
+/// A device lost during the wait is an error, not wgpu's panic (its poll
+/// treats a lost device as fatal).
+pub(super) fn wait(device: &wgpu::Device, limit: Option<std::time::Duration>) -> Result<()> {
+    poll(
+        device,
+        wgpu::PollType::Wait {
             submission_index: None,
             timeout: limit,
-        })
-        .map_err(|e| match e {
-            wgpu::PollError::Timeout => SamplerError::Gpu(format!(
-                "the device did not finish within {:.0} s (hung, or far slower than expected)",
-                limit.unwrap_or_default().as_secs_f64()
-            )),
-            e => SamplerError::Gpu(format!("device poll failed: {e}")),
-        })?;
-    take_mapped(staging, bytes, &state)
+        },
+    )
+    .map_err(|e| match e {
+        Some(wgpu::PollError::Timeout) => SamplerError::DeviceTimeout {
+            limit_ms: limit.unwrap_or_default().as_millis() as u64,
+        },
+        Some(e) => SamplerError::Gpu(format!("device poll failed: {e}")),
+        None => SamplerError::DeviceLost {
+            reason: "the device failed while the sampler waited for it".into(),
+        },
+    })
+}
+
+/// `device.poll`, with wgpu's panic on a lost device caught (`Err(None)`).
+fn poll(
+    device: &wgpu::Device,
+    how: wgpu::PollType,
+) -> std::result::Result<(), Option<wgpu::PollError>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| device.poll(how))) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Some(e)),
+        Err(_) => Err(None),
+    }
 }
 
 /// Resolves once a mapping has completed. Each poll advances the device
@@ -174,10 +197,13 @@ impl std::future::Future for MapFuture {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<()>> {
-        if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
-            return std::task::Poll::Ready(Err(SamplerError::Gpu(format!(
-                "device poll failed: {e}"
-            ))));
+        if let Err(e) = poll(&self.device, wgpu::PollType::Poll) {
+            return std::task::Poll::Ready(Err(match e {
+                Some(e) => SamplerError::Gpu(format!("device poll failed: {e}")),
+                None => SamplerError::DeviceLost {
+                    reason: "the device failed while the sampler polled it".into(),
+                },
+            }));
         }
         if self
             .state

@@ -59,12 +59,7 @@ impl UploadRing {
         if state(slot) == SlotState::Pending {
             // The previous call's copy out of this slot has not been
             // confirmed yet: wait for the device (normally done already).
-            device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: None,
-                    timeout: wait_limit,
-                })
-                .map_err(|e| SamplerError::Gpu(format!("waiting for an upload slot: {e}")))?;
+            super::readback::wait(device, wait_limit)?;
             match state(slot) {
                 SlotState::Mapped => {}
                 SlotState::Pending => {
