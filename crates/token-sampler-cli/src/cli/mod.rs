@@ -85,8 +85,36 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Parses the command line; a usage error is one line on stderr (clap's
+/// first line, without its usage block and tips) and exit code 2.
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: bad arguments");
+            eprintln!("{} (see --help)", first.trim_end());
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Command::Sample(a) => sample::run_sample(a),
         Command::Probs(a) => sample::run_probs(a),
