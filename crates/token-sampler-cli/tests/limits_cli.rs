@@ -25,7 +25,7 @@ fn error_lines(args: &[&str]) -> Vec<String> {
     assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
     err.lines()
         .filter(|l| !l.starts_with("token-sampler:") && !l.contains("XDG_RUNTIME_DIR"))
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
+        .filter(|l| !l.trim().is_empty())
         .map(str::to_string)
         .collect()
 }
@@ -290,16 +290,19 @@ fn messages_name_the_flag_or_field() {
     );
     // Was: "unexpected argument '-1' found".
     let e = with(&["--seed", "-1"]);
+    assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].contains("--seed") && e[0].contains("must be ≥ 0"),
         "{e:?}"
     );
     let e = with(&["--samples", "-3"]);
+    assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].contains("--samples") && e[0].contains("must be ≥ 0"),
         "{e:?}"
     );
     let e = with(&["--seed", "18446744073709551616"]);
+    assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].contains("--seed") && e[0].contains("18446744073709551615"),
         "{e:?}"
@@ -393,4 +396,21 @@ fn no_usable_adapter_falls_back_to_cpu_in_one_line_unless_gpu_is_asked_for() {
         .collect();
     assert_eq!(lines.len(), 1, "{err}");
     assert!(lines[0].contains("backend `gpu` is not available"), "{err}");
+}
+
+/// docs/spec.md §2.2: a usage error (an unknown flag, a missing value) is one
+/// line too, with exit code 2.
+#[test]
+fn usage_errors_are_one_line() {
+    for args in [
+        &["sample", "--no-such-flag"][..],
+        &["sample", "--logits"][..],
+        &["no-such-command"][..],
+        &["bench", "--batch", "x"][..],
+    ] {
+        let e = error_lines(args);
+        assert_eq!(e.len(), 1, "{args:?}: {e:?}");
+        assert!(e[0].starts_with("error: "), "{args:?}: {e:?}");
+        assert_eq!(run(args).status.code(), Some(2), "{args:?}");
+    }
 }
