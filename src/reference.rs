@@ -341,6 +341,10 @@ fn truncate(
             }
             max + t * ln_min_p
         }
+        // docs/spec.md §3.10–3.14: implemented in the next commit.
+        Stage::TopNSigma | Stage::Typical | Stage::Epsilon | Stage::Eta | Stage::Xtc => {
+            return None
+        }
     };
     let mut trace = StageTrace {
         stage,
@@ -547,6 +551,7 @@ pub fn sample_row(
         kept: pr.kept_count as u32,
         seed,
         top_logprobs,
+        mirostat_mu: None,
     })
 }
 
@@ -591,6 +596,7 @@ impl Sampler for ReferenceSampler {
                     entropy: pr.entropy,
                     final_entropy: pr.final_entropy,
                     guide_entropy: pr.guide_entropy,
+                    mirostat_mu: None,
                 })
             })
             .collect()

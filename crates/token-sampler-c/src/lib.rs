@@ -469,6 +469,9 @@ unsafe fn convert(row: usize, p: &TsParams) -> Result<SamplingParams, Failure> {
         dynamic_temperature,
         order,
         sequence: None,
+        // The C struct has no fields for docs/spec.md §3.3 and §3.10–3.15
+        // yet: those samplers stay off for C callers.
+        ..SamplingParams::default()
     })
 }
 
