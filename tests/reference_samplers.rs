@@ -9,7 +9,7 @@
 mod common;
 
 use common::{assert_pi, ln, one_row};
-use token_sampler::reference::{dry_penalties, process_row, Overrides};
+use token_sampler::reference::{common_suffixes, dry_penalties, process_row, Overrides};
 use token_sampler::rng::{uniform, xtc_uniform};
 use token_sampler::{
     CpuSampler, Mirostat, Order, ReferenceSampler, RowProbs, RowResult, Sampler, SamplerError,
@@ -400,6 +400,41 @@ fn dry_golden() {
     let long: Vec<u32> = (0..200).map(|i| i % 2).collect();
     let capped = dry_penalties(&dry(&long, 1.0, 1.75, 2, -1));
     assert_eq!(capped.values().copied().collect::<Vec<_>>(), [8_388_608.0]);
+}
+
+#[test]
+fn common_suffixes_match_their_definition() {
+    // L_j = the longest common suffix of w[..=j] and w, by direct comparison,
+    // against the linear-time version, on sequences over small alphabets
+    // (many repeats) from a fixed LCG.
+    let naive = |w: &[u32]| -> Vec<usize> {
+        let n = w.len();
+        (0..n)
+            .map(|j| {
+                let mut len = 0;
+                while len <= j && w[j - len] == w[n - 1 - len] {
+                    len += 1;
+                }
+                len
+            })
+            .collect()
+    };
+    let mut state = 12345u64;
+    for case in 0..300 {
+        let n = case % 40;
+        let alphabet = 1 + (case % 4) as u64;
+        let w: Vec<u32> = (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((state >> 33) % alphabet) as u32
+            })
+            .collect();
+        assert_eq!(common_suffixes(&w), naive(&w), "{w:?}");
+    }
+    // A long run of one token is linear, not quadratic.
+    let long = vec![7u32; 200_000];
+    let s = common_suffixes(&long);
+    assert_eq!((s[0], s[199_998]), (1, 199_999));
 }
 
 #[test]
