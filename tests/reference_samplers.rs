@@ -668,3 +668,103 @@ fn cpu_backend_refuses_rather_than_ignores() {
         );
     }
 }
+
+// ------------------------------------------------------ random robustness
+
+#[test]
+fn random_rows_never_panic_and_give_a_distribution() {
+    // Random valid parameters of every new sampler, in every order, over
+    // logits with ties, masked tokens and extreme values: each row is Ok or a
+    // typed error, π sums to 1 without NaN, draws fall inside the kept set,
+    // and mirostat rows report a finite mu. A fixed LCG draws the cases.
+    let mut state = 0x5eed_u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut sampler = ReferenceSampler::new();
+    let mut ok = 0;
+    for case in 0..400 {
+        let v = 1 + (next() * 12.0) as usize;
+        let x: Vec<f32> = (0..v)
+            .map(|_| match (next() * 10.0) as u32 {
+                0 => f32::NEG_INFINITY,
+                1 => 3.0e38,
+                2 => -3.0e38,
+                3 => 1.0,
+                _ => (next() * 20.0 - 10.0) as f32,
+            })
+            .collect();
+        let id = |u: f64| ((u * v as f64) as u32).min(v as u32 - 1);
+        let history: Vec<u32> = (0..(next() * 12.0) as usize).map(|_| id(next())).collect();
+        let mut p = SamplingParams {
+            seed: Some(case),
+            temperature: [0.0, 0.3, 1.0, 2.5][(next() * 4.0) as usize],
+            order: Order::ALL[(next() * 3.0) as usize],
+            min_tokens_to_keep: 1 + (next() * 3.0) as u32,
+            history,
+            ..Default::default()
+        };
+        if next() < 0.3 {
+            p.mirostat = Some(Mirostat {
+                version: 1 + (next() * 2.0) as u8,
+                tau: (next() * 8.0) as f32,
+                eta: next() as f32,
+                mu: (next() < 0.5).then(|| (next() * 40.0 - 10.0) as f32),
+            });
+        } else {
+            p.typical_p = if next() < 0.5 {
+                1.0
+            } else {
+                0.05 + 0.95 * next() as f32
+            };
+            p.top_n_sigma = (next() * 4.0 - 1.0) as f32;
+            p.xtc_probability = if next() < 0.5 { 0.0 } else { next() as f32 };
+            p.xtc_threshold = next() as f32;
+            p.epsilon_cutoff = if next() < 0.5 {
+                0.0
+            } else {
+                (next() * 0.5) as f32
+            };
+            p.eta_cutoff = if next() < 0.5 {
+                0.0
+            } else {
+                (next() * 0.5) as f32
+            };
+            p.top_k = (next() * 5.0) as i32;
+        }
+        if next() < 0.5 {
+            p.dry_multiplier = (next() * 3.0) as f32;
+            p.dry_base = 1.0 + (next() * 3.0) as f32;
+            p.dry_allowed_length = (next() * 3.0) as u32;
+            p.dry_penalty_last_n = (next() * 10.0) as i32 - 1;
+            p.dry_sequence_breakers = (0..(next() * 2.0) as usize).map(|_| id(next())).collect();
+        }
+        let batch = one_row(&x);
+        let is_mirostat = p.mirostat.is_some();
+        match sampler.sample(batch.view(), &[p.clone()], 2) {
+            Ok(mut rows) => {
+                let r = rows.remove(0);
+                let pr = probs(&x, p);
+                let total: f64 = pr.probs.iter().sum();
+                assert!((total - 1.0).abs() < 1e-9, "case {case}: Σπ = {total}");
+                assert!(pr.probs.iter().all(|q| q.is_finite()), "case {case}");
+                for &d in &r.draws {
+                    assert!(pr.probs[d as usize] > 0.0, "case {case}: draw {d}");
+                }
+                assert_eq!(r.mirostat_mu.is_some(), is_mirostat, "case {case}");
+                assert!(r.mirostat_mu.is_none_or(f64::is_finite), "case {case}");
+                ok += 1;
+            }
+            Err(
+                SamplerError::AllMasked { .. }
+                | SamplerError::NonFiniteLogit { .. }
+                | SamplerError::InvalidParam { .. },
+            ) => {}
+            Err(e) => panic!("case {case}: unexpected {e}"),
+        }
+    }
+    assert!(ok > 200, "only {ok} of 400 rows sampled");
+}
