@@ -299,6 +299,31 @@ fn xtc_golden() {
 }
 
 #[test]
+fn greedy_rows_ignore_the_stages_that_remove_the_top_token() {
+    // docs/spec.md §3.9: T = 0 is the argmax after stages 1–2 in every order,
+    // though XTC (θ = .25) and typical (.25) would remove token 0 of
+    // [.4, .3, .2, .1].
+    let x = ln(&[4.0, 3.0, 2.0, 1.0]);
+    for order in Order::ALL {
+        for p in [
+            xtc(1.0, 0.25),
+            SamplingParams {
+                typical_p: 0.25,
+                ..seeded()
+            },
+        ] {
+            let p = SamplingParams {
+                temperature: 0.0,
+                order,
+                ..p
+            };
+            assert_pi(&pi(&x, p.clone()), &[1.0, 0.0, 0.0, 0.0]);
+            assert_eq!(sample(&x, p, 1).token, 0);
+        }
+    }
+}
+
+#[test]
 fn xtc_sees_the_order_temperature() {
     // T = .5: q ∝ [16, 9, 4, 1]/30 = [.533, .3, .133, .033]. θ = .15:
     // standard: A = {0, 1}, token 0 goes → π ∝ [0, 9, 4, 1];
