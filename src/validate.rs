@@ -926,7 +926,10 @@ impl RowCheck<'_> {
         if !y.is_finite() {
             return false;
         }
-        let near = |thr: f64| (y - thr).abs() <= BOUNDARY_REL * thr.abs().max(1.0);
+        // Typical sampling reports a NaN threshold and an XTC that removed
+        // nothing +inf (reference::StageTrace): neither is a logit on a boundary.
+        let near =
+            |thr: f64| thr.is_finite() && (y - thr).abs() <= BOUNDARY_REL * thr.abs().max(1.0);
         if pr.greedy {
             let m = pr.logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             return near(m);
@@ -1089,7 +1092,9 @@ fn on_boundary(y: f64, trace: &[reference::StageTrace]) -> bool {
     if !y.is_finite() {
         return false;
     }
-    let near = |thr: f64| (y - thr).abs() <= BOUNDARY_REL * thr.abs().max(1.0);
+    // Typical sampling reports a NaN threshold and an XTC that removed
+    // nothing +inf (reference::StageTrace): neither is a logit on a boundary.
+    let near = |thr: f64| thr.is_finite() && (y - thr).abs() <= BOUNDARY_REL * thr.abs().max(1.0);
     trace.iter().any(|t| {
         if near(t.threshold) {
             return true;
