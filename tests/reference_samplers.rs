@@ -581,6 +581,15 @@ fn mirostat_runs_after_temperature_in_every_order() {
         };
         assert_pi(&pi(&x, p), &[1.0, 0.0, 0.0, 0.0]);
     }
+    // Penalties apply first (llama.cpp's mirostat chain would skip them,
+    // §3.15): presence ln 2 on token 0 (history [0]) makes q = [2, 2, 1, 1]/6,
+    // surprises 1.585, 1.585, 2.585, 2.585: mu = 2.2 keeps {0, 1} at [.5, .5].
+    let p = SamplingParams {
+        presence_penalty: std::f32::consts::LN_2,
+        history: vec![0],
+        ..miro(2, 5.0, 0.1, Some(2.2))
+    };
+    assert_pi(&pi(&x, p), &[1.0, 1.0, 0.0, 0.0]);
 }
 
 #[test]
