@@ -143,14 +143,6 @@ pub enum Stage {
     Xtc,
 }
 
-impl Stage {
-    /// Stages the fast backends run today; the others are the reference's
-    /// only (rows using them are refused elsewhere, [`reject_extended`]).
-    pub fn is_classic(self) -> bool {
-        matches!(self, Stage::TopK | Stage::TopP | Stage::MinP)
-    }
-}
-
 /// Mirostat (docs/spec.md §3.15): target-surprise sampling, llama.cpp's
 /// `mirostat` (version 1) and `mirostat_v2` (version 2). It replaces the
 /// truncation stages; the row's updated `mu` comes back in the result
