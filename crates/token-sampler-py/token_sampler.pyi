@@ -104,6 +104,9 @@ class SampleResult:
     temperatures: npt.NDArray[np.float64]
     """[B]: the temperature applied (0 = greedy)."""
     top_ps: npt.NDArray[np.float64]
+    mirostat_mus: npt.NDArray[np.float64]
+    """[B]: mirostat rows' mu after draw 0, to pass as ``mirostat["mu"]``
+    next step; NaN for rows without ``mirostat``."""
     kept: npt.NDArray[np.int64]
     """[B]: finite survivors of every stage."""
     seeds: npt.NDArray[np.uint64]
@@ -138,6 +141,9 @@ class ProbsResult:
     entropies: npt.NDArray[np.float64]
     final_entropies: npt.NDArray[np.float64]
     guide_entropies: npt.NDArray[np.float64]
+    mirostat_mus: npt.NDArray[np.float64]
+    """[B]: mirostat rows' mu, the one the cut used (``probs`` draws nothing,
+    so mu does not move); NaN for rows without ``mirostat``."""
     def __len__(self) -> int: ...
 
 @final
