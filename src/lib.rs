@@ -48,7 +48,7 @@ pub use cpu::CpuSampler;
 pub use error::{Result, SamplerError};
 pub use open::{open, open_default};
 pub use params::{
-    DynamicTemperature, EntropyUnit, Mapping, Order, SamplingParams, Stage, TopPRange,
+    DynamicTemperature, EntropyUnit, Mapping, Mirostat, Order, SamplingParams, Stage, TopPRange,
 };
 pub use presets::{preset, Preset, PRESETS};
 pub use reference::ReferenceSampler;

@@ -98,11 +98,14 @@ impl Order {
         }
     }
 
-    /// The truncation stages in the order this pipeline runs them.
-    pub fn truncation_stages(self) -> [Stage; 3] {
+    /// The truncation stages in the order this pipeline runs them
+    /// (docs/spec.md §3.9); a stage whose parameter is off does nothing.
+    pub fn truncation_stages(self) -> Vec<Stage> {
+        use Stage::*;
         match self {
-            Order::Standard | Order::LlamaCpp => [Stage::TopK, Stage::TopP, Stage::MinP],
-            Order::Vllm => [Stage::MinP, Stage::TopK, Stage::TopP],
+            Order::Standard => vec![TopNSigma, TopK, TopP, MinP, Typical, Epsilon, Eta, Xtc],
+            Order::Vllm => vec![TopNSigma, MinP, TopK, TopP, Typical, Epsilon, Eta, Xtc],
+            Order::LlamaCpp => vec![TopNSigma, TopK, Typical, TopP, MinP, Epsilon, Eta, Xtc],
         }
     }
 }
@@ -121,13 +124,70 @@ impl std::str::FromStr for Order {
     }
 }
 
-/// A truncation stage (docs/spec.md §3.4–3.6).
+/// A truncation stage (docs/spec.md §3.4–3.6, §3.10–3.13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     TopK,
     TopP,
     MinP,
+    /// `top_n_sigma` (docs/spec.md §3.10).
+    TopNSigma,
+    /// `typical_p` (docs/spec.md §3.11).
+    Typical,
+    /// `epsilon_cutoff` (docs/spec.md §3.12).
+    Epsilon,
+    /// `eta_cutoff` (docs/spec.md §3.12).
+    Eta,
+    /// `xtc_probability` / `xtc_threshold` (docs/spec.md §3.13).
+    Xtc,
+}
+
+/// Mirostat (docs/spec.md §3.15): target-surprise sampling, llama.cpp's
+/// `mirostat` (version 1) and `mirostat_v2` (version 2). It replaces the
+/// truncation stages; the row's updated `mu` comes back in the result
+/// (`mirostat_mu`) for the caller to pass in the next step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mirostat {
+    /// 1 or 2.
+    pub version: u8,
+    /// Target surprise in bits; finite, ≥ 0.
+    #[serde(default = "default_mirostat_tau")]
+    pub tau: f32,
+    /// Learning rate; finite, ≥ 0.
+    #[serde(default = "default_mirostat_eta")]
+    pub eta: f32,
+    /// The current maximum surprise; `None` = 2·tau (llama.cpp's start value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mu: Option<f32>,
+}
+
+fn default_mirostat_tau() -> f32 {
+    5.0
+}
+
+fn default_mirostat_eta() -> f32 {
+    0.1
+}
+
+impl Mirostat {
+    pub fn new(version: u8) -> Self {
+        Mirostat {
+            version,
+            tau: default_mirostat_tau(),
+            eta: default_mirostat_eta(),
+            mu: None,
+        }
+    }
+
+    /// The `mu` this step starts from: the given one, else 2·tau.
+    pub fn mu(&self) -> f64 {
+        match self.mu {
+            Some(mu) => widen(mu),
+            None => 2.0 * widen(self.tau),
+        }
+    }
 }
 
 /// The unit the guide entropy is expressed in before it reaches a mapping.
@@ -371,6 +431,56 @@ pub struct SamplingParams {
     /// A library-only field: JSON has `history` and `prompt_token_ids`.
     #[serde(skip)]
     pub sequence: Option<SequenceState>,
+    /// Locally typical sampling (docs/spec.md §3.11); in (0, 1], 1 = off.
+    #[serde(default = "one")]
+    pub typical_p: f32,
+    /// Keep logits ≥ max − n·σ (docs/spec.md §3.10); ≤ 0 = off; finite.
+    pub top_n_sigma: f32,
+    /// XTC (docs/spec.md §3.13): the chance, in [0, 1], that the step removes
+    /// the likely tokens; 0 = off.
+    pub xtc_probability: f32,
+    /// XTC's probability threshold, in [0, 1] (above 0.5 nothing is removed).
+    #[serde(default = "default_xtc_threshold")]
+    pub xtc_threshold: f32,
+    /// Drop tokens with p < ε (docs/spec.md §3.12); in [0, 1), 0 = off.
+    pub epsilon_cutoff: f32,
+    /// Drop tokens with p < min(η, √η·e^(−H)) (docs/spec.md §3.12); in [0, 1), 0 = off.
+    pub eta_cutoff: f32,
+    /// DRY (docs/spec.md §3.14): finite, ≥ 0; 0 = off.
+    pub dry_multiplier: f32,
+    /// DRY's growth base: finite, ≥ 1.
+    #[serde(default = "default_dry_base")]
+    pub dry_base: f32,
+    /// Repeats up to this length are not penalised.
+    #[serde(default = "default_dry_allowed_length")]
+    pub dry_allowed_length: u32,
+    /// −1 = the whole sequence, 0 = off, n > 0 = the last n tokens.
+    #[serde(default = "minus_one")]
+    pub dry_penalty_last_n: i32,
+    /// Token ids a repeated sequence may not extend across.
+    pub dry_sequence_breakers: Vec<u32>,
+    /// Mirostat (docs/spec.md §3.15); `None` = off.
+    pub mirostat: Option<Mirostat>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn minus_one() -> i32 {
+    -1
+}
+
+fn default_xtc_threshold() -> f32 {
+    0.1
+}
+
+fn default_dry_base() -> f32 {
+    1.75
+}
+
+fn default_dry_allowed_length() -> u32 {
+    2
 }
 
 impl Default for SamplingParams {
@@ -394,6 +504,18 @@ impl Default for SamplingParams {
             dynamic_temperature: None,
             order: Order::Standard,
             sequence: None,
+            typical_p: 1.0,
+            top_n_sigma: 0.0,
+            xtc_probability: 0.0,
+            xtc_threshold: default_xtc_threshold(),
+            epsilon_cutoff: 0.0,
+            eta_cutoff: 0.0,
+            dry_multiplier: 0.0,
+            dry_base: default_dry_base(),
+            dry_allowed_length: default_dry_allowed_length(),
+            dry_penalty_last_n: -1,
+            dry_sequence_breakers: Vec::new(),
+            mirostat: None,
         }
     }
 }
@@ -441,6 +563,38 @@ impl SamplingParams {
             top_p = dp;
         }
         (Some(g), d.temperature(g, h_nats, finite, static_t), top_p)
+    }
+
+    /// The JSON name of the first sampler of docs/spec.md §3.10–3.15 this
+    /// row turns on, if any.
+    pub fn extended_sampler_field(&self) -> Option<&'static str> {
+        if self.typical_p != 1.0 {
+            Some("typical_p")
+        } else if self.top_n_sigma > 0.0 {
+            Some("top_n_sigma")
+        } else if self.xtc_probability > 0.0 {
+            Some("xtc_probability")
+        } else if self.epsilon_cutoff > 0.0 {
+            Some("epsilon_cutoff")
+        } else if self.eta_cutoff > 0.0 {
+            Some("eta_cutoff")
+        } else if self.dry_active() {
+            Some("dry_multiplier")
+        } else if self.mirostat.is_some() {
+            Some("mirostat")
+        } else {
+            None
+        }
+    }
+
+    /// Whether any of typical, top-nσ, XTC, ε, η, DRY or mirostat is on.
+    pub fn uses_extended_samplers(&self) -> bool {
+        self.extended_sampler_field().is_some()
+    }
+
+    /// Whether the DRY penalty (docs/spec.md §3.14) can act.
+    pub fn dry_active(&self) -> bool {
+        self.dry_multiplier > 0.0 && self.dry_penalty_last_n != 0
     }
 
     /// Whether any penalty is active.
@@ -599,6 +753,131 @@ impl SamplingParams {
         if let Some(dynamic) = &self.dynamic_temperature {
             self.validate_dynamic(row, dynamic)?;
             self.validate_dynamic_extremes(row, dynamic)?;
+        }
+        self.validate_extended(row, vocab)
+    }
+
+    /// docs/spec.md §3.10–3.15: the extended samplers' ranges,
+    /// §2.1's no-subnormal rule, and the combinations refused rather than
+    /// silently ignored.
+    fn validate_extended(&self, row: usize, vocab: usize) -> Result<()> {
+        let err = |field: &str, msg: String| Err(SamplerError::param(row, field, msg));
+        let mut reals = vec![
+            ("typical_p", self.typical_p),
+            ("top_n_sigma", self.top_n_sigma),
+            ("xtc_probability", self.xtc_probability),
+            ("xtc_threshold", self.xtc_threshold),
+            ("epsilon_cutoff", self.epsilon_cutoff),
+            ("eta_cutoff", self.eta_cutoff),
+            ("dry_multiplier", self.dry_multiplier),
+            ("dry_base", self.dry_base),
+        ];
+        if let Some(m) = &self.mirostat {
+            reals.push(("mirostat.tau", m.tau));
+            reals.push(("mirostat.eta", m.eta));
+            if let Some(mu) = m.mu {
+                reals.push(("mirostat.mu", mu));
+            }
+        }
+        for (field, v) in &reals {
+            if let Some(m) = subnormal_message(*v) {
+                return err(field, m);
+            }
+        }
+        let v = self.typical_p;
+        if !(v > 0.0 && v <= 1.0) {
+            return err("typical_p", format!("{v} (must be in (0, 1])"));
+        }
+        if !self.top_n_sigma.is_finite() {
+            return err(
+                "top_n_sigma",
+                format!("{} (must be finite; <= 0 is off)", self.top_n_sigma),
+            );
+        }
+        for (field, v) in [
+            ("xtc_probability", self.xtc_probability),
+            ("xtc_threshold", self.xtc_threshold),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return err(field, format!("{v} (must be in [0, 1])"));
+            }
+        }
+        for (field, v) in [
+            ("epsilon_cutoff", self.epsilon_cutoff),
+            ("eta_cutoff", self.eta_cutoff),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return err(field, format!("{v} (must be in [0, 1))"));
+            }
+        }
+        let dm = self.dry_multiplier;
+        if !(dm.is_finite() && dm >= 0.0) {
+            return err("dry_multiplier", format!("{dm} (must be finite and >= 0)"));
+        }
+        let db = self.dry_base;
+        if !(db.is_finite() && db >= 1.0) {
+            return err(
+                "dry_base",
+                format!("{db} (must be finite and >= 1; llama.cpp's dry turns itself off below 1)"),
+            );
+        }
+        if self.dry_penalty_last_n < -1 {
+            return err(
+                "dry_penalty_last_n",
+                format!(
+                    "{} (must be -1 for the whole sequence, 0 for off, or > 0)",
+                    self.dry_penalty_last_n
+                ),
+            );
+        }
+        check_ids(
+            row,
+            "dry_sequence_breakers",
+            &self.dry_sequence_breakers,
+            vocab,
+        )?;
+        if self.dry_active() && self.sequence.is_some() {
+            return err(
+                "dry_multiplier",
+                "DRY needs the row's token sequence, which a sequence state does not keep; pass prompt_token_ids and history instead".into(),
+            );
+        }
+        if let Some(m) = &self.mirostat {
+            if !(m.version == 1 || m.version == 2) {
+                return err(
+                    "mirostat.version",
+                    format!("{} (must be 1 or 2)", m.version),
+                );
+            }
+            for (field, v) in [("mirostat.tau", m.tau), ("mirostat.eta", m.eta)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return err(field, format!("{v} (must be finite and >= 0)"));
+                }
+            }
+            if let Some(mu) = m.mu {
+                if !mu.is_finite() {
+                    return err("mirostat.mu", format!("{mu} (must be finite)"));
+                }
+            }
+            // Mirostat replaces the truncation stages (docs/spec.md §3.15):
+            // a stage set beside it would be ignored, so it is an error.
+            let ignored = [
+                ("top_k", self.top_k > 0),
+                ("top_p", self.top_p != 1.0),
+                ("min_p", self.min_p > 0.0),
+                ("typical_p", self.typical_p != 1.0),
+                ("top_n_sigma", self.top_n_sigma > 0.0),
+                ("xtc_probability", self.xtc_probability > 0.0),
+                ("epsilon_cutoff", self.epsilon_cutoff > 0.0),
+                ("eta_cutoff", self.eta_cutoff > 0.0),
+                ("dynamic_temperature", self.dynamic_temperature.is_some()),
+            ];
+            if let Some((field, _)) = ignored.iter().find(|(_, on)| *on) {
+                return err(
+                    field,
+                    "set with mirostat, which replaces the truncation stages and dynamic temperature; use one".into(),
+                );
+            }
         }
         Ok(())
     }
@@ -886,14 +1165,21 @@ impl SamplingParams {
 /// The integer fields and the ranges their types hold. serde's own message
 /// for 2^64 or −1 ("invalid type: floating point …, expected u64") names
 /// neither the field nor what it expects.
-const INTEGER_FIELDS: [(&str, i128, i128); 5] = [
+const INTEGER_FIELDS: [(&str, i128, i128); 7] = [
     ("seed", 0, u64::MAX as i128),
     ("step", 0, u64::MAX as i128),
     ("top_k", i32::MIN as i128, i32::MAX as i128),
     ("min_tokens_to_keep", 0, u32::MAX as i128),
     ("logprobs", 0, u32::MAX as i128),
+    ("dry_allowed_length", 0, u32::MAX as i128),
+    ("dry_penalty_last_n", i32::MIN as i128, i32::MAX as i128),
 ];
-const ID_LISTS: [&str; 3] = ["history", "prompt_token_ids", "allowed_token_ids"];
+const ID_LISTS: [&str; 4] = [
+    "history",
+    "prompt_token_ids",
+    "allowed_token_ids",
+    "dry_sequence_breakers",
+];
 
 fn check_integers(row: usize, value: &serde_json::Value) -> Result<()> {
     let Some(obj) = value.as_object() else {
@@ -917,6 +1203,14 @@ fn check_integers(row: usize, value: &serde_json::Value) -> Result<()> {
     for (name, lo, hi) in INTEGER_FIELDS {
         if let Some(v) = obj.get(name).filter(|v| !whole(v, lo, hi)) {
             return bad(name.to_string(), v, lo, hi);
+        }
+    }
+    if let Some(serde_json::Value::Object(m)) = obj.get("mirostat") {
+        if let Some(v) = m.get("version").filter(|v| !whole(v, 1, 2)) {
+            return Err(SamplerError::ParamsParse {
+                row,
+                message: format!("`mirostat.version`: {v} is not 1 or 2"),
+            });
         }
     }
     for name in ID_LISTS {
@@ -962,6 +1256,20 @@ pub fn validate_all(params: &[SamplingParams], rows: usize, vocab: usize) -> Res
         .iter()
         .enumerate()
         .try_for_each(|(row, p)| p.validate(row, vocab))
+}
+
+/// The guard of the backends that do not run the samplers of docs/spec.md
+/// §3.10–3.15 yet: the first row using one is refused, naming the
+/// field, rather than sampled without it.
+pub fn reject_extended(params: &[SamplingParams], backend: &str) -> Result<()> {
+    for (r, p) in params.iter().enumerate() {
+        if let Some(field) = p.extended_sampler_field() {
+            return Err(SamplerError::Unsupported(format!(
+                "row {r}: `{field}` is not available on the {backend} backend yet; use --backend reference"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The seed each row uses: its own, or a fresh one drawn with `rand` (reported
@@ -1090,6 +1398,183 @@ mod tests {
             let p = SamplingParams::from_json_value(7, value.clone()).unwrap();
             let e = p.validate(7, 10).unwrap_err().to_string();
             assert!(e.contains("row 7") && e.contains(field), "{value}: {e}");
+        }
+    }
+
+    #[test]
+    fn extended_samplers_validate_with_row_and_field() {
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (serde_json::json!({"typical_p": 0.0}), "typical_p"),
+            (serde_json::json!({"typical_p": 1.5}), "typical_p"),
+            (serde_json::json!({"typical_p": 1e-40}), "typical_p"),
+            (
+                serde_json::json!({"xtc_probability": 1.5}),
+                "xtc_probability",
+            ),
+            (serde_json::json!({"xtc_threshold": -0.1}), "xtc_threshold"),
+            (serde_json::json!({"epsilon_cutoff": 1.0}), "epsilon_cutoff"),
+            (serde_json::json!({"eta_cutoff": -0.5}), "eta_cutoff"),
+            (serde_json::json!({"dry_multiplier": -1}), "dry_multiplier"),
+            (serde_json::json!({"dry_base": 0.5}), "dry_base"),
+            (
+                serde_json::json!({"dry_penalty_last_n": -2}),
+                "dry_penalty_last_n",
+            ),
+            (
+                serde_json::json!({"dry_sequence_breakers": [1, 10]}),
+                "dry_sequence_breakers",
+            ),
+            (
+                serde_json::json!({"mirostat": {"version": 2, "tau": -1}}),
+                "mirostat.tau",
+            ),
+            (
+                serde_json::json!({"mirostat": {"version": 1, "eta": 1e-42}}),
+                "mirostat.eta",
+            ),
+            (
+                serde_json::json!({"mirostat": {"version": 2}, "top_k": 5}),
+                "top_k",
+            ),
+            (
+                serde_json::json!({"mirostat": {"version": 2}, "xtc_probability": 0.5}),
+                "xtc_probability",
+            ),
+        ];
+        for (value, field) in cases {
+            let p = SamplingParams::from_json_value(4, value.clone()).unwrap();
+            let e = p.validate(4, 10).unwrap_err().to_string();
+            assert!(e.contains("row 4") && e.contains(field), "{value}: {e}");
+        }
+        let p = SamplingParams {
+            mirostat: Some(Mirostat::new(3)),
+            ..Default::default()
+        };
+        let e = p.validate(0, 10).unwrap_err().to_string();
+        assert!(e.contains("mirostat.version"), "{e}");
+        let p = SamplingParams {
+            top_n_sigma: f32::INFINITY,
+            ..Default::default()
+        };
+        let e = p.validate(0, 10).unwrap_err().to_string();
+        assert!(e.contains("top_n_sigma"), "{e}");
+        let p = SamplingParams {
+            dry_multiplier: 0.8,
+            sequence: Some(SequenceState::new(&[1, 2])),
+            ..Default::default()
+        };
+        let e = p.validate(0, 10).unwrap_err().to_string();
+        assert!(
+            e.contains("dry_multiplier") && e.contains("sequence"),
+            "{e}"
+        );
+        // Integers out of their type name the field.
+        let e = SamplingParams::from_json_value(2, serde_json::json!({"dry_allowed_length": -1}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dry_allowed_length"), "{e}");
+        let e =
+            SamplingParams::from_json_value(2, serde_json::json!({"mirostat": {"version": 300}}))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("row 2") && e.contains("mirostat.version"), "{e}");
+        let e = SamplingParams::from_json_value(
+            2,
+            serde_json::json!({"mirostat": {"version": 2, "bogus": 1}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn extended_defaults_and_the_guard() {
+        let p: SamplingParams =
+            serde_json::from_str(r#"{"mirostat": {"version": 2}, "dry_sequence_breakers": [3]}"#)
+                .unwrap();
+        let m = p.mirostat.clone().unwrap();
+        assert_eq!((m.tau, m.eta, m.mu), (5.0, 0.1, None));
+        assert_eq!(m.mu(), 10.0);
+        assert_eq!(p.xtc_threshold, 0.1);
+        assert_eq!(p.dry_base, 1.75);
+        assert_eq!(p.dry_allowed_length, 2);
+        assert_eq!(p.dry_penalty_last_n, -1);
+        assert!(p.validate(0, 10).is_ok());
+        assert!(!SamplingParams::default().uses_extended_samplers());
+        // The threshold alone, or DRY with no window, turns nothing on.
+        let quiet = SamplingParams {
+            xtc_threshold: 0.3,
+            dry_multiplier: 1.0,
+            dry_penalty_last_n: 0,
+            ..Default::default()
+        };
+        assert!(!quiet.uses_extended_samplers());
+        let rows = [
+            SamplingParams::default(),
+            SamplingParams {
+                eta_cutoff: 0.01,
+                ..Default::default()
+            },
+        ];
+        let e = reject_extended(&rows, "cpu").unwrap_err().to_string();
+        assert!(
+            e.contains("row 1") && e.contains("`eta_cutoff`") && e.contains("cpu backend"),
+            "{e}"
+        );
+        assert!(reject_extended(&rows[..1], "gpu").is_ok());
+        for (p, field) in [
+            (
+                SamplingParams {
+                    typical_p: 0.9,
+                    ..Default::default()
+                },
+                "typical_p",
+            ),
+            (
+                SamplingParams {
+                    top_n_sigma: 1.0,
+                    ..Default::default()
+                },
+                "top_n_sigma",
+            ),
+            (
+                SamplingParams {
+                    xtc_probability: 0.5,
+                    ..Default::default()
+                },
+                "xtc_probability",
+            ),
+            (
+                SamplingParams {
+                    epsilon_cutoff: 0.01,
+                    ..Default::default()
+                },
+                "epsilon_cutoff",
+            ),
+            (
+                SamplingParams {
+                    dry_multiplier: 0.8,
+                    ..Default::default()
+                },
+                "dry_multiplier",
+            ),
+            (
+                SamplingParams {
+                    mirostat: Some(Mirostat::new(1)),
+                    ..Default::default()
+                },
+                "mirostat",
+            ),
+        ] {
+            assert_eq!(p.extended_sampler_field(), Some(field));
+        }
+        // Every order runs every stage once.
+        for order in Order::ALL {
+            let mut stages = order.truncation_stages();
+            assert_eq!(stages.len(), 8);
+            stages.sort_by_key(|s| format!("{s:?}"));
+            stages.dedup();
+            assert_eq!(stages.len(), 8, "{order:?}");
         }
     }
 

@@ -51,6 +51,10 @@ pub struct RowResult {
     pub seed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<TopLogprobs>,
+    /// Mirostat rows only: the row's `mu` after draw 0 (docs/spec.md §3.15),
+    /// to pass as `mirostat.mu` in the next step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirostat_mu: Option<f64>,
 }
 
 fn single(v: &[u32]) -> bool {
@@ -69,4 +73,9 @@ pub struct RowProbs {
     pub final_entropy: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guide_entropy: Option<f64>,
+    /// Mirostat rows only: the `mu` this step's π was cut with (the row's
+    /// `mirostat.mu`, or 2·tau); `probs` draws nothing, so there is no update
+    /// (docs/spec.md §3.15).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirostat_mu: Option<f64>,
 }

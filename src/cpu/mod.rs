@@ -38,7 +38,7 @@ pub use simd::{Isa, Kernels};
 use crate::backend::{check_draws, check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
-use crate::params::{resolve_seeds, validate_all, SamplingParams};
+use crate::params::{reject_extended, resolve_seeds, validate_all, SamplingParams};
 use crate::result::{RowProbs, RowResult};
 use row::{run_row, RowOut, Scratch, Split, Want};
 use team::Team;
@@ -152,6 +152,7 @@ impl CpuSampler {
         want: impl Fn(usize) -> Want + Sync,
     ) -> Result<Vec<RowOut>> {
         validate_all(params, logits.rows(), logits.vocab())?;
+        reject_extended(params, "cpu")?;
         if logits.vocab() > u32::MAX as usize {
             return Err(SamplerError::Shape(format!(
                 "vocab {} exceeds the 2^32 token ids the cpu backend addresses",

@@ -763,6 +763,10 @@ impl Row<'_> {
                 // every stage, so it is the survivors' max too.
                 ceil_f32(self.m + t * widen(p.min_p).ln()).max(tau_prev)
             }
+            // Not run here yet: mod.rs refuses rows that use them.
+            Stage::TopNSigma | Stage::Typical | Stage::Epsilon | Stage::Eta | Stage::Xtc => {
+                return None
+            }
         };
         let mut after = self.count_ge(tau);
         let keep = p.min_tokens_to_keep as usize;
@@ -1166,6 +1170,7 @@ pub fn run_row(
                     entropy,
                     final_entropy: 0.0,
                     guide_entropy,
+                    mirostat_mu: None,
                 })
             }
             Want::Sample { seed, samples } => {
@@ -1194,6 +1199,7 @@ pub fn run_row(
                     kept: 1,
                     seed,
                     top_logprobs,
+                    mirostat_mu: None,
                 })
             }
         });
@@ -1238,6 +1244,7 @@ pub fn run_row(
                 entropy,
                 final_entropy,
                 guide_entropy,
+                mirostat_mu: None,
             }))
         }
         Want::Sample { seed, samples } => {
@@ -1277,6 +1284,7 @@ pub fn run_row(
                 kept: kept as u32,
                 seed,
                 top_logprobs,
+                mirostat_mu: None,
             }))
         }
     }

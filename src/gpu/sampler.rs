@@ -22,7 +22,7 @@ use crate::backend::{check_samples, BackendKind, Sampler};
 pub use crate::batch::LogitsDtype;
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
-use crate::params::{validate_all, SamplingParams};
+use crate::params::{reject_extended, validate_all, SamplingParams};
 use crate::result::{RowProbs, RowResult};
 pub use readback::PendingResults;
 use readback::{fw, map_read, read_back, read_words, StagingPool};
@@ -440,6 +440,7 @@ impl GpuSampler {
             )));
         }
         validate_all(params, input.rows, input.vocab)?;
+        reject_extended(params, "gpu")?;
         let esz = input.dtype.size() as u64;
         if !input.offset.is_multiple_of(esz) {
             return Err(SamplerError::Shape(format!(
@@ -667,6 +668,7 @@ impl GpuSampler {
     ) -> Result<Vec<RowResult>> {
         check_samples(samples)?;
         validate_all(params, logits.rows(), logits.vocab())?;
+        reject_extended(params, "gpu")?;
         let ntop = params.iter().filter_map(|p| p.logprobs).max().unwrap_or(0) as u64;
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         let chunks = self.upload(&mut enc, logits, ntop)?;
@@ -694,6 +696,7 @@ impl GpuSampler {
         params: &[SamplingParams],
     ) -> Result<Vec<RowProbs>> {
         validate_all(params, logits.rows(), logits.vocab())?;
+        reject_extended(params, "gpu")?;
         let v = logits.vocab();
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         let chunks = self.upload(&mut enc, logits, 0)?;
@@ -755,6 +758,7 @@ impl GpuSampler {
                     entropy: r.entropy,
                     final_entropy: r.final_entropy,
                     guide_entropy: r.guide_entropy,
+                    mirostat_mu: None,
                 });
             }
         }

@@ -184,6 +184,45 @@ typedef struct ts_params {
   // `dynamic_temperature` (docs/spec.md §4), e.g.
   // `{"mapping": {"kind": "linear", "h_low": 0.5, "h_high": 3, "t_min": 0.3, "t_max": 1.2}}`.
   const char *dynamic_temperature_json;
+  // Locally typical sampling (docs/spec.md §3.11): in (0, 1]; 1 = off.
+  float typical_p;
+  // Top-nσ (docs/spec.md §3.10): keep logits ≥ max − n·σ; ≤ 0 = off.
+  float top_n_sigma;
+  // XTC (docs/spec.md §3.13): the chance, in [0, 1], that a step removes
+  // the likely tokens; 0 = off.
+  float xtc_probability;
+  // XTC's threshold, in [0, 1]. Default 0.1.
+  float xtc_threshold;
+  // ε cutoff (docs/spec.md §3.12): in [0, 1); 0 = off.
+  float epsilon_cutoff;
+  // η cutoff (docs/spec.md §3.12): in [0, 1); 0 = off.
+  float eta_cutoff;
+  // DRY (docs/spec.md §3.14): finite, ≥ 0; 0 = off.
+  float dry_multiplier;
+  // DRY's growth base, ≥ 1. Default 1.75.
+  float dry_base;
+  // Repeats up to this length are not penalised. Default 2.
+  uint32_t dry_allowed_length;
+  // −1 = the whole sequence (prompt then history), 0 = off, n > 0 = its
+  // last n tokens. Default −1.
+  int32_t dry_penalty_last_n;
+  // Token ids a repeat may not extend across (`n_dry_sequence_breakers`
+  // of them; may be NULL when that is 0).
+  const uint32_t *dry_sequence_breakers;
+  size_t n_dry_sequence_breakers;
+  // Mirostat (docs/spec.md §3.15): 0 = off, 1 or 2 = its version. The
+  // other `mirostat_*` fields are read only when it is on. Errors name
+  // them as the JSON does: `mirostat.version`, `mirostat.tau`,
+  // `mirostat.eta`, `mirostat.mu`.
+  uint32_t mirostat;
+  // Target surprise in bits. Default 5.
+  float mirostat_tau;
+  // Learning rate. Default 0.1.
+  float mirostat_eta;
+  // 0: start from mu = 2·tau (the first step); 1: use `mirostat_mu`, the
+  // `mirostat_mu` a previous step's result returned.
+  uint8_t has_mirostat_mu;
+  float mirostat_mu;
 } ts_params;
 
 // A caller-owned error report, filled when a call fails (and left alone
@@ -226,6 +265,10 @@ typedef struct ts_row_result {
   double temperature;
   // The top-p applied (1 = off).
   double top_p;
+  // Mirostat rows (docs/spec.md §3.15): the mu after draw 0, to pass back
+  // as `mirostat_mu` (with `has_mirostat_mu` = 1) in the next step. NaN
+  // for rows without mirostat.
+  double mirostat_mu;
 } ts_row_result;
 
 // The per-row figures of `ts_probs`.
@@ -236,6 +279,9 @@ typedef struct ts_row_probs {
   double final_entropy;
   double temperature;
   double top_p;
+  // Mirostat rows: the mu the cut used (`ts_probs` draws nothing, so mu
+  // does not move). NaN for rows without mirostat.
+  double mirostat_mu;
 } ts_row_probs;
 
 #ifdef __cplusplus
@@ -244,7 +290,10 @@ extern "C" {
 
 // The parameters with every stage off: temperature 1, top_k 0, top_p 1,
 // min_p 0, min_tokens_to_keep 1, penalties off, no lists, a fresh seed,
-// step 0, standard order, no dynamic temperature.
+// step 0, standard order, no dynamic temperature; typical 1, top-nσ 0,
+// XTC off (threshold 0.1), ε and η 0, DRY off (base 1.75, allowed length 2,
+// last n −1, no breakers), mirostat off (tau 5, eta 0.1, no mu): the
+// defaults of `SamplingParams` (docs/spec.md §3.9).
 struct ts_params ts_params_default(void);
 
 // Opens a sampler on `backend` (a `ts_backend` value) into `*out`. Create it

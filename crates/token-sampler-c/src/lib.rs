@@ -23,8 +23,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
 use token_sampler::{
-    BackendKind, DynamicTemperature, LogitsView, Order, RowProbs, RowResult, Sampler, SamplerError,
-    SamplingParams,
+    BackendKind, DynamicTemperature, LogitsView, Mirostat, Order, RowProbs, RowResult, Sampler,
+    SamplerError, SamplingParams,
 };
 
 /// Capacity of `ts_error.message`, NUL included (longer messages are cut at
@@ -150,6 +150,45 @@ pub struct TsParams {
     /// `dynamic_temperature` (docs/spec.md §4), e.g.
     /// `{"mapping": {"kind": "linear", "h_low": 0.5, "h_high": 3, "t_min": 0.3, "t_max": 1.2}}`.
     pub dynamic_temperature_json: *const c_char,
+    /// Locally typical sampling (docs/spec.md §3.11): in (0, 1]; 1 = off.
+    pub typical_p: f32,
+    /// Top-nσ (docs/spec.md §3.10): keep logits ≥ max − n·σ; ≤ 0 = off.
+    pub top_n_sigma: f32,
+    /// XTC (docs/spec.md §3.13): the chance, in [0, 1], that a step removes
+    /// the likely tokens; 0 = off.
+    pub xtc_probability: f32,
+    /// XTC's threshold, in [0, 1]. Default 0.1.
+    pub xtc_threshold: f32,
+    /// ε cutoff (docs/spec.md §3.12): in [0, 1); 0 = off.
+    pub epsilon_cutoff: f32,
+    /// η cutoff (docs/spec.md §3.12): in [0, 1); 0 = off.
+    pub eta_cutoff: f32,
+    /// DRY (docs/spec.md §3.14): finite, ≥ 0; 0 = off.
+    pub dry_multiplier: f32,
+    /// DRY's growth base, ≥ 1. Default 1.75.
+    pub dry_base: f32,
+    /// Repeats up to this length are not penalised. Default 2.
+    pub dry_allowed_length: u32,
+    /// −1 = the whole sequence (prompt then history), 0 = off, n > 0 = its
+    /// last n tokens. Default −1.
+    pub dry_penalty_last_n: i32,
+    /// Token ids a repeat may not extend across (`n_dry_sequence_breakers`
+    /// of them; may be NULL when that is 0).
+    pub dry_sequence_breakers: *const u32,
+    pub n_dry_sequence_breakers: usize,
+    /// Mirostat (docs/spec.md §3.15): 0 = off, 1 or 2 = its version. The
+    /// other `mirostat_*` fields are read only when it is on. Errors name
+    /// them as the JSON does: `mirostat.version`, `mirostat.tau`,
+    /// `mirostat.eta`, `mirostat.mu`.
+    pub mirostat: u32,
+    /// Target surprise in bits. Default 5.
+    pub mirostat_tau: f32,
+    /// Learning rate. Default 0.1.
+    pub mirostat_eta: f32,
+    /// 0: start from mu = 2·tau (the first step); 1: use `mirostat_mu`, the
+    /// `mirostat_mu` a previous step's result returned.
+    pub has_mirostat_mu: u8,
+    pub mirostat_mu: f32,
 }
 
 /// What one row's sampling returns (docs/spec.md §6).
@@ -179,6 +218,10 @@ pub struct TsRowResult {
     pub temperature: f64,
     /// The top-p applied (1 = off).
     pub top_p: f64,
+    /// Mirostat rows (docs/spec.md §3.15): the mu after draw 0, to pass back
+    /// as `mirostat_mu` (with `has_mirostat_mu` = 1) in the next step. NaN
+    /// for rows without mirostat.
+    pub mirostat_mu: f64,
 }
 
 /// The per-row figures of `ts_probs`.
@@ -191,6 +234,9 @@ pub struct TsRowProbs {
     pub final_entropy: f64,
     pub temperature: f64,
     pub top_p: f64,
+    /// Mirostat rows: the mu the cut used (`ts_probs` draws nothing, so mu
+    /// does not move). NaN for rows without mirostat.
+    pub mirostat_mu: f64,
 }
 
 /// A caller-owned error report, filled when a call fails (and left alone
@@ -450,6 +496,34 @@ unsafe fn convert(row: usize, p: &TsParams) -> Result<SamplingParams, Failure> {
             })?;
         Some(parsed)
     };
+    let dry_sequence_breakers = unsafe {
+        ids(
+            row,
+            "dry_sequence_breakers",
+            p.dry_sequence_breakers,
+            p.n_dry_sequence_breakers,
+        )?
+    }
+    .to_vec();
+    let mirostat = match p.mirostat {
+        0 => None,
+        version @ (1 | 2) => Some(Mirostat {
+            version: version as u8,
+            tau: p.mirostat_tau,
+            eta: p.mirostat_eta,
+            mu: match p.has_mirostat_mu {
+                0 => None,
+                1 => Some(p.mirostat_mu),
+                other => return Err(bad("has_mirostat_mu", format!("{other} (expected 0 or 1)"))),
+            },
+        }),
+        other => {
+            return Err(bad(
+                "mirostat.version",
+                format!("{other} (expected 0 = off, 1 or 2)"),
+            ))
+        }
+    };
     Ok(SamplingParams {
         temperature: p.temperature,
         top_k: p.top_k,
@@ -469,6 +543,18 @@ unsafe fn convert(row: usize, p: &TsParams) -> Result<SamplingParams, Failure> {
         dynamic_temperature,
         order,
         sequence: None,
+        typical_p: p.typical_p,
+        top_n_sigma: p.top_n_sigma,
+        xtc_probability: p.xtc_probability,
+        xtc_threshold: p.xtc_threshold,
+        epsilon_cutoff: p.epsilon_cutoff,
+        eta_cutoff: p.eta_cutoff,
+        dry_multiplier: p.dry_multiplier,
+        dry_base: p.dry_base,
+        dry_allowed_length: p.dry_allowed_length,
+        dry_penalty_last_n: p.dry_penalty_last_n,
+        dry_sequence_breakers,
+        mirostat,
     })
 }
 
@@ -563,6 +649,7 @@ fn row_result(r: &RowResult) -> TsRowResult {
         final_entropy: r.final_entropy,
         temperature: r.temperature,
         top_p: r.top_p,
+        mirostat_mu: r.mirostat_mu.unwrap_or(f64::NAN),
     }
 }
 
@@ -574,6 +661,7 @@ fn row_probs(r: &RowProbs) -> TsRowProbs {
         final_entropy: r.final_entropy,
         temperature: r.temperature,
         top_p: r.top_p,
+        mirostat_mu: r.mirostat_mu.unwrap_or(f64::NAN),
     }
 }
 
@@ -653,7 +741,10 @@ unsafe fn probs_any(
 
 /// The parameters with every stage off: temperature 1, top_k 0, top_p 1,
 /// min_p 0, min_tokens_to_keep 1, penalties off, no lists, a fresh seed,
-/// step 0, standard order, no dynamic temperature.
+/// step 0, standard order, no dynamic temperature; typical 1, top-nσ 0,
+/// XTC off (threshold 0.1), ε and η 0, DRY off (base 1.75, allowed length 2,
+/// last n −1, no breakers), mirostat off (tau 5, eta 0.1, no mu): the
+/// defaults of `SamplingParams` (docs/spec.md §3.9).
 #[no_mangle]
 pub extern "C" fn ts_params_default() -> TsParams {
     TsParams {
@@ -679,6 +770,23 @@ pub extern "C" fn ts_params_default() -> TsParams {
         step: 0,
         order: TsOrder::Standard as u32,
         dynamic_temperature_json: std::ptr::null(),
+        typical_p: 1.0,
+        top_n_sigma: 0.0,
+        xtc_probability: 0.0,
+        xtc_threshold: 0.1,
+        epsilon_cutoff: 0.0,
+        eta_cutoff: 0.0,
+        dry_multiplier: 0.0,
+        dry_base: 1.75,
+        dry_allowed_length: 2,
+        dry_penalty_last_n: -1,
+        dry_sequence_breakers: std::ptr::null(),
+        n_dry_sequence_breakers: 0,
+        mirostat: 0,
+        mirostat_tau: 5.0,
+        mirostat_eta: 0.1,
+        has_mirostat_mu: 0,
+        mirostat_mu: 0.0,
     }
 }
 

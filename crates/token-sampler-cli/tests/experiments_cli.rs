@@ -125,6 +125,7 @@ fn experiment_all_writes_plots_tables_and_an_index() {
         "use-cases",
         "entropy-guided",
         "presets",
+        "samplers",
     ];
     let index = std::fs::read_to_string(dir.join("index.html")).unwrap();
     let md = std::fs::read_to_string(dir.join("index.md")).unwrap();

@@ -659,6 +659,10 @@ struct SampleResult {
     /// float64 [B]: the top-p applied (1 = off).
     #[pyo3(get)]
     top_ps: Py<PyAny>,
+    /// float64 [B]: mirostat rows' mu after draw 0, to pass back as
+    /// `mirostat.mu` next step (docs/spec.md §3.15); NaN for other rows.
+    #[pyo3(get)]
+    mirostat_mus: Py<PyAny>,
     /// int64 [B]: finite survivors of every stage.
     #[pyo3(get)]
     kept: Py<PyAny>,
@@ -737,6 +741,7 @@ impl SampleResult {
             guide_entropies: col(&|r| r.guide_entropy.unwrap_or(f64::NAN)),
             temperatures: col(&|r| r.temperature),
             top_ps: col(&|r| r.top_p),
+            mirostat_mus: col(&|r| r.mirostat_mu.unwrap_or(f64::NAN)),
             kept: array1(py, rows.iter().map(|r| r.kept as i64).collect::<Vec<_>>()),
             seeds: array1(py, rows.iter().map(|r| r.seed).collect::<Vec<u64>>()),
             top_token_ids: array2(py, ids, b, n)?,
@@ -764,7 +769,7 @@ impl SampleResult {
     /// Row `i` as a dict with the CLI's JSON keys: token, draws (samples > 1),
     /// logprob, raw_logprob, entropy, varentropy, guide_entropy (dynamic rows),
     /// final_entropy, temperature, top_p, kept, seed, top_logprobs (rows that
-    /// asked).
+    /// asked), mirostat_mu (mirostat rows).
     fn __getitem__<'py>(&self, py: Python<'py>, i: isize) -> PyResult<Bound<'py, PyAny>> {
         let n = self.rows.len() as isize;
         let j = if i < 0 { i + n } else { i };
@@ -817,6 +822,10 @@ struct ProbsResult {
     /// float64 [B]: guide entropy; NaN for rows without `dynamic_temperature`.
     #[pyo3(get)]
     guide_entropies: Py<PyAny>,
+    /// float64 [B]: mirostat rows' mu, the one the cut used (probs draws
+    /// nothing, so mu does not move); NaN for other rows.
+    #[pyo3(get)]
+    mirostat_mus: Py<PyAny>,
     #[pyo3(get)]
     backend: &'static str,
 }
@@ -841,6 +850,7 @@ impl ProbsResult {
             entropies: col(&|r| r.entropy),
             final_entropies: col(&|r| r.final_entropy),
             guide_entropies: col(&|r| r.guide_entropy.unwrap_or(f64::NAN)),
+            mirostat_mus: col(&|r| r.mirostat_mu.unwrap_or(f64::NAN)),
             backend: kind.name(),
         })
     }

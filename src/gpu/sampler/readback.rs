@@ -352,6 +352,7 @@ fn parse(words: &[u32], p: &PendingResults) -> Result<(Vec<RowResult>, Vec<u32>)
                 raw: list(0, w.n_raw),
                 processed: list(1, w.n_processed),
             }),
+            mirostat_mu: None,
         });
         reads.push(1 + w.passes);
     }

@@ -236,6 +236,123 @@ static void errors(ts_sampler *s, const char *name) {
     CHECK(st == TS_STATUS_NULL_POINTER && strcmp(err.field, "sampler") == 0, "%s NULL sampler", name);
 }
 
+/* The samplers of docs/spec.md §3.10–§3.15 from C, on the reference backend.
+ * Logits [4, 3, 2, 1, 0]: q = e^-i / Σ_{j<5} e^-j = .6321, .2325, .0855,
+ * .0315, .0116; H = 1.0001 nats. */
+static void extended(ts_sampler *s) {
+    float x[5] = {4, 3, 2, 1, 0};
+    double probs[5], base[5];
+    ts_row_probs row;
+    ts_row_result r;
+    ts_error err;
+    ts_params p = ts_params_default();
+    ts_status st = ts_probs(s, x, 1, 5, &p, base, &row, &err);
+    CHECK(st == TS_STATUS_OK && row.kept == 5 && isnan(row.mirostat_mu), "defaults: %s kept %u", ts_status_name(st),
+          row.kept);
+
+    /* Top-nσ 1: mean 2, σ = √2, keep x ≥ 4 − √2 = 2.586: tokens 0 and 1. */
+    p.top_n_sigma = 1.0f;
+    st = ts_probs(s, x, 1, 5, &p, probs, &row, &err);
+    CHECK(st == TS_STATUS_OK && row.kept == 2 && NEAR(probs[0], 1 / (1 + exp(-1.0)), 1e-9) && probs[2] == 0,
+          "top_n_sigma 1: %s kept %u π0 %g", ts_status_name(st), row.kept, probs[0]);
+    p.has_seed = 1, p.seed = 7;
+    st = ts_sample(s, x, 1, 5, &p, 1, &r, NULL, &err);
+    CHECK(st == TS_STATUS_OK && r.kept == 2 && r.token <= 1 && isnan(r.mirostat_mu), "top_n_sigma 1 sample: kept %u token %u",
+          r.kept, r.token);
+    p = ts_params_default();
+
+    /* Typical 0.5: scores |−ln q − H| are .54, .46, 1.46, …; token 1 (.23)
+     * then token 0 reach 0.5: kept 2. ε 0.05 and η 0.05 (min(.05, √.05·e^−H)
+     * = .05) keep q ≥ .05: 3. XTC θ 0.1, P 1: q ≥ 0.1 is {0, 1}; 0 goes. */
+    struct {
+        const char *what;
+        float *field;
+        float value;
+        uint32_t kept;
+    } cuts[] = {
+        {"typical_p 0.5", &p.typical_p, 0.5f, 2},
+        {"epsilon_cutoff 0.05", &p.epsilon_cutoff, 0.05f, 3},
+        {"eta_cutoff 0.05", &p.eta_cutoff, 0.05f, 3},
+        {"xtc_probability 1", &p.xtc_probability, 1.0f, 4},
+    };
+    for (int i = 0; i < 4; i++) {
+        p = ts_params_default();
+        *cuts[i].field = cuts[i].value;
+        st = ts_probs(s, x, 1, 5, &p, probs, &row, &err);
+        CHECK(st == TS_STATUS_OK && row.kept == cuts[i].kept, "%s: %s kept %u, want %u", cuts[i].what,
+              ts_status_name(st), row.kept, cuts[i].kept);
+    }
+    CHECK(probs[0] == 0 && probs[1] > base[1], "xtc removes token 0: π %g %g", probs[0], probs[1]);
+
+    /* DRY: history 0 1 2 0 1 ends with a repeat of `0 1`, so token 2 (what
+     * followed it) loses M·b^0 = 1: π2/π0 = e^(2 − 1 − 4). A breaker 1 ends
+     * the history: nothing is penalised. */
+    uint32_t hist[] = {0, 1, 2, 0, 1};
+    uint32_t breakers[] = {1};
+    p = ts_params_default();
+    p.dry_multiplier = 1.0f;
+    p.history = hist, p.n_history = 5;
+    st = ts_probs(s, x, 1, 5, &p, probs, &row, &err);
+    CHECK(st == TS_STATUS_OK && NEAR(probs[2] / probs[0], exp(-3.0), 1e-9) && probs[2] < base[2],
+          "dry: %s π2/π0 %g", ts_status_name(st), probs[2] / probs[0]);
+    p.dry_sequence_breakers = breakers, p.n_dry_sequence_breakers = 1;
+    st = ts_probs(s, x, 1, 5, &p, probs, &row, &err);
+    CHECK(st == TS_STATUS_OK && NEAR(probs[2], base[2], 1e-12), "dry with breaker 1: π2 %g vs %g", probs[2], base[2]);
+
+    /* Mirostat v2, tau 3 (mu 6): keep −log2 q ≤ 6, i.e. q ≥ 1/64: tokens
+     * 0–3. probs reports the mu it cut with; sample returns
+     * mu − eta·(−log2 π_token − tau). */
+    p = ts_params_default();
+    p.mirostat = 2;
+    p.mirostat_tau = 3.0f;
+    st = ts_probs(s, x, 1, 5, &p, probs, &row, &err);
+    CHECK(st == TS_STATUS_OK && row.kept == 4 && row.mirostat_mu == 6.0 && probs[4] == 0,
+          "mirostat 2 probs: %s kept %u mu %g", ts_status_name(st), row.kept, row.mirostat_mu);
+    p.has_seed = 1, p.seed = 11;
+    st = ts_sample(s, x, 1, 5, &p, 1, &r, NULL, &err);
+    CHECK(st == TS_STATUS_OK && r.kept == 4 && r.token < 4, "mirostat 2 sample: %s kept %u", ts_status_name(st), r.kept);
+    if (st == TS_STATUS_OK && r.token < 4) {
+        double want = 6.0 - 0.1f * (-log2(probs[r.token]) - 3.0);
+        CHECK(NEAR(r.mirostat_mu, want, 1e-6), "mirostat mu' %g, want %g", r.mirostat_mu, want);
+        /* Passed back, it is the mu of the next cut (an f32 read as the
+         * decimal it prints as, hence the tolerance). */
+        p.has_mirostat_mu = 1, p.mirostat_mu = (float)r.mirostat_mu;
+        st = ts_probs(s, x, 1, 5, &p, probs, &row, &err);
+        CHECK(st == TS_STATUS_OK && row.mirostat_mu != 6.0 && NEAR(row.mirostat_mu, r.mirostat_mu, 1e-6),
+              "mu passed back: %.9g vs %.9g", row.mirostat_mu, r.mirostat_mu);
+    }
+
+    /* Bad values: an error naming row and field. */
+    ts_params rows[2] = {ts_params_default(), ts_params_default()};
+    float x2[10] = {4, 3, 2, 1, 0, 4, 3, 2, 1, 0};
+    ts_row_result r2[2];
+    struct {
+        const char *field;
+        ts_status status;
+    } bad[] = {
+        {"top_n_sigma", TS_STATUS_INVALID_PARAM},  {"typical_p", TS_STATUS_INVALID_PARAM},
+        {"dry_base", TS_STATUS_INVALID_PARAM},     {"mirostat.version", TS_STATUS_INVALID_PARAM},
+        {"has_mirostat_mu", TS_STATUS_INVALID_PARAM}, {"top_k", TS_STATUS_INVALID_PARAM},
+        {"dry_sequence_breakers", TS_STATUS_NULL_POINTER},
+    };
+    for (int i = 0; i < 7; i++) {
+        rows[1] = ts_params_default();
+        switch (i) {
+        case 0: rows[1].top_n_sigma = NAN; break;
+        case 1: rows[1].typical_p = 1.5f; break;
+        case 2: rows[1].dry_multiplier = 1.0f, rows[1].dry_base = 0.5f; break;
+        case 3: rows[1].mirostat = 3; break;
+        case 4: rows[1].mirostat = 2, rows[1].has_mirostat_mu = 2; break;
+        case 5: rows[1].mirostat = 1, rows[1].top_k = 3; break;
+        case 6: rows[1].n_dry_sequence_breakers = 1; break;
+        }
+        st = ts_sample(s, x2, 2, 5, rows, 1, r2, NULL, &err);
+        CHECK(st == bad[i].status && err.row == 1 && strcmp(err.field, bad[i].field) == 0 && strstr(err.message, "row 1"),
+              "bad %s: %s row %lld field '%s' message '%s'", bad[i].field, ts_status_name(st), (long long)err.row,
+              err.field, err.message);
+    }
+}
+
 /* A float that is exactly a binary16 value, and its bit pattern. */
 static uint16_t f16_bits(float v) {
     /* Values used here are zero or normal and exactly representable: sign, exponent, 10 mantissa bits. */
@@ -381,6 +498,7 @@ int main(void) {
         threads(s, name);
         if (s != ref) ts_sampler_free(s);
     }
+    extended(ref);
     ts_sampler_free(ref);
     ts_sampler_free(NULL);
 

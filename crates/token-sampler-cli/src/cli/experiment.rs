@@ -31,7 +31,7 @@ fn parse_which(s: &str) -> Result<Which, String> {
 #[derive(Debug, Args)]
 pub struct ExperimentArgs {
     /// temperature, top-p, top-k, combined, repetition, use-cases,
-    /// entropy-guided, presets, or all.
+    /// entropy-guided, presets, samplers, or all.
     #[arg(value_name = "NAME", value_parser = parse_which)]
     name: Which,
     /// Write CSV tables, 1200 × 800 PNG plots and index.html/index.md here

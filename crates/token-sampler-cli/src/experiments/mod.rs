@@ -30,6 +30,7 @@ mod combined;
 mod entropy_guided;
 mod presets;
 mod repetition;
+pub mod samplers;
 mod temperature;
 mod truncation;
 mod use_cases;
@@ -71,10 +72,11 @@ pub enum ExperimentKind {
     UseCases,
     EntropyGuided,
     Presets,
+    Samplers,
 }
 
 impl ExperimentKind {
-    pub const ALL: [ExperimentKind; 8] = [
+    pub const ALL: [ExperimentKind; 9] = [
         ExperimentKind::Temperature,
         ExperimentKind::TopP,
         ExperimentKind::TopK,
@@ -83,6 +85,7 @@ impl ExperimentKind {
         ExperimentKind::UseCases,
         ExperimentKind::EntropyGuided,
         ExperimentKind::Presets,
+        ExperimentKind::Samplers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +98,7 @@ impl ExperimentKind {
             ExperimentKind::UseCases => "use-cases",
             ExperimentKind::EntropyGuided => "entropy-guided",
             ExperimentKind::Presets => "presets",
+            ExperimentKind::Samplers => "samplers",
         }
     }
 
@@ -110,6 +114,9 @@ impl ExperimentKind {
             ExperimentKind::UseCases => "Experiment 6 — real use cases",
             ExperimentKind::EntropyGuided => "Entropy-guided temperature",
             ExperimentKind::Presets => "Presets",
+            ExperimentKind::Samplers => {
+                "Extended samplers — typical, top-nσ, ε, η, XTC, mirostat and DRY"
+            }
         }
     }
 }
@@ -258,6 +265,13 @@ fn create_dir(dir: &Path) -> Result<()> {
 /// Runs one experiment.
 pub fn run(kind: ExperimentKind, sampler: &mut dyn Sampler, opts: &Options) -> Result<Report> {
     token_sampler::backend::check_samples(opts.samples)?;
+    // The extended samplers run on the reference backend only (docs/spec.md §3.9).
+    let mut reference = token_sampler::ReferenceSampler::new();
+    let sampler: &mut dyn Sampler = if kind == ExperimentKind::Samplers {
+        &mut reference
+    } else {
+        sampler
+    };
     let mut lab = Lab { sampler, opts };
     let mut report = match kind {
         ExperimentKind::Temperature => temperature::run(&mut lab)?,
@@ -268,6 +282,7 @@ pub fn run(kind: ExperimentKind, sampler: &mut dyn Sampler, opts: &Options) -> R
         ExperimentKind::UseCases => use_cases::run(&mut lab)?,
         ExperimentKind::EntropyGuided => entropy_guided::run(&mut lab)?,
         ExperimentKind::Presets => presets::run(&mut lab)?,
+        ExperimentKind::Samplers => samplers::run(&mut lab)?,
     };
     report.setup = format!(
         "backend {} ({}); {} draws per row, seed {} (+ row); {}",
@@ -415,6 +430,8 @@ pub struct Eval {
     pub entropy: f64,
     pub final_entropy: f64,
     pub guide_entropy: Option<f64>,
+    /// Mirostat rows: the mu the cut used (docs/spec.md §3.15).
+    pub mirostat_mu: Option<f64>,
     /// Empirical frequency of each token over the draws, when drawn.
     pub freq: Option<Vec<f64>>,
 }
@@ -484,6 +501,7 @@ impl Lab<'_> {
                 entropy: r.entropy,
                 final_entropy: r.final_entropy,
                 guide_entropy: r.guide_entropy,
+                mirostat_mu: r.mirostat_mu,
                 probs: r.probs,
                 freq: None,
             })
