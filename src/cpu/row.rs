@@ -54,6 +54,8 @@ pub struct Scratch {
     top: TopN,
     groups: Vec<(Vec<f32>, Vec<u32>)>,
     full: Vec<FullSums>,
+    /// The extended samplers' path (extended.rs).
+    pub ext: super::extended::ExtScratch,
 }
 
 /// What the caller wants from a row.

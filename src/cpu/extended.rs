@@ -1,0 +1,857 @@
+//! Rows that use the extended samplers (typical-p, top-nσ, XTC, ε/η cutoffs,
+//! DRY, mirostat): the reference's pipeline on a compact survivor list, with
+//! no sort of the vocabulary.
+//!
+//! The row's edited logits (bias, mask, penalties, DRY; exact in f64, as the
+//! reference holds them) are compacted once into `(id, y)` pairs of the
+//! finite tokens, in id order. Every stage then computes a keep decision for
+//! the current survivors, applies the `min_tokens_to_keep` rule, and compacts
+//! the list in place, so the stages after the first cut work on the few
+//! survivors, not on V tokens. Each decision is a threshold or a selection:
+//!
+//! - top-k, `min_tokens_to_keep`, mirostat v1's k: the k-th largest by
+//!   quickselect (`select_nth_unstable`), ties at the k-th kept;
+//! - top-p and typical-p: a weighted quickselect for the smallest mass prefix
+//!   ([`mass_cut`]), by descending logit for top-p and by ascending key
+//!   `|−ln q − H|` for typical-p;
+//! - min-p, top-nσ, ε, η, mirostat v2: closed-form thresholds on q (or on the
+//!   logits, from one pass for the max, the normaliser, the entropy or the
+//!   mean and variance);
+//! - XTC: a count and a minimum over the tokens above its threshold;
+//! - mirostat v1's top-100: a bounded selection (quickselect of 100 entries,
+//!   then those 100 ordered), never an order of the whole row.
+
+use super::edits::Edits;
+use super::row::{RowOut, Want};
+use super::select::mass_cut;
+use crate::error::{Result, SamplerError};
+use crate::params::{widen, Order, SamplingParams, Stage};
+use crate::reference::TOP_P_SLACK;
+use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
+use crate::rng::uniform;
+
+/// Scratch reused across rows and calls.
+#[derive(Default)]
+pub struct ExtScratch {
+    edits: Edits,
+    blocks: Vec<super::edits::Block>,
+    ids: Vec<u32>,
+    ys: Vec<f64>,
+    w: Vec<f64>,
+    keep: Vec<bool>,
+    tmp: Vec<f64>,
+    pairs: Vec<(f64, f64)>,
+    cdf: Vec<f64>,
+    dry_seq: Vec<u32>,
+    dry_counts: Vec<usize>,
+    dry: Vec<(u32, f64)>,
+}
+
+/// The survivors of the stages so far: finite edited logits, in id order.
+struct Surv<'s> {
+    ids: &'s mut Vec<u32>,
+    ys: &'s mut Vec<f64>,
+    w: &'s mut Vec<f64>,
+    keep: &'s mut Vec<bool>,
+    tmp: &'s mut Vec<f64>,
+    pairs: &'s mut Vec<(f64, f64)>,
+}
+
+/// Descending, total order (no NaN reaches here).
+fn desc(a: &f64, b: &f64) -> std::cmp::Ordering {
+    b.total_cmp(a)
+}
+
+impl Surv<'_> {
+    fn len(&self) -> usize {
+        self.ys.len()
+    }
+
+    fn max(&self) -> f64 {
+        self.ys.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// Fills `w` with `e^((y−m)/t)` and returns `(m, Σw)`.
+    fn weights(&mut self, t: f64) -> (f64, f64) {
+        let m = self.max();
+        self.w.clear();
+        self.w.extend(self.ys.iter().map(|&y| ((y - m) / t).exp()));
+        (m, self.w.iter().sum())
+    }
+
+    /// ln q of every survivor into `w` (q = softmax at `t`), and the
+    /// entropy H of q: `(ln Z, H)` with weights against the max.
+    fn log_q(&mut self, t: f64) -> (f64, f64) {
+        let m = self.max();
+        let mut z = 0.0;
+        for &y in self.ys.iter() {
+            z += ((y - m) / t).exp();
+        }
+        let ln_z = z.ln();
+        let mut h = 0.0;
+        self.w.clear();
+        for &y in self.ys.iter() {
+            let lq = (y - m) / t - ln_z;
+            let q = lq.exp();
+            h -= q * lq;
+            self.w.push(lq);
+        }
+        (ln_z, h.max(0.0))
+    }
+
+    /// The k-th largest survivor (1-based, clamped to the list).
+    fn kth(&mut self, k: usize) -> f64 {
+        self.tmp.clear();
+        self.tmp.extend_from_slice(self.ys);
+        let k = k.clamp(1, self.tmp.len());
+        let (_, v, _) = self.tmp.select_nth_unstable_by(k - 1, desc);
+        *v
+    }
+
+    /// `keep[i] = ys[i] ≥ tau`; returns the count kept.
+    fn keep_ge(&mut self, tau: f64) -> usize {
+        self.keep.clear();
+        self.keep.extend(self.ys.iter().map(|&y| y >= tau));
+        self.keep.iter().filter(|&&k| k).count()
+    }
+
+    /// `keep[i] = f(ys[i])`; returns the count kept.
+    fn keep_where(&mut self, f: impl Fn(f64) -> bool) -> usize {
+        self.keep.clear();
+        self.keep.extend(self.ys.iter().map(|&y| f(y)));
+        self.keep.iter().filter(|&&k| k).count()
+    }
+
+    /// `keep[i] = f(ln q_i)` with ln q in `w` (from [`Surv::log_q`]).
+    fn keep_lq(&mut self, f: impl Fn(f64) -> bool) -> usize {
+        self.keep.clear();
+        self.keep.extend(self.w.iter().map(|&lq| f(lq)));
+        self.keep.iter().filter(|&&k| k).count()
+    }
+
+    /// Compacts the list to the entries with `keep` set.
+    fn apply(&mut self) {
+        let mut j = 0;
+        for i in 0..self.ys.len() {
+            if self.keep[i] {
+                self.ys[j] = self.ys[i];
+                self.ids[j] = self.ids[i];
+                j += 1;
+            }
+        }
+        self.ys.truncate(j);
+        self.ids.truncate(j);
+    }
+
+    /// The min_tokens_to_keep rule of docs/spec.md §3.7 on the decision in
+    /// `keep` (`after` of `before` kept), then the compaction.
+    fn finish(&mut self, after: usize, min_keep: usize) {
+        let before = self.len();
+        if after < min_keep && after < before {
+            let tau = self.kth(min_keep);
+            self.keep_ge(tau);
+        }
+        self.apply();
+    }
+
+    /// docs/spec.md §3.5: the largest τ whose `{y ≥ τ}` weighs ≥ p − 1e-6.
+    fn top_p_tau(&mut self, t: f64, p: f64) -> f64 {
+        let (_, z) = self.weights(t);
+        let target = (p - TOP_P_SLACK) * z;
+        self.pairs.clear();
+        self.pairs
+            .extend(self.ys.iter().zip(self.w.iter()).map(|(&y, &w)| (y, w)));
+        mass_cut(self.pairs, target, f64::INFINITY)
+    }
+}
+
+/// How a row's stages went, for the result.
+struct Outcome {
+    t: f64,
+    top_p: f64,
+    greedy: bool,
+    guide_entropy: Option<f64>,
+    mirostat_mu: Option<f64>,
+}
+
+/// Runs one row that uses the extended samplers.
+pub fn run_extended(
+    row: usize,
+    x: &[f32],
+    p: &SamplingParams,
+    want: Want,
+    sc: &mut ExtScratch,
+) -> Result<RowOut> {
+    let vocab = x.len();
+    // Bad logits first, then the edits' errors, as the reference orders them.
+    if let Some(index) = x.iter().position(|v| !(*v < f32::INFINITY)) {
+        return Err(SamplerError::InvalidLogit {
+            row,
+            index,
+            value: x[index],
+        });
+    }
+    sc.edits.build(row, x, p)?;
+    if p.dry_active() {
+        dry_amounts(p, &mut sc.dry_seq, &mut sc.dry_counts, &mut sc.dry);
+        sc.edits.subtract(row, x, &sc.dry, "dry_multiplier")?;
+    }
+    sc.edits.blocks(vocab, &mut sc.blocks);
+    sc.ids.clear();
+    sc.ys.clear();
+    for b in sc.blocks.iter() {
+        let (s, n) = (b.start as usize, b.len as usize);
+        if b.edited {
+            for (j, &y) in sc.edits.vals64[s..s + n].iter().enumerate() {
+                if y > f64::NEG_INFINITY {
+                    sc.ids.push(b.id + j as u32);
+                    sc.ys.push(y);
+                }
+            }
+        } else {
+            for (j, &v) in x[s..s + n].iter().enumerate() {
+                if v > f32::NEG_INFINITY {
+                    sc.ids.push(b.id + j as u32);
+                    sc.ys.push(v as f64);
+                }
+            }
+        }
+    }
+    if sc.ys.is_empty() {
+        return Err(SamplerError::AllMasked { row });
+    }
+    let mut s = Surv {
+        ids: &mut sc.ids,
+        ys: &mut sc.ys,
+        w: &mut sc.w,
+        keep: &mut sc.keep,
+        tmp: &mut sc.tmp,
+        pairs: &mut sc.pairs,
+    };
+
+    // docs/spec.md §4 statistics of the edited row at T = 1.
+    let m = s.max();
+    let finite = s.len();
+    let (mut s1, mut a1, mut b1) = (0.0, 0.0, 0.0);
+    for &y in s.ys.iter() {
+        let d = y - m;
+        let e = d.exp();
+        s1 += e;
+        a1 += d * e;
+        b1 += d * d * e;
+    }
+    let entropy = (s1.ln() - a1 / s1).max(0.0);
+    let varentropy = (b1 / s1 - (a1 / s1) * (a1 / s1)).max(0.0);
+    let argmax = s.ids[s.ys.iter().position(|&y| y == m).unwrap_or(0)];
+
+    let seed = match want {
+        Want::Sample { seed, .. } => seed,
+        Want::Probs => p.seed.unwrap_or(0),
+    };
+    let out = stages(&mut s, p, entropy, finite, seed);
+
+    // Raw log-softmax of the logits as given.
+    let raw_m = x
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| v as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let raw_ln_s = x
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| (v as f64 - raw_m).exp())
+        .sum::<f64>()
+        .ln();
+    let raw_lp = |id: u32| x[id as usize] as f64 - raw_m - raw_ln_s;
+    let logprobs = p.logprobs.map(|n| n as usize);
+
+    if out.greedy {
+        return Ok(match want {
+            Want::Probs => {
+                let mut probs = vec![0.0; vocab];
+                probs[argmax as usize] = 1.0;
+                RowOut::Probs(RowProbs {
+                    probs,
+                    kept: 1,
+                    temperature: 0.0,
+                    top_p: out.top_p,
+                    entropy,
+                    final_entropy: 0.0,
+                    guide_entropy: out.guide_entropy,
+                    mirostat_mu: out.mirostat_mu,
+                })
+            }
+            Want::Sample { seed, samples } => RowOut::Sample(RowResult {
+                token: argmax,
+                draws: vec![argmax; samples as usize],
+                logprob: 0.0,
+                raw_logprob: raw_lp(argmax),
+                entropy,
+                varentropy,
+                guide_entropy: out.guide_entropy,
+                final_entropy: 0.0,
+                temperature: 0.0,
+                top_p: out.top_p,
+                kept: 1,
+                seed,
+                top_logprobs: logprobs.map(|n| TopLogprobs {
+                    raw: raw_top(x, n, raw_m, raw_ln_s),
+                    processed: if n > 0 {
+                        vec![TokenLogprob {
+                            id: argmax,
+                            logprob: 0.0,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                }),
+                mirostat_mu: out.mirostat_mu,
+            }),
+        });
+    }
+
+    // π = softmax of the survivors at T.
+    let t = out.t;
+    let (ln_z, final_entropy) = s.log_q(t);
+    let kept = s.len();
+    match want {
+        Want::Probs => {
+            let mut probs = vec![0.0; vocab];
+            for (&id, &lq) in s.ids.iter().zip(s.w.iter()) {
+                probs[id as usize] = lq.exp();
+            }
+            Ok(RowOut::Probs(RowProbs {
+                probs,
+                kept: kept as u32,
+                temperature: t,
+                top_p: out.top_p,
+                entropy,
+                final_entropy,
+                guide_entropy: out.guide_entropy,
+                mirostat_mu: out.mirostat_mu,
+            }))
+        }
+        Want::Sample { seed, samples } => {
+            let _ = ln_z;
+            sc.cdf.clear();
+            let mut cum = 0.0;
+            for &lq in s.w.iter() {
+                cum += lq.exp();
+                sc.cdf.push(cum);
+            }
+            let draw = |u: f64| -> usize {
+                let pos = sc.cdf.partition_point(|&c| c <= u);
+                if pos < sc.cdf.len() {
+                    pos
+                } else {
+                    // Rounding left no crossing: the highest id with π > 0.
+                    (0..sc.cdf.len())
+                        .rev()
+                        .find(|&i| s.w[i].exp() > 0.0)
+                        .unwrap_or(sc.cdf.len() - 1)
+                }
+            };
+            let picks: Vec<usize> = (0..samples)
+                .map(|d| draw(uniform(seed, p.step, d)))
+                .collect();
+            let draws: Vec<u32> = picks.iter().map(|&i| s.ids[i]).collect();
+            let token = draws[0];
+            let logprob = s.w[picks[0]];
+            // Mirostat's mu follows the surprise of draw 0 (docs/spec.md §3.15).
+            let mirostat_mu = match (&p.mirostat, out.mirostat_mu) {
+                (Some(m), Some(mu)) => {
+                    let surprise = -logprob / std::f64::consts::LN_2;
+                    Some(mu - widen(m.eta) * (surprise - widen(m.tau)))
+                }
+                _ => out.mirostat_mu,
+            };
+            let top_logprobs = logprobs.map(|n| TopLogprobs {
+                raw: raw_top(x, n, raw_m, raw_ln_s),
+                processed: top_n(s.ids, s.ys, n)
+                    .into_iter()
+                    .map(|i| TokenLogprob {
+                        id: s.ids[i],
+                        logprob: s.w[i],
+                    })
+                    .collect(),
+            });
+            Ok(RowOut::Sample(RowResult {
+                token,
+                draws,
+                logprob,
+                raw_logprob: raw_lp(token),
+                entropy,
+                varentropy,
+                guide_entropy: out.guide_entropy,
+                final_entropy,
+                temperature: t,
+                top_p: out.top_p,
+                kept: kept as u32,
+                seed,
+                top_logprobs,
+                mirostat_mu,
+            }))
+        }
+    }
+}
+
+/// Positions of the `n` largest values, descending, ties by lowest id (the
+/// list is in id order, and an equal value never displaces an earlier one).
+fn top_n(ids: &[u32], ys: &[f64], n: usize) -> Vec<usize> {
+    let mut top: Vec<usize> = Vec::with_capacity(n + 1);
+    if n == 0 {
+        return top;
+    }
+    for i in 0..ys.len() {
+        if top.len() == n && ys[i] <= ys[top[n - 1]] {
+            continue;
+        }
+        let pos = top.partition_point(|&j| ys[j] >= ys[i]);
+        top.insert(pos, i);
+        top.truncate(n);
+    }
+    debug_assert!(top.windows(2).all(|w| ids[w[0]] != ids[w[1]]));
+    top
+}
+
+/// The n largest raw log-probabilities (the logits as given).
+fn raw_top(x: &[f32], n: usize, raw_m: f64, raw_ln_s: f64) -> Vec<TokenLogprob> {
+    let mut ids = Vec::new();
+    let mut ys = Vec::new();
+    for (i, &v) in x.iter().enumerate() {
+        if v > f32::NEG_INFINITY {
+            ids.push(i as u32);
+            ys.push(v as f64);
+        }
+    }
+    top_n(&ids, &ys, n)
+        .into_iter()
+        .map(|i| TokenLogprob {
+            id: ids[i],
+            logprob: ys[i] - raw_m - raw_ln_s,
+        })
+        .collect()
+}
+
+/// Temperature and truncation, stage by stage as the reference runs them.
+fn stages(s: &mut Surv<'_>, p: &SamplingParams, entropy: f64, finite: usize, seed: u64) -> Outcome {
+    let static_t = widen(p.temperature);
+    let mut top_p = widen(p.top_p);
+    let guide_entropy;
+    let mut t;
+    let min_keep = p.min_tokens_to_keep as usize;
+    let ctx = StageCtx { p, min_keep, seed };
+    if let Some(mirostat) = &p.mirostat {
+        // docs/spec.md §3.15: mirostat replaces the truncation stages; it
+        // sees the distribution at T.
+        if static_t > 0.0 {
+            mirostat_truncate(s, mirostat, static_t, vocab_n(finite, s));
+        }
+        let greedy = !(static_t > 0.0);
+        return Outcome {
+            t: if greedy { 0.0 } else { static_t },
+            top_p,
+            greedy,
+            guide_entropy: None,
+            mirostat_mu: Some(mirostat.mu()),
+        };
+    }
+    match p.order {
+        Order::Standard | Order::Vllm => {
+            (guide_entropy, t, top_p) = p.temperature_before_truncation(entropy, finite);
+            if t > 0.0 {
+                for stage in p.order.truncation_stages() {
+                    truncate(s, stage, t, &ctx, top_p);
+                }
+            }
+        }
+        Order::LlamaCpp => {
+            for stage in p.order.truncation_stages() {
+                truncate(s, stage, 1.0, &ctx, top_p);
+            }
+            t = static_t;
+            guide_entropy = match &p.dynamic_temperature {
+                None => None,
+                Some(d) => {
+                    let (_, h) = s.log_q(1.0);
+                    let g = d.guide_over_survivors(h, s.len());
+                    if static_t != 0.0 {
+                        t = d.temperature(g, h, s.len(), static_t);
+                    }
+                    Some(g)
+                }
+            };
+        }
+    }
+    let greedy = t.is_nan() || t <= 0.0;
+    Outcome {
+        t: if greedy { 0.0 } else { t },
+        top_p,
+        greedy,
+        guide_entropy,
+        mirostat_mu: None,
+    }
+}
+
+/// The vocabulary size mirostat v1's estimate uses.
+fn vocab_n(finite: usize, _s: &Surv<'_>) -> usize {
+    finite
+}
+
+/// Mirostat's truncation at temperature `t` (docs/spec.md §3.15): v2 keeps
+/// the tokens whose surprise `−log2 q` is at most mu (the top one at
+/// least); v1 estimates Zipf's exponent from the 100 most likely tokens
+/// and keeps the top k it implies.
+fn mirostat_truncate(s: &mut Surv<'_>, m: &crate::params::Mirostat, t: f64, n_vocab: usize) {
+    let mu = m.mu();
+    s.log_q(t);
+    let after = match m.version {
+        1 => {
+            // The top 100 ln q, descending: a bounded selection, then an
+            // order of those 100 only.
+            s.tmp.clear();
+            s.tmp.extend_from_slice(s.w);
+            let top = s.tmp.len().min(100);
+            if top < s.tmp.len() {
+                s.tmp.select_nth_unstable_by(top - 1, desc);
+            }
+            s.tmp.truncate(top);
+            s.tmp.sort_unstable_by(desc);
+            let (mut num, mut den) = (0.0, 0.0);
+            for i in 0..top.saturating_sub(1) {
+                let ti = ((i + 2) as f64 / (i + 1) as f64).ln();
+                let bi = s.tmp[i] - s.tmp[i + 1];
+                num += ti * bi;
+                den += ti * ti;
+            }
+            let s_hat = num / den;
+            let eps_hat = s_hat - 1.0;
+            let k = ((eps_hat * 2f64.powf(mu)) / (1.0 - (n_vocab as f64).powf(-eps_hat)))
+                .powf(1.0 / s_hat);
+            let k = if k.is_finite() && k >= 1.0 {
+                k as usize
+            } else {
+                1
+            };
+            if k >= s.len() {
+                return;
+            }
+            let tau = s.kth(k);
+            s.keep_ge(tau)
+        }
+        _ => {
+            let ln2 = std::f64::consts::LN_2;
+            let n = s.keep_lq(|lq| -lq / ln2 <= mu);
+            if n == 0 {
+                let tau = s.max();
+                s.keep_ge(tau)
+            } else {
+                n
+            }
+        }
+    };
+    let _ = after;
+    s.apply();
+}
+
+/// What every stage reads besides the survivors.
+struct StageCtx<'p> {
+    p: &'p SamplingParams,
+    min_keep: usize,
+    seed: u64,
+}
+
+/// One truncation stage on the survivors at temperature `t`.
+fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f64) {
+    let p = ctx.p;
+    let before = s.len();
+    let after = match stage {
+        Stage::TopK => {
+            if p.top_k <= 0 || p.top_k as usize >= before {
+                return;
+            }
+            let tau = s.kth(p.top_k as usize);
+            s.keep_ge(tau)
+        }
+        Stage::TopP => {
+            if top_p >= 1.0 {
+                return;
+            }
+            let tau = s.top_p_tau(t, top_p);
+            s.keep_ge(tau)
+        }
+        Stage::MinP => {
+            if p.min_p <= 0.0 {
+                return;
+            }
+            let m = s.max();
+            let ln_min_p = widen(p.min_p).ln();
+            s.keep_where(|y| (y - m) / t >= ln_min_p)
+        }
+        Stage::TopNSigma => {
+            if !(p.top_n_sigma > 0.0) {
+                return;
+            }
+            // Mean and population σ of the stage's input, in f64.
+            let n = before as f64;
+            let mean = s.ys.iter().sum::<f64>() / n;
+            let var = s.ys.iter().map(|&y| (y - mean) * (y - mean)).sum::<f64>() / n;
+            let tau = s.max() - widen(p.top_n_sigma) * var.sqrt();
+            s.keep_ge(tau)
+        }
+        Stage::Typical => {
+            if p.typical_p >= 1.0 {
+                return;
+            }
+            // key_i = |−ln q_i − H|; keep the smallest set by ascending key
+            // whose mass reaches typical_p, every tie at the cut kept.
+            let (_, h) = s.log_q(t);
+            s.pairs.clear();
+            s.pairs
+                .extend(s.w.iter().map(|&lq| (-(-lq - h).abs(), lq.exp())));
+            let target = widen(p.typical_p) - TOP_P_SLACK;
+            let cut = mass_cut(s.pairs, target, f64::INFINITY);
+            let h2 = h;
+            s.keep.clear();
+            s.keep
+                .extend(s.w.iter().map(|&lq| -(-lq - h2).abs() >= cut));
+            s.keep.iter().filter(|&&k| k).count()
+        }
+        Stage::Epsilon => {
+            if p.epsilon_cutoff <= 0.0 {
+                return;
+            }
+            let ln_eps = widen(p.epsilon_cutoff).ln();
+            s.log_q(t);
+            s.keep_lq(|lq| lq >= ln_eps)
+        }
+        Stage::Eta => {
+            if p.eta_cutoff <= 0.0 {
+                return;
+            }
+            let eta = widen(p.eta_cutoff);
+            let (_, h) = s.log_q(t);
+            let cut = eta.min(eta.sqrt() * (-h).exp()).ln();
+            s.keep_lq(|lq| lq >= cut)
+        }
+        Stage::Xtc => {
+            if p.xtc_probability <= 0.0 || before < 2 {
+                return;
+            }
+            if xtc_coin(ctx.seed, p.step) >= widen(p.xtc_probability) {
+                return;
+            }
+            let ln_thr = widen(p.xtc_threshold).ln();
+            s.log_q(t);
+            // The tokens at or above the threshold, and the least likely of them.
+            let mut count = 0;
+            let mut least = f64::INFINITY;
+            for (&lq, &y) in s.w.iter().zip(s.ys.iter()) {
+                if lq >= ln_thr {
+                    count += 1;
+                    least = least.min(y);
+                }
+            }
+            if count < 2 {
+                return;
+            }
+            let w = &*s.w;
+            s.keep.clear();
+            s.keep.extend(
+                w.iter()
+                    .zip(s.ys.iter())
+                    .map(|(&lq, &y)| !(lq >= ln_thr) || y <= least),
+            );
+            s.keep.iter().filter(|&&k| k).count()
+        }
+    };
+    s.finish(after, ctx.min_keep);
+}
+
+/// XTC's coin for a row (docs/spec.md §3.13): a uniform from the row's seed
+/// and step on a Philox counter no token draw uses.
+fn xtc_coin(seed: u64, step: u64) -> f64 {
+    crate::rng::uniform(seed, step, u32::MAX)
+}
+
+/// DRY's penalty per token (docs/spec.md §3.14), ascending ids: over the
+/// last `dry_penalty_last_n` tokens of prompt + history, a token that would
+/// extend a repeat longer than `dry_allowed_length` loses
+/// `multiplier · base^(len − allowed)` (the exponent capped as llama.cpp caps
+/// it, so the power stays finite).
+fn dry_amounts(
+    p: &SamplingParams,
+    seq: &mut Vec<u32>,
+    counts: &mut Vec<usize>,
+    out: &mut Vec<(u32, f64)>,
+) {
+    out.clear();
+    seq.clear();
+    seq.extend_from_slice(&p.prompt_token_ids);
+    seq.extend_from_slice(&p.history);
+    let n = match p.dry_penalty_last_n {
+        -1 => seq.len(),
+        n => (n.max(0) as usize).min(seq.len()),
+    };
+    let window = &seq[seq.len() - n..];
+    let allowed = p.dry_allowed_length as usize;
+    let mut repeats = Vec::new();
+    dry_repeats(
+        window,
+        &p.dry_sequence_breakers,
+        allowed,
+        counts,
+        &mut repeats,
+    );
+    // The longest repeat per token (a sort of at most the window's length,
+    // never of the vocabulary).
+    repeats.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    repeats.dedup_by_key(|e| e.0);
+    let base = widen(p.dry_base);
+    let max_exp = if base > 1.000001 {
+        (88.722_839_1 / base.ln()) as usize
+    } else {
+        0
+    };
+    let mult = widen(p.dry_multiplier);
+    for (token, len) in repeats {
+        let mut e = len - allowed;
+        if max_exp > 0 && e > max_exp {
+            e = max_exp;
+        }
+        out.push((token, mult * base.powi(e as i32)));
+    }
+}
+
+/// DRY's repeat lengths (llama.cpp's steps 1–3, single-token breakers): for
+/// every token that would extend a repeat of the last tokens of `seq`, a
+/// repeat length (each occurrence; the caller keeps the longest), capped at the distance to the most recent breaker.
+/// `counts` is scratch. The reverse Z-algorithm finds, for every earlier
+/// position, how long a suffix of `seq` also ends there, in O(len).
+fn dry_repeats(
+    seq: &[u32],
+    breakers: &[u32],
+    allowed: usize,
+    counts: &mut Vec<usize>,
+    out: &mut Vec<(u32, usize)>,
+) {
+    out.clear();
+    let n = seq.len();
+    if n <= allowed {
+        return;
+    }
+    // rat(i): the i-th token from the end.
+    let rat = |i: usize| seq[n - 1 - i];
+    let is_breaker = |t: u32| breakers.contains(&t);
+    let rep_limit = (0..n).find(|&i| is_breaker(rat(i))).unwrap_or(n);
+    if rep_limit < allowed {
+        return;
+    }
+    counts.clear();
+    counts.resize(n, 0);
+    let last = n - 1;
+    let (mut lt, mut rt) = (0usize, 0usize);
+    for k in 1..n {
+        if k > rt {
+            let mut len = 0;
+            while len + k < n && rat(len) == rat(len + k) {
+                len += 1;
+            }
+            counts[last - k] = len.min(rep_limit);
+            if len > 0 {
+                lt = k;
+                rt = k + len - 1;
+            }
+        } else {
+            let pair = k - lt;
+            let right = rt - k + 1;
+            if counts[last - pair] < right {
+                counts[last - k] = counts[last - pair].min(rep_limit);
+            } else {
+                let mut i = rt + 1;
+                while i < n && rat(i) == rat(i - k) {
+                    i += 1;
+                }
+                counts[last - k] = (i - k).min(rep_limit);
+                lt = k;
+                rt = i - 1;
+            }
+        }
+    }
+    for i in 0..n - 1 {
+        let len = counts[i];
+        if len >= allowed {
+            let token = rat(n - 2 - i);
+            if is_breaker(token) {
+                continue;
+            }
+            out.push((token, len));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::{process_row, Overrides};
+
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Classic rows through the extended path give the reference's π and
+    /// kept count (the same f64 arithmetic on the same survivors).
+    #[test]
+    fn classic_rows_through_the_extended_path_match_the_reference() {
+        let mut st = 7u64;
+        let mut sc = ExtScratch::default();
+        for case in 0..400 {
+            let v = 1 + (lcg(&mut st) * 300.0) as usize;
+            let x: Vec<f32> = (0..v)
+                .map(|_| ((lcg(&mut st) * 16.0).floor() * 0.5 - 4.0) as f32)
+                .collect();
+            let pick = |st: &mut u64, xs: &[f32]| xs[(lcg(st) * xs.len() as f64) as usize];
+            let p = SamplingParams {
+                temperature: pick(&mut st, &[0.0, 0.5, 1.0, 1.7]),
+                top_k: pick(&mut st, &[0.0, 3.0, 20.0]) as i32,
+                top_p: pick(&mut st, &[1.0, 0.9, 0.5]),
+                min_p: pick(&mut st, &[0.0, 0.1]),
+                min_tokens_to_keep: pick(&mut st, &[1.0, 4.0]) as u32,
+                order: [Order::Standard, Order::Vllm, Order::LlamaCpp][case % 3],
+                seed: Some(case as u64),
+                ..Default::default()
+            };
+            let pr = process_row(0, &x, &p, Overrides::default()).unwrap();
+            let RowOut::Probs(got) = run_extended(0, &x, &p, Want::Probs, &mut sc).unwrap() else {
+                panic!()
+            };
+            assert_eq!(got.kept as usize, pr.kept_count, "case {case}");
+            for i in 0..v {
+                assert!(
+                    (got.probs[i] - pr.pi[i]).abs() <= 1e-12,
+                    "case {case} π[{i}]"
+                );
+            }
+            let RowOut::Sample(r) = run_extended(
+                0,
+                &x,
+                &p,
+                Want::Sample {
+                    seed: case as u64,
+                    samples: 4,
+                },
+                &mut sc,
+            )
+            .unwrap() else {
+                panic!()
+            };
+            for (d, &tok) in r.draws.iter().enumerate() {
+                let u = uniform(case as u64, 0, d as u32);
+                assert_eq!(tok, pr.draw(u), "case {case} draw {d}");
+            }
+        }
+    }
+}
