@@ -4,20 +4,30 @@
 //! each function reads like the paragraph of docs/spec.md it implements. The fast
 //! backends are tested against it; its own tests are hand-derived goldens.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::f64::consts::LN_2;
 
 use crate::backend::{check_draws, check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
 use crate::params::{
-    resolve_seeds, validate_all, widen, Order, SamplingParams, Stage, PENALTY_LIMIT,
+    resolve_seeds, validate_all, widen, Mirostat, Order, SamplingParams, Stage, PENALTY_LIMIT,
 };
 use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
-use crate::rng::uniform;
+use crate::rng::{uniform, xtc_uniform};
 
 /// Slack on the top-p target: a prefix whose mass reaches `p − 1e-6` is enough
 /// (docs/spec.md §3.5), so f32 backends and rounding do not add a token.
 pub const TOP_P_SLACK: f64 = 1e-6;
+
+/// The most the DRY penalty subtracts from one logit (docs/spec.md §3.14):
+/// 2^23, half of docs/spec.md §2.1's penalty bound, so a long repeat lowers
+/// a token past any ordinary logit instead of failing the row.
+pub const DRY_PENALTY_CAP: f64 = 8_388_608.0;
+
+/// Mirostat v1 estimates the Zipf exponent from this many most likely tokens
+/// (llama.cpp's `m`, docs/spec.md §3.15).
+pub const MIROSTAT_M: usize = 100;
 
 /// The reference backend.
 #[derive(Debug, Default, Clone)]
@@ -38,7 +48,10 @@ pub struct StageTrace {
     pub before: usize,
     pub after: usize,
     /// The stage keeps exactly the survivors with logit ≥ `threshold` (after
-    /// bias, mask and penalties; before temperature).
+    /// bias, mask and penalties; before temperature). Two stages differ:
+    /// XTC keeps the survivors with logit ≤ `threshold` (+inf: it removed
+    /// nothing), and typical sampling, which cuts on |−ln q − H|, not on
+    /// the logit, reports NaN.
     pub threshold: f64,
     /// `min_tokens_to_keep` overrode the stage.
     pub min_keep_applied: bool,
@@ -94,6 +107,8 @@ pub struct ProcessedRow {
     pub final_entropy: f64,
     /// One entry per truncation stage that ran.
     pub trace: Vec<StageTrace>,
+    /// Mirostat rows: the `mu` this step cut π with (docs/spec.md §3.15).
+    pub mirostat_mu: Option<f64>,
 }
 
 impl ProcessedRow {
@@ -168,10 +183,78 @@ pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<
             }
         }
     }
+    // DRY after the other penalties (docs/spec.md §3.14), as in llama.cpp's chain.
+    for (id, amount) in dry_penalties(p) {
+        let i = id as usize;
+        if y[i].is_finite() {
+            y[i] -= amount;
+            check_penalised(row, i, "dry_multiplier", y[i])?;
+        }
+    }
     if !y.iter().any(|v| v.is_finite()) {
         return Err(SamplerError::AllMasked { row });
     }
     Ok(y)
+}
+
+/// docs/spec.md §3.14: the DRY penalty of every token it applies to. The
+/// sequence is `prompt_token_ids` then `history`, its last
+/// `dry_penalty_last_n` tokens when that is > 0. For each earlier position j
+/// whose tokens end with the sequence's own last tokens (the longest such
+/// match has length L_j, capped at the distance from the end to the last
+/// sequence breaker), the token after j would extend a repeat: if
+/// L_j ≥ `dry_allowed_length` it gets `multiplier · base^(L − allowed)` with L
+/// its largest L_j, capped at [`DRY_PENALTY_CAP`]. Breakers are never
+/// penalised; a sequence no longer than `dry_allowed_length` penalises nothing.
+pub fn dry_penalties(p: &SamplingParams) -> BTreeMap<u32, f64> {
+    let mut out = BTreeMap::new();
+    if !p.dry_active() {
+        return out;
+    }
+    let seq: Vec<u32> = p
+        .prompt_token_ids
+        .iter()
+        .chain(&p.history)
+        .copied()
+        .collect();
+    let w: &[u32] = match usize::try_from(p.dry_penalty_last_n) {
+        Ok(n) if n > 0 => &seq[seq.len().saturating_sub(n)..],
+        _ => &seq,
+    };
+    let n = w.len();
+    let allowed = p.dry_allowed_length as usize;
+    if n <= allowed {
+        return out;
+    }
+    let breakers: BTreeSet<u32> = p.dry_sequence_breakers.iter().copied().collect();
+    // A repeat may not reach back across a breaker: i tokens from the end.
+    let limit = (0..n)
+        .find(|&i| breakers.contains(&w[n - 1 - i]))
+        .unwrap_or(n);
+    if limit < allowed {
+        return out;
+    }
+    let mut longest: BTreeMap<u32, usize> = BTreeMap::new();
+    for j in 0..n - 1 {
+        // The common suffix of w[..=j] and w.
+        let mut len = 0;
+        while len <= j && w[j - len] == w[n - 1 - len] {
+            len += 1;
+        }
+        let len = len.min(limit);
+        if len >= allowed {
+            let e = longest.entry(w[j + 1]).or_insert(len);
+            *e = (*e).max(len);
+        }
+    }
+    let (m, b) = (widen(p.dry_multiplier), widen(p.dry_base));
+    for (id, len) in longest {
+        if !breakers.contains(&id) {
+            let amount = m * b.powf((len - allowed) as f64);
+            out.insert(id, amount.min(DRY_PENALTY_CAP));
+        }
+    }
+    out
 }
 
 /// docs/spec.md §2.1: what a penalty step produces stays below 2^24 in
@@ -269,9 +352,55 @@ fn count(keep: &[bool]) -> usize {
     keep.iter().filter(|&&k| k).count()
 }
 
+/// q, the softmax of the survivors at T, in logs: `(ln q (−inf for removed
+/// tokens), H = −Σ q ln q, the survivors' max logit, ln Z)` with
+/// `ln q_i = (x_i − max)/T − ln Z`.
+fn log_q(x: &[f64], keep: &[bool], t: f64) -> (Vec<f64>, f64, f64, f64) {
+    let max = (0..x.len())
+        .filter(|&i| keep[i])
+        .map(|i| x[i])
+        .fold(f64::NEG_INFINITY, f64::max);
+    let z: f64 = (0..x.len())
+        .filter(|&i| keep[i])
+        .map(|i| ((x[i] - max) / t).exp())
+        .sum();
+    let ln_z = z.ln();
+    let mut lq = vec![f64::NEG_INFINITY; x.len()];
+    let mut h = 0.0;
+    for i in (0..x.len()).filter(|&i| keep[i]) {
+        lq[i] = (x[i] - max) / t - ln_z;
+        h -= lq[i].exp() * lq[i];
+    }
+    (lq, h.max(0.0), max, ln_z)
+}
+
+/// Typical sampling's score |−ln q_i − H| (docs/spec.md §3.11).
+fn typicality(lq: &[f64], h: f64) -> Vec<f64> {
+    lq.iter().map(|&l| (-l - h).abs()).collect()
+}
+
+/// The survivors, most typical first (ties in id order).
+fn by_typicality(score: &[f64], keep: &[bool]) -> Vec<usize> {
+    let mut ids: Vec<usize> = (0..score.len()).filter(|&i| keep[i]).collect();
+    ids.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
+    ids
+}
+
+/// Keep every survivor at least as typical as the m-th most typical.
+fn keep_most_typical(x: &[f64], keep: &mut [bool], t: f64, m: usize) {
+    let (lq, h, _, _) = log_q(x, keep, t);
+    let score = typicality(&lq, h);
+    let order = by_typicality(&score, keep);
+    let cut = score[order[m.min(order.len()) - 1]];
+    for i in 0..x.len() {
+        keep[i] = keep[i] && score[i] <= cut;
+    }
+}
+
 /// Runs one truncation stage on the survivor mask, then the
-/// `min_tokens_to_keep` rule (docs/spec.md §3.7). `t` is the temperature the stage sees
-/// (1 in `llama_cpp` order).
+/// `min_tokens_to_keep` rule (docs/spec.md §3.7; XTC and typical sampling
+/// read it their own way, §3.11 and §3.13). `t` is the temperature the stage
+/// sees (1 in `llama_cpp` order); `xtc_coin` is the row's XTC uniform.
 fn truncate(
     stage: Stage,
     x: &[f64],
@@ -279,6 +408,7 @@ fn truncate(
     t: f64,
     p: &SamplingParams,
     top_p: f64,
+    xtc_coin: f64,
 ) -> Option<StageTrace> {
     let before = count(keep);
     let input = keep.clone();
@@ -341,9 +471,92 @@ fn truncate(
             }
             max + t * ln_min_p
         }
-        // docs/spec.md §3.10–3.14: implemented in the next commit.
-        Stage::TopNSigma | Stage::Typical | Stage::Epsilon | Stage::Eta | Stage::Xtc => {
-            return None
+        Stage::TopNSigma => {
+            // docs/spec.md §3.10: over the finite survivors, keep x ≥ max − n·σ
+            // (σ the population standard deviation). Scaling by 1/T scales
+            // max and σ alike, so the logits before temperature decide.
+            let n = widen(p.top_n_sigma);
+            if n <= 0.0 || before <= 1 {
+                return None;
+            }
+            let live: Vec<f64> = (0..x.len()).filter(|&i| keep[i]).map(|i| x[i]).collect();
+            let len = live.len() as f64;
+            let mean = live.iter().sum::<f64>() / len;
+            let var = live.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / len;
+            let max = live.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let threshold = max - n * var.sqrt();
+            for i in 0..x.len() {
+                keep[i] = keep[i] && x[i] >= threshold;
+            }
+            threshold
+        }
+        Stage::Typical => {
+            // docs/spec.md §3.11: walk groups of equal |−ln q − H|, most
+            // typical first, until their mass reaches typical_p − 1e-6.
+            let mass = widen(p.typical_p);
+            if mass >= 1.0 {
+                return None;
+            }
+            let (lq, h, _, _) = log_q(x, keep, t);
+            let score = typicality(&lq, h);
+            let order = by_typicality(&score, keep);
+            let mut cum = 0.0;
+            let mut cut = f64::INFINITY;
+            let mut j = 0;
+            while j < order.len() {
+                let value = score[order[j]];
+                while j < order.len() && score[order[j]] == value {
+                    cum += lq[order[j]].exp();
+                    j += 1;
+                }
+                cut = value;
+                if cum >= mass - TOP_P_SLACK {
+                    break;
+                }
+            }
+            for i in 0..x.len() {
+                keep[i] = keep[i] && score[i] <= cut;
+            }
+            f64::NAN
+        }
+        Stage::Epsilon | Stage::Eta => {
+            // docs/spec.md §3.12: keep q_i ≥ ε, or q_i ≥ min(η, √η·e^(−H)).
+            let cutoff = match stage {
+                Stage::Epsilon => widen(p.epsilon_cutoff),
+                _ => widen(p.eta_cutoff),
+            };
+            if cutoff <= 0.0 {
+                return None;
+            }
+            let (lq, h, max, ln_z) = log_q(x, keep, t);
+            let cutoff = match stage {
+                Stage::Epsilon => cutoff,
+                _ => cutoff.min(cutoff.sqrt() * (-h).exp()),
+            };
+            let ln_cut = cutoff.ln();
+            for i in 0..x.len() {
+                keep[i] = keep[i] && lq[i] >= ln_cut;
+            }
+            // q_i ≥ c ⇔ x_i ≥ max + T·(ln c + ln Z).
+            max + t * (ln_cut + ln_z)
+        }
+        Stage::Xtc => {
+            // docs/spec.md §3.13: with probability xtc_probability, remove every
+            // survivor more likely than the least likely one with q ≥ threshold.
+            let chance = widen(p.xtc_probability);
+            if chance <= 0.0 || before < 2 || xtc_coin >= chance {
+                return None;
+            }
+            let (lq, _, _, _) = log_q(x, keep, t);
+            let ln_thr = widen(p.xtc_threshold).ln();
+            let least = (0..x.len())
+                .filter(|&i| keep[i] && lq[i] >= ln_thr)
+                .map(|i| x[i])
+                .fold(f64::INFINITY, f64::min);
+            for i in 0..x.len() {
+                keep[i] = keep[i] && x[i] <= least;
+            }
+            least
         }
     };
     let mut trace = StageTrace {
@@ -356,21 +569,99 @@ fn truncate(
     };
     let m = p.min_tokens_to_keep as usize;
     if trace.after < m && trace.after < before {
-        // Keep the m largest of the stage's input instead (ties at the m-th kept).
         *keep = input;
-        trace.threshold = keep_top(x, keep, m);
+        match stage {
+            // XTC is all or nothing (docs/spec.md §3.13).
+            Stage::Xtc => trace.threshold = f64::INFINITY,
+            // The m most typical (docs/spec.md §3.11).
+            Stage::Typical => keep_most_typical(x, keep, t, m),
+            // The m largest of the stage's input (ties at the m-th kept).
+            _ => trace.threshold = keep_top(x, keep, m),
+        }
         trace.after = count(keep);
         trace.min_keep_applied = true;
     }
     Some(trace)
 }
 
-/// The full pipeline of docs/spec.md §3–§4 for one row, up to (not including) the draw.
+/// docs/spec.md §3.15: the survivors of mirostat's own cut of q, the
+/// softmax at T of the finite tokens, over a vocabulary of `vocab`.
+///
+/// Version 1 estimates the Zipf exponent ŝ from the `MIROSTAT_M` most likely
+/// tokens, `ŝ = Σ t_i b_i / Σ t_i²` with `t_i = ln((i+2)/(i+1))` and
+/// `b_i = ln(q_i/q_{i+1}) = (x_i − x_{i+1})/T`, then keeps the top
+/// `k = ⌊(ε̂·2^mu / (1 − V^(−ε̂)))^(1/ŝ)⌋` (ε̂ = ŝ − 1; at ε̂ = 0 the limit
+/// `2^mu / ln V`; k clamped to [1, survivors], NaN → 1; ties at the k-th
+/// kept). Version 2 keeps the tokens whose surprise −log2 q is at most mu,
+/// or, when there are none, the most likely (ties kept).
+pub fn mirostat_keep(x: &[f64], finite: &[bool], t: f64, ms: &Mirostat, vocab: usize) -> Vec<bool> {
+    let mut keep = finite.to_vec();
+    let mu = ms.mu();
+    if ms.version == 1 {
+        let sorted = sorted_survivors(x, finite);
+        let n = sorted.len();
+        let k = if n < 2 {
+            1
+        } else {
+            let (mut num, mut den) = (0.0, 0.0);
+            for i in 0..(MIROSTAT_M - 1).min(n - 1) {
+                let t_i = ((i + 2) as f64 / (i + 1) as f64).ln();
+                let b_i = (x[sorted[i]] - x[sorted[i + 1]]) / t;
+                num += t_i * b_i;
+                den += t_i * t_i;
+            }
+            let s_hat = num / den;
+            let eps = s_hat - 1.0;
+            let ln_v = (vocab as f64).ln();
+            let ratio = if eps == 0.0 {
+                mu.exp2() / ln_v
+            } else {
+                // 1 − V^(−ε̂), without cancellation for small ε̂.
+                eps * mu.exp2() / -(-eps * ln_v).exp_m1()
+            };
+            let k = ratio.powf(1.0 / s_hat);
+            if k.is_nan() {
+                1
+            } else {
+                k.floor().clamp(1.0, n as f64) as usize
+            }
+        };
+        keep_top(x, &mut keep, k);
+    } else {
+        let (lq, _, _, _) = log_q(x, finite, t);
+        // −log2 q ≤ mu ⇔ ln q ≥ −mu·ln 2.
+        let limit = -mu * LN_2;
+        for i in 0..x.len() {
+            keep[i] = finite[i] && lq[i] >= limit;
+        }
+        if count(&keep) == 0 {
+            keep = finite.to_vec();
+            keep_top(x, &mut keep, 1);
+        }
+    }
+    keep
+}
+
+/// The full pipeline of docs/spec.md §3–§4 for one row, up to (not including)
+/// the draw. XTC's coin (docs/spec.md §3.13) uses the row's own seed, or 0
+/// for a row without one; [`process_row_seeded`] takes the seed a call
+/// resolved.
 pub fn process_row(
     row: usize,
     x: &[f32],
     p: &SamplingParams,
     overrides: Overrides,
+) -> Result<ProcessedRow> {
+    process_row_seeded(row, x, p, overrides, p.seed.unwrap_or(0))
+}
+
+/// [`process_row`] with the seed the call uses for this row.
+pub fn process_row_seeded(
+    row: usize,
+    x: &[f32],
+    p: &SamplingParams,
+    overrides: Overrides,
+    seed: u64,
 ) -> Result<ProcessedRow> {
     let y = bias_mask_penalties(row, x, p)?;
     let finite_mask: Vec<bool> = y.iter().map(|v| v.is_finite()).collect();
@@ -383,8 +674,21 @@ pub fn process_row(
     let mut top_p = widen(p.top_p);
     let guide_entropy;
     let mut t;
+    let coin = xtc_uniform(seed, p.step);
 
     match p.order {
+        _ if p.mirostat.is_some() => {
+            // docs/spec.md §3.15: temperature, then mirostat's own cut in
+            // place of every truncation stage, in every order.
+            guide_entropy = None;
+            t = static_t;
+            if static_t != 0.0 {
+                t = overrides.temperature.unwrap_or(t);
+            }
+            if let Some(ms) = p.mirostat.as_ref().filter(|_| t > 0.0) {
+                keep = mirostat_keep(&y, &finite_mask, t, ms, y.len());
+            }
+        }
         Order::Standard | Order::Vllm => {
             // The guide is the model entropy; T is decided before truncation.
             (guide_entropy, t, top_p) = p.temperature_before_truncation(entropy, finite);
@@ -394,7 +698,7 @@ pub fn process_row(
             }
             if t > 0.0 {
                 for stage in p.order.truncation_stages() {
-                    trace.extend(truncate(stage, &y, &mut keep, t, p, top_p));
+                    trace.extend(truncate(stage, &y, &mut keep, t, p, top_p, coin));
                 }
             }
         }
@@ -403,7 +707,7 @@ pub fn process_row(
             // the survivors.
             top_p = overrides.top_p.unwrap_or(top_p);
             for stage in p.order.truncation_stages() {
-                trace.extend(truncate(stage, &y, &mut keep, 1.0, p, top_p));
+                trace.extend(truncate(stage, &y, &mut keep, 1.0, p, top_p, coin));
             }
             let (h_surv, _, n_surv) = entropy_stats(&y, &keep);
             guide_entropy = dynamic.map(|d| d.guide_over_survivors(h_surv, n_surv));
@@ -472,6 +776,7 @@ pub fn process_row(
         log_pi,
         final_entropy,
         trace,
+        mirostat_mu: p.mirostat.as_ref().map(Mirostat::mu),
     })
 }
 
@@ -486,6 +791,13 @@ pub fn inverse_cdf(pi: &[f64], u: f64) -> u32 {
         }
     }
     pi.iter().rposition(|&q| q > 0.0).unwrap_or(0) as u32
+}
+
+/// docs/spec.md §3.15: mu after drawing a token of ln π = `log_pi`:
+/// `mu − eta·(−log2 π − tau)`.
+pub fn mirostat_update(ms: &Mirostat, log_pi: f64) -> f64 {
+    let surprise = -log_pi / LN_2;
+    ms.mu() - widen(ms.eta) * (surprise - widen(ms.tau))
 }
 
 /// Log-softmax of the logits as given (−inf stays −inf).
@@ -527,7 +839,7 @@ pub fn sample_row(
     seed: u64,
     samples: u32,
 ) -> Result<RowResult> {
-    let pr = process_row(row, x, p, Overrides::default())?;
+    let pr = process_row_seeded(row, x, p, Overrides::default(), seed)?;
     let draws: Vec<u32> = (0..samples)
         .map(|d| pr.draw(uniform(seed, p.step, d)))
         .collect();
@@ -551,7 +863,10 @@ pub fn sample_row(
         kept: pr.kept_count as u32,
         seed,
         top_logprobs,
-        mirostat_mu: None,
+        mirostat_mu: p
+            .mirostat
+            .as_ref()
+            .map(|ms| mirostat_update(ms, pr.log_pi[token as usize])),
     })
 }
 
@@ -585,9 +900,16 @@ impl Sampler for ReferenceSampler {
         params: &[SamplingParams],
     ) -> Result<Vec<RowProbs>> {
         validate_all(params, logits.rows(), logits.vocab())?;
+        let seeds = resolve_seeds(params);
         (0..logits.rows())
             .map(|r| {
-                let pr = process_row(r, &logits.row(r), &params[r], Overrides::default())?;
+                let pr = process_row_seeded(
+                    r,
+                    &logits.row(r),
+                    &params[r],
+                    Overrides::default(),
+                    seeds[r],
+                )?;
                 Ok(RowProbs {
                     probs: pr.pi,
                     kept: pr.kept_count as u32,
@@ -596,7 +918,7 @@ impl Sampler for ReferenceSampler {
                     entropy: pr.entropy,
                     final_entropy: pr.final_entropy,
                     guide_entropy: pr.guide_entropy,
-                    mirostat_mu: None,
+                    mirostat_mu: pr.mirostat_mu,
                 })
             })
             .collect()

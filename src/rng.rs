@@ -54,6 +54,18 @@ pub fn uniform(seed: u64, step: u64, draw: u32) -> f64 {
     (w >> 8) as f64 * (1.0 / 16_777_216.0)
 }
 
+/// XTC's coin for (seed, step) (docs/spec.md §3.13): the uniform of the
+/// counter (step low, step high, 0, 1). Every token draw has counter word 3
+/// equal to 0, so the coin is never one of them; it depends on the row's
+/// seed and step only, as a token draw does, so it is the same whatever the
+/// batch or the backend.
+pub fn xtc_uniform(seed: u64, step: u64) -> f64 {
+    let counter = [step as u32, (step >> 32) as u32, 0, 1];
+    let key = [seed as u32, (seed >> 32) as u32];
+    let w = philox4x32_10(counter, key)[0];
+    (w >> 8) as f64 * (1.0 / 16_777_216.0)
+}
+
 /// Random123 `kat_vectors` for philox4x32 with 10 rounds: (counter, key, output).
 /// The GPU test checks `shaders/philox.wgsl` against the same vectors.
 pub const PHILOX_KNOWN_ANSWERS: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
@@ -104,5 +116,14 @@ mod tests {
         assert!((mean - 0.5).abs() < 0.037, "mean {mean}");
         assert_ne!(uniform(42, 3, 0), uniform(42, 4, 0));
         assert_ne!(uniform(42, 3, 0), uniform(43, 3, 0));
+    }
+
+    #[test]
+    fn xtc_coin_is_its_own_counter() {
+        // Counter word 3 = 1: not draw 0 (word 3 = 0) of the same seed and step.
+        let w = philox4x32_10([3, 0, 0, 1], [42, 0])[0];
+        assert_eq!(xtc_uniform(42, 3), (w >> 8) as f64 / 16_777_216.0);
+        assert_ne!(xtc_uniform(42, 3), uniform(42, 3, 0));
+        assert_ne!(xtc_uniform(42, 3), xtc_uniform(42, 4));
     }
 }

@@ -89,7 +89,10 @@ fn every_citation_names_a_section_of_docs_spec() {
         assert!(known.contains(s), "docs/spec.md lacks §{s}: {known:?}");
     }
     // The stage list gives §3.1–3.8 and the `###` headings §3.9–3.15.
-    assert!(known.contains("3.15") && !known.contains("3.16"), "{known:?}");
+    assert!(
+        known.contains("3.15") && !known.contains("3.16"),
+        "{known:?}"
+    );
     let mut all = Vec::new();
     for dir in [
         "src", "tests", "examples", "benches", "shaders", "docs", "crates", "scripts",
