@@ -22,13 +22,15 @@
 //!   then those 100 ordered), never an order of the whole row.
 
 use super::edits::Edits;
+use super::row::{check_row, edited_stats, raw_stats, raw_top};
 use super::row::{RowOut, Want};
-use super::select::mass_cut;
+use super::select::{mass_cut, TopN};
+use super::simd::{Kernels, LANE_SLOTS};
 use crate::error::{Result, SamplerError};
-use crate::params::{widen, Order, SamplingParams, Stage};
+use crate::params::{resolve_seeds, widen, Order, SamplingParams, Stage};
 use crate::reference::TOP_P_SLACK;
 use crate::result::{RowProbs, RowResult, TokenLogprob, TopLogprobs};
-use crate::rng::uniform;
+use crate::rng::{uniform, xtc_uniform};
 
 /// Scratch reused across rows and calls.
 #[derive(Default)]
@@ -38,7 +40,10 @@ pub struct ExtScratch {
     ids: Vec<u32>,
     ys: Vec<f64>,
     w: Vec<f64>,
+    q: Vec<f64>,
     keep: Vec<bool>,
+    lanes: Vec<[f32; LANE_SLOTS]>,
+    top: TopN,
     tmp: Vec<f64>,
     pairs: Vec<(f64, f64)>,
     cdf: Vec<f64>,
@@ -52,6 +57,7 @@ struct Surv<'s> {
     ids: &'s mut Vec<u32>,
     ys: &'s mut Vec<f64>,
     w: &'s mut Vec<f64>,
+    q: &'s mut Vec<f64>,
     keep: &'s mut Vec<bool>,
     tmp: &'s mut Vec<f64>,
     pairs: &'s mut Vec<(f64, f64)>,
@@ -79,22 +85,22 @@ impl Surv<'_> {
         (m, self.w.iter().sum())
     }
 
-    /// ln q of every survivor into `w` (q = softmax at `t`), and the
-    /// entropy H of q: `(ln Z, H)` with weights against the max.
+    /// ln q of every survivor into `w` and q into `q` (q = softmax at `t`,
+    /// `ln q = (y − max)/t − ln Z`, `q = e^(ln q)`: the reference's
+    /// arithmetic, in its order), and the entropy H of q: `(ln Z, H)`.
     fn log_q(&mut self, t: f64) -> (f64, f64) {
         let m = self.max();
-        let mut z = 0.0;
-        for &y in self.ys.iter() {
-            z += ((y - m) / t).exp();
-        }
+        let z: f64 = self.ys.iter().map(|&y| ((y - m) / t).exp()).sum();
         let ln_z = z.ln();
         let mut h = 0.0;
         self.w.clear();
+        self.q.clear();
         for &y in self.ys.iter() {
             let lq = (y - m) / t - ln_z;
             let q = lq.exp();
             h -= q * lq;
             self.w.push(lq);
+            self.q.push(q);
         }
         (ln_z, h.max(0.0))
     }
@@ -126,6 +132,13 @@ impl Surv<'_> {
     fn keep_lq(&mut self, f: impl Fn(f64) -> bool) -> usize {
         self.keep.clear();
         self.keep.extend(self.w.iter().map(|&lq| f(lq)));
+        self.keep.iter().filter(|&&k| k).count()
+    }
+
+    /// `keep[i] = f(tmp[i])` (scores in `tmp`); returns the count kept.
+    fn keep_score(&mut self, f: impl Fn(f64) -> bool) -> usize {
+        self.keep.clear();
+        self.keep.extend(self.tmp.iter().map(|&v| f(v)));
         self.keep.iter().filter(|&&k| k).count()
     }
 
@@ -176,6 +189,7 @@ struct Outcome {
 
 /// Runs one row that uses the extended samplers.
 pub fn run_extended(
+    k: Kernels,
     row: usize,
     x: &[f32],
     p: &SamplingParams,
@@ -184,13 +198,7 @@ pub fn run_extended(
 ) -> Result<RowOut> {
     let vocab = x.len();
     // Bad logits first, then the edits' errors, as the reference orders them.
-    if let Some(index) = x.iter().position(|v| !(*v < f32::INFINITY)) {
-        return Err(SamplerError::InvalidLogit {
-            row,
-            index,
-            value: x[index],
-        });
-    }
+    check_row(k, row, x)?;
     sc.edits.build(row, x, p)?;
     if p.dry_active() {
         dry_amounts(p, &mut sc.dry_seq, &mut sc.dry_counts, &mut sc.dry);
@@ -220,48 +228,40 @@ pub fn run_extended(
     if sc.ys.is_empty() {
         return Err(SamplerError::AllMasked { row });
     }
+    // docs/spec.md §4 statistics of the edited row at T = 1 (the vector
+    // kernels' statistics pass, as the fast path takes them).
+    let (m, s1, a1, b1, finite) = edited_stats(k, x, &sc.edits, &mut sc.blocks, &mut sc.lanes);
     let mut s = Surv {
         ids: &mut sc.ids,
         ys: &mut sc.ys,
         w: &mut sc.w,
+        q: &mut sc.q,
         keep: &mut sc.keep,
         tmp: &mut sc.tmp,
         pairs: &mut sc.pairs,
     };
-
-    // docs/spec.md §4 statistics of the edited row at T = 1.
-    let m = s.max();
-    let finite = s.len();
-    let (mut s1, mut a1, mut b1) = (0.0, 0.0, 0.0);
-    for &y in s.ys.iter() {
-        let d = y - m;
-        let e = d.exp();
-        s1 += e;
-        a1 += d * e;
-        b1 += d * d * e;
-    }
     let entropy = (s1.ln() - a1 / s1).max(0.0);
     let varentropy = (b1 / s1 - (a1 / s1) * (a1 / s1)).max(0.0);
     let argmax = s.ids[s.ys.iter().position(|&y| y == m).unwrap_or(0)];
 
     let seed = match want {
         Want::Sample { seed, .. } => seed,
-        Want::Probs => p.seed.unwrap_or(0),
+        // A row without a seed gets a fresh one, as the reference's probs
+        // resolves it (only XTC's coin reads it here).
+        Want::Probs => match p.seed {
+            Some(seed) => seed,
+            None => resolve_seeds(std::slice::from_ref(p))[0],
+        },
     };
-    let out = stages(&mut s, p, entropy, finite, seed);
+    let out = stages(&mut s, p, entropy, finite, vocab, seed);
 
-    // Raw log-softmax of the logits as given.
-    let raw_m = x
-        .iter()
-        .filter(|v| v.is_finite())
-        .map(|&v| v as f64)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let raw_ln_s = x
-        .iter()
-        .filter(|v| v.is_finite())
-        .map(|&v| (v as f64 - raw_m).exp())
-        .sum::<f64>()
-        .ln();
+    // Raw log-softmax of the logits as given (the edited row's own when
+    // nothing was edited).
+    let (raw_m, raw_ln_s) = if sc.edits.ids.is_empty() && !sc.edits.masked {
+        (m, s1.ln())
+    } else {
+        raw_stats(k, row, x)?
+    };
     let raw_lp = |id: u32| x[id as usize] as f64 - raw_m - raw_ln_s;
     let logprobs = p.logprobs.map(|n| n as usize);
 
@@ -295,7 +295,7 @@ pub fn run_extended(
                 kept: 1,
                 seed,
                 top_logprobs: logprobs.map(|n| TopLogprobs {
-                    raw: raw_top(x, n, raw_m, raw_ln_s),
+                    raw: raw_top(k, x, n, raw_m, raw_ln_s, &mut sc.top),
                     processed: if n > 0 {
                         vec![TokenLogprob {
                             id: argmax,
@@ -305,7 +305,7 @@ pub fn run_extended(
                         Vec::new()
                     },
                 }),
-                mirostat_mu: out.mirostat_mu,
+                mirostat_mu: next_mu(p, out.mirostat_mu, 0.0),
             }),
         });
     }
@@ -317,8 +317,8 @@ pub fn run_extended(
     match want {
         Want::Probs => {
             let mut probs = vec![0.0; vocab];
-            for (&id, &lq) in s.ids.iter().zip(s.w.iter()) {
-                probs[id as usize] = lq.exp();
+            for (&id, &q) in s.ids.iter().zip(s.q.iter()) {
+                probs[id as usize] = q;
             }
             Ok(RowOut::Probs(RowProbs {
                 probs,
@@ -335,8 +335,8 @@ pub fn run_extended(
             let _ = ln_z;
             sc.cdf.clear();
             let mut cum = 0.0;
-            for &lq in s.w.iter() {
-                cum += lq.exp();
+            for &q in s.q.iter() {
+                cum += q;
                 sc.cdf.push(cum);
             }
             let draw = |u: f64| -> usize {
@@ -347,7 +347,7 @@ pub fn run_extended(
                     // Rounding left no crossing: the highest id with π > 0.
                     (0..sc.cdf.len())
                         .rev()
-                        .find(|&i| s.w[i].exp() > 0.0)
+                        .find(|&i| s.q[i] > 0.0)
                         .unwrap_or(sc.cdf.len() - 1)
                 }
             };
@@ -357,16 +357,9 @@ pub fn run_extended(
             let draws: Vec<u32> = picks.iter().map(|&i| s.ids[i]).collect();
             let token = draws[0];
             let logprob = s.w[picks[0]];
-            // Mirostat's mu follows the surprise of draw 0 (docs/spec.md §3.15).
-            let mirostat_mu = match (&p.mirostat, out.mirostat_mu) {
-                (Some(m), Some(mu)) => {
-                    let surprise = -logprob / std::f64::consts::LN_2;
-                    Some(mu - widen(m.eta) * (surprise - widen(m.tau)))
-                }
-                _ => out.mirostat_mu,
-            };
+            let mirostat_mu = next_mu(p, out.mirostat_mu, logprob);
             let top_logprobs = logprobs.map(|n| TopLogprobs {
-                raw: raw_top(x, n, raw_m, raw_ln_s),
+                raw: raw_top(k, x, n, raw_m, raw_ln_s, &mut sc.top),
                 processed: top_n(s.ids, s.ys, n)
                     .into_iter()
                     .map(|i| TokenLogprob {
@@ -395,6 +388,14 @@ pub fn run_extended(
     }
 }
 
+/// Mirostat's mu after drawing a token of log-probability `logprob`
+/// (docs/spec.md §3.15): `mu − eta·(−log2 π − tau)`.
+fn next_mu(p: &SamplingParams, mu: Option<f64>, logprob: f64) -> Option<f64> {
+    let (m, mu) = (p.mirostat.as_ref()?, mu?);
+    let surprise = -logprob / std::f64::consts::LN_2;
+    Some(mu - widen(m.eta) * (surprise - widen(m.tau)))
+}
+
 /// Positions of the `n` largest values, descending, ties by lowest id (the
 /// list is in id order, and an equal value never displaces an earlier one).
 fn top_n(ids: &[u32], ys: &[f64], n: usize) -> Vec<usize> {
@@ -414,27 +415,15 @@ fn top_n(ids: &[u32], ys: &[f64], n: usize) -> Vec<usize> {
     top
 }
 
-/// The n largest raw log-probabilities (the logits as given).
-fn raw_top(x: &[f32], n: usize, raw_m: f64, raw_ln_s: f64) -> Vec<TokenLogprob> {
-    let mut ids = Vec::new();
-    let mut ys = Vec::new();
-    for (i, &v) in x.iter().enumerate() {
-        if v > f32::NEG_INFINITY {
-            ids.push(i as u32);
-            ys.push(v as f64);
-        }
-    }
-    top_n(&ids, &ys, n)
-        .into_iter()
-        .map(|i| TokenLogprob {
-            id: ids[i],
-            logprob: ys[i] - raw_m - raw_ln_s,
-        })
-        .collect()
-}
-
 /// Temperature and truncation, stage by stage as the reference runs them.
-fn stages(s: &mut Surv<'_>, p: &SamplingParams, entropy: f64, finite: usize, seed: u64) -> Outcome {
+fn stages(
+    s: &mut Surv<'_>,
+    p: &SamplingParams,
+    entropy: f64,
+    finite: usize,
+    vocab: usize,
+    seed: u64,
+) -> Outcome {
     let static_t = widen(p.temperature);
     let mut top_p = widen(p.top_p);
     let guide_entropy;
@@ -445,7 +434,7 @@ fn stages(s: &mut Surv<'_>, p: &SamplingParams, entropy: f64, finite: usize, see
         // docs/spec.md §3.15: mirostat replaces the truncation stages; it
         // sees the distribution at T.
         if static_t > 0.0 {
-            mirostat_truncate(s, mirostat, static_t, vocab_n(finite, s));
+            mirostat_truncate(s, mirostat, static_t, vocab);
         }
         let greedy = !(static_t > 0.0);
         return Outcome {
@@ -493,65 +482,60 @@ fn stages(s: &mut Surv<'_>, p: &SamplingParams, entropy: f64, finite: usize, see
     }
 }
 
-/// The vocabulary size mirostat v1's estimate uses.
-fn vocab_n(finite: usize, _s: &Surv<'_>) -> usize {
-    finite
-}
-
-/// Mirostat's truncation at temperature `t` (docs/spec.md §3.15): v2 keeps
-/// the tokens whose surprise `−log2 q` is at most mu (the top one at
-/// least); v1 estimates Zipf's exponent from the 100 most likely tokens
-/// and keeps the top k it implies.
-fn mirostat_truncate(s: &mut Surv<'_>, m: &crate::params::Mirostat, t: f64, n_vocab: usize) {
+/// Mirostat's cut at temperature `t` (docs/spec.md §3.15) for a vocabulary
+/// of `vocab` tokens. Version 2 keeps the tokens whose surprise `−log2 q` is
+/// at most mu (the most likely, ties kept, if none). Version 1 estimates ŝ
+/// from the 100 largest logits (a bounded selection, then an order of
+/// those 100 only) and keeps the k largest it implies, ties kept.
+fn mirostat_truncate(s: &mut Surv<'_>, m: &crate::params::Mirostat, t: f64, vocab: usize) {
     let mu = m.mu();
-    s.log_q(t);
-    let after = match m.version {
-        1 => {
-            // The top 100 ln q, descending: a bounded selection, then an
-            // order of those 100 only.
-            s.tmp.clear();
-            s.tmp.extend_from_slice(s.w);
-            let top = s.tmp.len().min(100);
-            if top < s.tmp.len() {
-                s.tmp.select_nth_unstable_by(top - 1, desc);
-            }
-            s.tmp.truncate(top);
-            s.tmp.sort_unstable_by(desc);
-            let (mut num, mut den) = (0.0, 0.0);
-            for i in 0..top.saturating_sub(1) {
-                let ti = ((i + 2) as f64 / (i + 1) as f64).ln();
-                let bi = s.tmp[i] - s.tmp[i + 1];
-                num += ti * bi;
-                den += ti * ti;
-            }
-            let s_hat = num / den;
-            let eps_hat = s_hat - 1.0;
-            let k = ((eps_hat * 2f64.powf(mu)) / (1.0 - (n_vocab as f64).powf(-eps_hat)))
-                .powf(1.0 / s_hat);
-            let k = if k.is_finite() && k >= 1.0 {
-                k as usize
-            } else {
-                1
-            };
-            if k >= s.len() {
-                return;
-            }
+    let n = s.len();
+    if m.version == 1 {
+        s.tmp.clear();
+        s.tmp.extend_from_slice(s.ys);
+        let top = n.min(100);
+        if top < n {
+            s.tmp.select_nth_unstable_by(top - 1, desc);
+        }
+        s.tmp.truncate(top);
+        s.tmp.sort_unstable_by(desc);
+        let (mut num, mut den) = (0.0, 0.0);
+        for i in 0..top - 1 {
+            let ti = ((i + 2) as f64 / (i + 1) as f64).ln();
+            let bi = (s.tmp[i] - s.tmp[i + 1]) / t;
+            num += ti * bi;
+            den += ti * ti;
+        }
+        let s_hat = num / den;
+        let eps_hat = s_hat - 1.0;
+        let ln_v = (vocab as f64).ln();
+        // 1 − V^(−ε̂) as −expm1(−ε̂·ln V): no cancellation for small ε̂.
+        let ratio = if eps_hat == 0.0 {
+            mu.exp2() / ln_v
+        } else {
+            eps_hat * mu.exp2() / -(-eps_hat * ln_v).exp_m1()
+        };
+        let k = ratio.powf(1.0 / s_hat);
+        let k = if k.is_nan() {
+            1
+        } else {
+            (k.floor().clamp(1.0, n as f64)) as usize
+        };
+        if k < n {
             let tau = s.kth(k);
-            s.keep_ge(tau)
+            s.keep_ge(tau);
+            s.apply();
         }
-        _ => {
-            let ln2 = std::f64::consts::LN_2;
-            let n = s.keep_lq(|lq| -lq / ln2 <= mu);
-            if n == 0 {
-                let tau = s.max();
-                s.keep_ge(tau)
-            } else {
-                n
-            }
+    } else {
+        s.log_q(t);
+        // −log2 q ≤ mu ⇔ ln q ≥ −mu·ln 2.
+        let limit = -mu * std::f64::consts::LN_2;
+        if s.keep_lq(|lq| lq >= limit) == 0 {
+            let tau = s.max();
+            s.keep_ge(tau);
         }
-    };
-    let _ = after;
-    s.apply();
+        s.apply();
+    }
 }
 
 /// What every stage reads besides the survivors.
@@ -603,19 +587,32 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
             if p.typical_p >= 1.0 {
                 return;
             }
-            // key_i = |−ln q_i − H|; keep the smallest set by ascending key
-            // whose mass reaches typical_p, every tie at the cut kept.
+            // docs/spec.md §3.11: score |−ln q − H|; keep the smallest set by
+            // ascending score whose mass reaches τ − 1e-6, every tie at the
+            // cut kept (a weighted quickselect on the negated scores).
             let (_, h) = s.log_q(t);
+            s.tmp.clear();
+            s.tmp.extend(s.w.iter().map(|&lq| (-lq - h).abs()));
             s.pairs.clear();
             s.pairs
-                .extend(s.w.iter().map(|&lq| (-(-lq - h).abs(), lq.exp())));
+                .extend(s.tmp.iter().zip(s.q.iter()).map(|(&sc, &q)| (-sc, q)));
             let target = widen(p.typical_p) - TOP_P_SLACK;
-            let cut = mass_cut(s.pairs, target, f64::INFINITY);
-            let h2 = h;
-            s.keep.clear();
-            s.keep
-                .extend(s.w.iter().map(|&lq| -(-lq - h2).abs() >= cut));
-            s.keep.iter().filter(|&&k| k).count()
+            let cut = -mass_cut(s.pairs, target, f64::INFINITY);
+            let mut after = s.keep_score(|sc| sc <= cut);
+            if after < ctx.min_keep && after < before {
+                // The m most typical of the input instead, ties at the m-th.
+                s.pairs.clear();
+                s.pairs.extend(s.tmp.iter().map(|&sc| (sc, 0.0)));
+                let m = ctx.min_keep.min(before);
+                let (_, kth, _) = s
+                    .pairs
+                    .select_nth_unstable_by(m - 1, |a, b| a.0.total_cmp(&b.0));
+                let cut = kth.0;
+                after = s.keep_score(|sc| sc <= cut);
+            }
+            let _ = after;
+            s.apply();
+            return;
         }
         Stage::Epsilon => {
             if p.epsilon_cutoff <= 0.0 {
@@ -635,15 +632,17 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
             s.keep_lq(|lq| lq >= cut)
         }
         Stage::Xtc => {
+            // docs/spec.md §3.13: only on a step whose coin says so, with two
+            // survivors or more.
             if p.xtc_probability <= 0.0 || before < 2 {
                 return;
             }
-            if xtc_coin(ctx.seed, p.step) >= widen(p.xtc_probability) {
+            if !(xtc_uniform(ctx.seed, p.step) < widen(p.xtc_probability)) {
                 return;
             }
             let ln_thr = widen(p.xtc_threshold).ln();
             s.log_q(t);
-            // The tokens at or above the threshold, and the least likely of them.
+            // A = {q ≥ θ} (compared in logs), and its least likely logit a.
             let mut count = 0;
             let mut least = f64::INFINITY;
             for (&lq, &y) in s.w.iter().zip(s.ys.iter()) {
@@ -655,30 +654,25 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
             if count < 2 {
                 return;
             }
-            let w = &*s.w;
-            s.keep.clear();
-            s.keep.extend(
-                w.iter()
-                    .zip(s.ys.iter())
-                    .map(|(&lq, &y)| !(lq >= ln_thr) || y <= least),
-            );
-            s.keep.iter().filter(|&&k| k).count()
+            // Every survivor above a goes; all or nothing against m.
+            let after = s.keep_where(|y| y <= least);
+            if after < ctx.min_keep {
+                return;
+            }
+            s.apply();
+            return;
         }
     };
     s.finish(after, ctx.min_keep);
 }
 
-/// XTC's coin for a row (docs/spec.md §3.13): a uniform from the row's seed
-/// and step on a Philox counter no token draw uses.
-fn xtc_coin(seed: u64, step: u64) -> f64 {
-    crate::rng::uniform(seed, step, u32::MAX)
-}
+/// The largest DRY penalty (docs/spec.md §3.14): 2^23.
+const DRY_CAP: f64 = 8_388_608.0;
 
 /// DRY's penalty per token (docs/spec.md §3.14), ascending ids: over the
 /// last `dry_penalty_last_n` tokens of prompt + history, a token that would
-/// extend a repeat longer than `dry_allowed_length` loses
-/// `multiplier · base^(len − allowed)` (the exponent capped as llama.cpp caps
-/// it, so the power stays finite).
+/// extend a repeat of length L ≥ `dry_allowed_length` = A loses
+/// `multiplier · base^(L − A)`, capped at 2^23.
 fn dry_amounts(
     p: &SamplingParams,
     seq: &mut Vec<u32>,
@@ -708,18 +702,12 @@ fn dry_amounts(
     repeats.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     repeats.dedup_by_key(|e| e.0);
     let base = widen(p.dry_base);
-    let max_exp = if base > 1.000001 {
-        (88.722_839_1 / base.ln()) as usize
-    } else {
-        0
-    };
     let mult = widen(p.dry_multiplier);
     for (token, len) in repeats {
-        let mut e = len - allowed;
-        if max_exp > 0 && e > max_exp {
-            e = max_exp;
-        }
-        out.push((token, mult * base.powi(e as i32)));
+        out.push((
+            token,
+            (mult * base.powf((len - allowed) as f64)).min(DRY_CAP),
+        ));
     }
 }
 
@@ -825,7 +813,9 @@ mod tests {
                 ..Default::default()
             };
             let pr = process_row(0, &x, &p, Overrides::default()).unwrap();
-            let RowOut::Probs(got) = run_extended(0, &x, &p, Want::Probs, &mut sc).unwrap() else {
+            let RowOut::Probs(got) =
+                run_extended(Kernels::detect(), 0, &x, &p, Want::Probs, &mut sc).unwrap()
+            else {
                 panic!()
             };
             assert_eq!(got.kept as usize, pr.kept_count, "case {case}");
@@ -836,6 +826,7 @@ mod tests {
                 );
             }
             let RowOut::Sample(r) = run_extended(
+                Kernels::detect(),
                 0,
                 &x,
                 &p,

@@ -171,7 +171,7 @@ impl CpuSampler {
             // Rows using the extended samplers take their own sort-free path
             // (extended.rs); the others keep the fast path untouched.
             let out = if params[r].uses_extended_samplers() {
-                extended::run_extended(r, &logits.row(r), &params[r], want(r), &mut sc.ext)
+                extended::run_extended(k, r, &logits.row(r), &params[r], want(r), &mut sc.ext)
             } else {
                 run_row(k, r, &logits.row(r), &params[r], want(r), &mut sc, split)
             };
