@@ -3,6 +3,12 @@
 Temperature (static or entropy-guided), top-k, top-p, min-p, penalties, logit
 bias and allow-lists over B rows of V logits, on a reference, a multi-threaded
 CPU or a GPU backend, with the same random draws on all three (docs/spec.md).
+The reference backend also runs ``typical_p``, ``top_n_sigma``,
+``xtc_probability``/``xtc_threshold``, ``epsilon_cutoff``, ``eta_cutoff``,
+``dry_multiplier``/``dry_base``/``dry_allowed_length``/``dry_penalty_last_n``/
+``dry_sequence_breakers`` and ``mirostat`` (a dict ``{"version": 1 or 2,
+"tau", "eta", "mu"}``; docs/spec.md §3.9–3.15); the cpu and gpu backends
+raise ``SamplerError`` (kind ``unsupported``) for a row that uses them.
 
 Parameters are dicts with exactly the JSON names of the CLI's ``--params``
 (docs/spec.md §2); every default switches its stage off, so ``{}`` is plain
@@ -114,7 +120,8 @@ class SampleResult:
         """Row ``i`` as a dict: token, draws (samples > 1), logprob,
         raw_logprob, entropy, varentropy, guide_entropy (dynamic rows),
         final_entropy, temperature, top_p, kept, seed, top_logprobs (rows that
-        asked)."""
+        asked), mirostat_mu (mirostat rows: the mu to pass as
+        ``mirostat["mu"]`` next step)."""
     def rows(self) -> list[dict[str, Any]]:
         """Every row as a dict (see ``__getitem__``)."""
 

@@ -78,6 +78,59 @@ pub struct ParamArgs {
     /// Stage order: standard, vllm or llama_cpp.
     #[arg(long)]
     pub order: Option<Order>,
+    /// Locally typical sampling in (0, 1] (1 = off; docs/spec.md §3.11).
+    #[arg(long, allow_negative_numbers = true)]
+    pub typical_p: Option<f32>,
+    /// Keep logits ≥ max − n·σ (≤ 0 = off; docs/spec.md §3.10).
+    #[arg(long, allow_negative_numbers = true)]
+    pub top_n_sigma: Option<f32>,
+    /// XTC's probability threshold in [0, 1] (default 0.1; docs/spec.md §3.13).
+    #[arg(long, allow_negative_numbers = true)]
+    pub xtc_threshold: Option<f32>,
+    /// XTC's chance per step in [0, 1] (0 = off).
+    #[arg(long, allow_negative_numbers = true)]
+    pub xtc_probability: Option<f32>,
+    /// Drop tokens with probability < ε, in [0, 1) (0 = off; docs/spec.md §3.12).
+    #[arg(long, allow_negative_numbers = true)]
+    pub epsilon_cutoff: Option<f32>,
+    /// Drop tokens with probability < min(η, √η·e^(−H)), in [0, 1) (0 = off).
+    #[arg(long, allow_negative_numbers = true)]
+    pub eta_cutoff: Option<f32>,
+    /// DRY penalty multiplier (0 = off; docs/spec.md §3.14).
+    #[arg(long, allow_negative_numbers = true)]
+    pub dry_multiplier: Option<f32>,
+    /// DRY growth base (≥ 1, default 1.75).
+    #[arg(long, allow_negative_numbers = true)]
+    pub dry_base: Option<f32>,
+    /// DRY: repeats up to this length are free (default 2).
+    #[arg(long, allow_negative_numbers = true, value_parser = unsigned::<u32>)]
+    pub dry_allowed_length: Option<u32>,
+    /// DRY looks at the last n tokens of prompt + history (-1 = all, 0 = off).
+    #[arg(long, allow_negative_numbers = true)]
+    pub dry_penalty_last_n: Option<i32>,
+    /// DRY sequence breakers: token ids, comma-separated (e.g. 1,2,3).
+    #[arg(long, value_name = "IDS", value_delimiter = ',', allow_negative_numbers = true, value_parser = unsigned::<u32>)]
+    pub dry_sequence_breakers: Option<Vec<u32>>,
+    /// Mirostat version 1 or 2 (docs/spec.md §3.15); replaces truncation.
+    #[arg(long, value_name = "1|2", allow_negative_numbers = true, value_parser = mirostat_version)]
+    pub mirostat: Option<u8>,
+    /// Mirostat's target surprise in bits (default 5).
+    #[arg(long, allow_negative_numbers = true)]
+    pub mirostat_tau: Option<f32>,
+    /// Mirostat's learning rate (default 0.1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub mirostat_eta: Option<f32>,
+    /// Mirostat's current mu (default 2·tau): pass the previous step's `mirostat_mu`.
+    #[arg(long, allow_negative_numbers = true)]
+    pub mirostat_mu: Option<f32>,
+}
+
+fn mirostat_version(s: &str) -> Result<u8, String> {
+    match s.trim() {
+        "1" => Ok(1),
+        "2" => Ok(2),
+        other => Err(format!("expected 1 or 2 (got {other})")),
+    }
 }
 
 /// The value parser of every unsigned flag: a negative number says it must
@@ -128,6 +181,17 @@ impl ParamArgs {
             ("--repetition-penalty", self.repetition_penalty),
             ("--presence-penalty", self.presence_penalty),
             ("--frequency-penalty", self.frequency_penalty),
+            ("--typical-p", self.typical_p),
+            ("--top-n-sigma", self.top_n_sigma),
+            ("--xtc-threshold", self.xtc_threshold),
+            ("--xtc-probability", self.xtc_probability),
+            ("--epsilon-cutoff", self.epsilon_cutoff),
+            ("--eta-cutoff", self.eta_cutoff),
+            ("--dry-multiplier", self.dry_multiplier),
+            ("--dry-base", self.dry_base),
+            ("--mirostat-tau", self.mirostat_tau),
+            ("--mirostat-eta", self.mirostat_eta),
+            ("--mirostat-mu", self.mirostat_mu),
         ] {
             if let Some(v) = v.filter(|v| !v.is_finite()) {
                 bail!("{name} {v}: expected a finite number");
@@ -157,7 +221,55 @@ impl ParamArgs {
         put("step", self.step.map(Value::from));
         put("logprobs", self.logprobs.map(Value::from));
         put("order", self.order.map(|o| Value::from(o.name())));
+        put("typical_p", self.typical_p.map(Value::from));
+        put("top_n_sigma", self.top_n_sigma.map(Value::from));
+        put("xtc_threshold", self.xtc_threshold.map(Value::from));
+        put("xtc_probability", self.xtc_probability.map(Value::from));
+        put("epsilon_cutoff", self.epsilon_cutoff.map(Value::from));
+        put("eta_cutoff", self.eta_cutoff.map(Value::from));
+        put("dry_multiplier", self.dry_multiplier.map(Value::from));
+        put("dry_base", self.dry_base.map(Value::from));
+        put(
+            "dry_allowed_length",
+            self.dry_allowed_length.map(Value::from),
+        );
+        put(
+            "dry_penalty_last_n",
+            self.dry_penalty_last_n.map(Value::from),
+        );
+        put(
+            "dry_sequence_breakers",
+            self.dry_sequence_breakers.clone().map(Value::from),
+        );
+        put(
+            "mirostat",
+            self.mirostat
+                .map(|v| Value::Object(Map::from_iter([("version".into(), Value::from(v))]))),
+        );
         Ok(m)
+    }
+
+    /// `--mirostat-tau/-eta/-mu` go into the row's `mirostat` object (from
+    /// `--mirostat`, the params file or the preset); without one they are an
+    /// error, not ignored.
+    fn mirostat_fields(&self, row: usize, obj: &mut Map<String, Value>) -> anyhow::Result<()> {
+        let fields = [
+            ("tau", "--mirostat-tau", self.mirostat_tau),
+            ("eta", "--mirostat-eta", self.mirostat_eta),
+            ("mu", "--mirostat-mu", self.mirostat_mu),
+        ];
+        for (key, flag, v) in fields {
+            let Some(v) = v else { continue };
+            match obj.get_mut("mirostat") {
+                Some(Value::Object(m)) => {
+                    m.insert(key.into(), Value::from(v));
+                }
+                _ => bail!(
+                    "row {row}: {flag} needs --mirostat 1|2 (or a mirostat object in --params)"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// One `SamplingParams` per row: defaults < preset < params file < flags.
@@ -208,6 +320,7 @@ impl ParamArgs {
             .enumerate()
             .map(|(row, mut obj)| {
                 merge(&mut obj, &flags);
+                self.mirostat_fields(row, &mut obj)?;
                 Ok(SamplingParams::from_json_value(row, Value::Object(obj))?)
             })
             .collect()

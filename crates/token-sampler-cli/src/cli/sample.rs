@@ -116,6 +116,9 @@ fn print_sample_table(rows: &[RowResult], vocab: usize) -> anyhow::Result<()> {
                 r.final_entropy
             );
         }
+        if let Some(mu) = r.mirostat_mu {
+            outln!("     mirostat_mu {mu:.6} (pass as --mirostat-mu next step)");
+        }
         if let Some(top) = &r.top_logprobs {
             let fmt = |v: &[token_sampler::TokenLogprob]| {
                 v.iter()
@@ -161,6 +164,9 @@ fn print_probs_table(rows: &[RowProbs], top: usize) -> anyhow::Result<()> {
                 .map(|g| format!(", guide entropy {g:.4}"))
                 .unwrap_or_default()
         );
+        if let Some(mu) = r.mirostat_mu {
+            outln!("  mirostat_mu {mu:.6} (the mu this distribution was cut with)");
+        }
         let mut ids: Vec<usize> = (0..r.probs.len()).filter(|&t| r.probs[t] > 0.0).collect();
         ids.sort_by(|&x, &y| r.probs[y].total_cmp(&r.probs[x]).then(x.cmp(&y)));
         for &t in ids.iter().take(top) {
