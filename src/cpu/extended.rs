@@ -43,6 +43,8 @@ pub struct ExtScratch {
     q: Vec<f64>,
     keep: Vec<bool>,
     lanes: Vec<[f32; LANE_SLOTS]>,
+    v32: Vec<f32>,
+    exact: Vec<(usize, f64)>,
     top: TopN,
     tmp: Vec<f64>,
     pairs: Vec<(f64, f64)>,
@@ -61,6 +63,9 @@ struct Surv<'s> {
     keep: &'s mut Vec<bool>,
     tmp: &'s mut Vec<f64>,
     pairs: &'s mut Vec<(f64, f64)>,
+    /// Finite tokens left out of the list by [`prefilter_bound`] (none
+    /// of them survives the first stage); 0 once a stage has run.
+    hidden: usize,
 }
 
 /// Descending, total order (no NaN reaches here).
@@ -69,8 +74,9 @@ fn desc(a: &f64, b: &f64) -> std::cmp::Ordering {
 }
 
 impl Surv<'_> {
+    /// The number of survivors (those left out by the prefilter included).
     fn len(&self) -> usize {
-        self.ys.len()
+        self.ys.len() + self.hidden
     }
 
     fn max(&self) -> f64 {
@@ -106,12 +112,33 @@ impl Surv<'_> {
     }
 
     /// The k-th largest survivor (1-based, clamped to the list).
+    /// On a long list, the k-th largest of the chunk maxima bounds it from
+    /// below (k entries reach it), so only the entries above that bound are
+    /// selected from.
     fn kth(&mut self, k: usize) -> f64 {
+        const CHUNK: usize = 256;
+        let n = self.ys.len();
+        let k = k.clamp(1, n);
         self.tmp.clear();
-        self.tmp.extend_from_slice(self.ys);
-        let k = k.clamp(1, self.tmp.len());
-        let (_, v, _) = self.tmp.select_nth_unstable_by(k - 1, desc);
-        *v
+        if n >= 16 * CHUNK && k * 64 <= n {
+            self.tmp.extend(
+                self.ys
+                    .chunks(CHUNK)
+                    .map(|c| c.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            );
+            if self.tmp.len() >= k {
+                let bound = *self.tmp.select_nth_unstable_by(k - 1, desc).1;
+                self.tmp.clear();
+                self.tmp
+                    .extend(self.ys.iter().copied().filter(|&y| y >= bound));
+            } else {
+                self.tmp.clear();
+                self.tmp.extend_from_slice(self.ys);
+            }
+        } else {
+            self.tmp.extend_from_slice(self.ys);
+        }
+        *self.tmp.select_nth_unstable_by(k - 1, desc).1
     }
 
     /// `keep[i] = ys[i] ≥ tau`; returns the count kept.
@@ -154,6 +181,7 @@ impl Surv<'_> {
         }
         self.ys.truncate(j);
         self.ids.truncate(j);
+        self.hidden = 0;
     }
 
     /// The min_tokens_to_keep rule of docs/spec.md §3.7 on the decision in
@@ -171,11 +199,95 @@ impl Surv<'_> {
     fn top_p_tau(&mut self, t: f64, p: f64) -> f64 {
         let (_, z) = self.weights(t);
         let target = (p - TOP_P_SLACK) * z;
-        self.pairs.clear();
-        self.pairs
-            .extend(self.ys.iter().zip(self.w.iter()).map(|(&y, &w)| (y, w)));
-        mass_cut(self.pairs, target, f64::INFINITY)
+        // Buckets a quarter of t wide below the max.
+        let (m, scale) = (self.max(), 4.0 / t);
+        hist_cut(self.ys, self.w, target, |y| (m - y) * scale, self.pairs)
     }
+}
+
+/// A lower bound on every logit the row's stages can need, as an f32 the
+/// blocks' f32 values are compared with (f32::MIN: every finite token). When
+/// the first stage that acts is a top-k (a top-k of k below the finite count,
+/// in every order, with no mirostat), only its input's r = max(k,
+/// min_tokens_to_keep) largest matter: the r-th largest block max is reached
+/// by r tokens, so it is at most the r-th largest logit (rounding to f32 is
+/// monotone), and everything the stage keeps, or keeps for m, lies above it.
+fn prefilter_bound(
+    p: &SamplingParams,
+    finite: usize,
+    blocks: &[super::edits::Block],
+    maxima: &mut Vec<f64>,
+) -> f32 {
+    const ALL: f32 = f32::MIN;
+    if p.mirostat.is_some() {
+        return ALL;
+    }
+    let first = p
+        .order
+        .truncation_stages()
+        .into_iter()
+        .find(|&st| match st {
+            Stage::TopK => p.top_k > 0,
+            Stage::TopP => p.top_p < 1.0 || p.dynamic_temperature.is_some(),
+            Stage::MinP => p.min_p > 0.0,
+            Stage::TopNSigma => p.top_n_sigma > 0.0,
+            Stage::Typical => p.typical_p < 1.0,
+            Stage::Epsilon => p.epsilon_cutoff > 0.0,
+            Stage::Eta => p.eta_cutoff > 0.0,
+            Stage::Xtc => p.xtc_probability > 0.0,
+        });
+    if first != Some(Stage::TopK) || p.top_k as usize >= finite {
+        return ALL;
+    }
+    let r = (p.top_k as usize).max(p.min_tokens_to_keep as usize);
+    if r >= blocks.len() || r * 4 > finite {
+        return ALL;
+    }
+    maxima.clear();
+    maxima.extend(blocks.iter().map(|b| b.max as f64));
+    *maxima.select_nth_unstable_by(r - 1, desc).1 as f32
+}
+
+/// Histogram buckets of [`hist_cut`].
+const BUCKETS: usize = 256;
+
+/// [`mass_cut`] on `(keys[i], ws[i])` with a histogram first: `depth(key)`
+/// grows as the key falls (its floor is the bucket, the last bucket takes
+/// everything deeper), so every entry of a bucket before the one where the
+/// cumulative weight crosses `target` is above the cut, every entry after
+/// it below; the weighted quickselect then runs on that one bucket.
+fn hist_cut(
+    keys: &[f64],
+    ws: &[f64],
+    target: f64,
+    depth: impl Fn(f64) -> f64,
+    pairs: &mut Vec<(f64, f64)>,
+) -> f64 {
+    let last = (BUCKETS - 1) as f64;
+    let bucket = |k: f64| depth(k).max(0.0).min(last) as usize;
+    let mut hist = [0f64; BUCKETS];
+    for (&k, &w) in keys.iter().zip(ws.iter()) {
+        hist[bucket(k)] += w;
+    }
+    let mut above = 0.0;
+    let Some(b) = (0..BUCKETS).find(|&b| {
+        let crossed = above + hist[b] >= target;
+        if !crossed {
+            above += hist[b];
+        }
+        crossed
+    }) else {
+        // Rounding left the whole set short: keep everything.
+        return keys.iter().copied().fold(f64::INFINITY, f64::min);
+    };
+    pairs.clear();
+    pairs.extend(
+        keys.iter()
+            .zip(ws.iter())
+            .filter(|(&k, _)| bucket(k) == b)
+            .map(|(&k, &w)| (k, w)),
+    );
+    mass_cut(pairs, target - above, f64::INFINITY)
 }
 
 /// How a row's stages went, for the result.
@@ -205,32 +317,41 @@ pub fn run_extended(
         sc.edits.subtract(row, x, &sc.dry, "dry_multiplier")?;
     }
     sc.edits.blocks(vocab, &mut sc.blocks);
+    // docs/spec.md §4 statistics of the edited row at T = 1 (the vector
+    // kernels' statistics pass, as the fast path takes them); it also
+    // leaves each block's max.
+    let (m, s1, a1, b1, finite) = edited_stats(k, x, &sc.edits, &mut sc.blocks, &mut sc.lanes);
+    if finite == 0 {
+        return Err(SamplerError::AllMasked { row });
+    }
+    // The survivor list: every finite token, or, when the first stage to
+    // act is a top-k, only those a bound proves may survive it.
+    let bound = prefilter_bound(p, finite, &sc.blocks, &mut sc.tmp);
     sc.ids.clear();
     sc.ys.clear();
-    for b in sc.blocks.iter() {
-        let (s, n) = (b.start as usize, b.len as usize);
+    sc.v32.clear();
+    sc.exact.clear();
+    for b in sc.blocks.iter().filter(|b| b.max >= bound) {
+        let (st, n) = (b.start as usize, b.len as usize);
         if b.edited {
-            for (j, &y) in sc.edits.vals64[s..s + n].iter().enumerate() {
-                if y > f64::NEG_INFINITY {
+            let vals = &sc.edits.vals[st..st + n];
+            for (j, (&v, &y)) in vals.iter().zip(&sc.edits.vals64[st..st + n]).enumerate() {
+                if v >= bound {
+                    sc.exact.push((sc.ids.len(), y));
                     sc.ids.push(b.id + j as u32);
-                    sc.ys.push(y);
+                    sc.v32.push(v);
                 }
             }
         } else {
-            for (j, &v) in x[s..s + n].iter().enumerate() {
-                if v > f32::NEG_INFINITY {
-                    sc.ids.push(b.id + j as u32);
-                    sc.ys.push(v as f64);
-                }
-            }
+            // The kernel appends to both lists at their common length.
+            k.compact_ge(&x[st..st + n], bound, b.id, &mut sc.v32, &mut sc.ids);
         }
     }
-    if sc.ys.is_empty() {
-        return Err(SamplerError::AllMasked { row });
+    sc.ys.extend(sc.v32.iter().map(|&v| v as f64));
+    for &(i, y) in sc.exact.iter() {
+        sc.ys[i] = y;
     }
-    // docs/spec.md §4 statistics of the edited row at T = 1 (the vector
-    // kernels' statistics pass, as the fast path takes them).
-    let (m, s1, a1, b1, finite) = edited_stats(k, x, &sc.edits, &mut sc.blocks, &mut sc.lanes);
+    let hidden = finite - sc.ys.len();
     let mut s = Surv {
         ids: &mut sc.ids,
         ys: &mut sc.ys,
@@ -239,6 +360,7 @@ pub fn run_extended(
         keep: &mut sc.keep,
         tmp: &mut sc.tmp,
         pairs: &mut sc.pairs,
+        hidden,
     };
     let entropy = (s1.ln() - a1 / s1).max(0.0);
     let varentropy = (b1 / s1 - (a1 / s1) * (a1 / s1)).max(0.0);
@@ -592,12 +714,13 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
             // cut kept (a weighted quickselect on the negated scores).
             let (_, h) = s.log_q(t);
             s.tmp.clear();
-            s.tmp.extend(s.w.iter().map(|&lq| (-lq - h).abs()));
-            s.pairs.clear();
-            s.pairs
-                .extend(s.tmp.iter().zip(s.q.iter()).map(|(&sc, &q)| (-sc, q)));
+            s.tmp.extend(s.w.iter().map(|&lq| -(-lq - h).abs()));
             let target = widen(p.typical_p) - TOP_P_SLACK;
-            let cut = -mass_cut(s.pairs, target, f64::INFINITY);
+            // Buckets 1/32 nat wide in the score.
+            let cut = -hist_cut(s.tmp, s.q, target, |k| -k * 32.0, s.pairs);
+            for v in s.tmp.iter_mut() {
+                *v = -*v;
+            }
             let mut after = s.keep_score(|sc| sc <= cut);
             if after < ctx.min_keep && after < before {
                 // The m most typical of the input instead, ties at the m-th.
@@ -788,6 +911,33 @@ mod tests {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The histogram-first cut equals the plain weighted quickselect, ties,
+    /// a crossing in the last bucket and targets beyond the total included.
+    #[test]
+    fn hist_cut_matches_mass_cut() {
+        let mut st = 3u64;
+        let mut pairs = Vec::new();
+        for case in 0..300 {
+            let n = 1 + (lcg(&mut st) * 5000.0) as usize;
+            let spread = [0.5, 4.0, 200.0][case % 3];
+            let keys: Vec<f64> = (0..n)
+                .map(|_| -((lcg(&mut st) * spread * 4.0).floor() / 4.0))
+                .collect();
+            let ws: Vec<f64> = keys.iter().map(|&k| (k / 3.0).exp()).collect();
+            let total: f64 = ws.iter().sum();
+            for p in [1e-7, 0.3, 0.9, 0.999, 1.5] {
+                let target = p * total;
+                let mut all: Vec<(f64, f64)> =
+                    keys.iter().copied().zip(ws.iter().copied()).collect();
+                let want = mass_cut(&mut all, target, f64::INFINITY);
+                let got = hist_cut(&keys, &ws, target, |k| -k * 8.0, &mut pairs);
+                // Equal, or both keep the same set (a cut between two keys).
+                let kept = |c: f64| keys.iter().filter(|&&k| k >= c).count();
+                assert_eq!(kept(got), kept(want), "case {case} p {p}");
+            }
+        }
     }
 
     /// Classic rows through the extended path give the reference's π and
