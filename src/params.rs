@@ -143,14 +143,6 @@ pub enum Stage {
     Xtc,
 }
 
-impl Stage {
-    /// Stages the fast backends run today; the others are the reference's
-    /// only (rows using them are refused elsewhere, [`reject_extended`]).
-    pub fn is_classic(self) -> bool {
-        matches!(self, Stage::TopK | Stage::TopP | Stage::MinP)
-    }
-}
-
 /// Mirostat (docs/spec.md §3.15): target-surprise sampling, llama.cpp's
 /// `mirostat` (version 1) and `mirostat_v2` (version 2). It replaces the
 /// truncation stages; the row's updated `mu` comes back in the result
@@ -1213,6 +1205,14 @@ fn check_integers(row: usize, value: &serde_json::Value) -> Result<()> {
             return bad(name.to_string(), v, lo, hi);
         }
     }
+    if let Some(serde_json::Value::Object(m)) = obj.get("mirostat") {
+        if let Some(v) = m.get("version").filter(|v| !whole(v, 1, 2)) {
+            return Err(SamplerError::ParamsParse {
+                row,
+                message: format!("`mirostat.version`: {v} is not 1 or 2"),
+            });
+        }
+    }
     for name in ID_LISTS {
         if let Some(serde_json::Value::Array(items)) = obj.get(name) {
             let hi = u32::MAX as i128;
@@ -1425,10 +1425,6 @@ mod tests {
                 "dry_sequence_breakers",
             ),
             (
-                serde_json::json!({"mirostat": {"version": 3}}),
-                "mirostat.version",
-            ),
-            (
                 serde_json::json!({"mirostat": {"version": 2, "tau": -1}}),
                 "mirostat.tau",
             ),
@@ -1451,6 +1447,12 @@ mod tests {
             assert!(e.contains("row 4") && e.contains(field), "{value}: {e}");
         }
         let p = SamplingParams {
+            mirostat: Some(Mirostat::new(3)),
+            ..Default::default()
+        };
+        let e = p.validate(0, 10).unwrap_err().to_string();
+        assert!(e.contains("mirostat.version"), "{e}");
+        let p = SamplingParams {
             top_n_sigma: f32::INFINITY,
             ..Default::default()
         };
@@ -1471,6 +1473,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("dry_allowed_length"), "{e}");
+        let e =
+            SamplingParams::from_json_value(2, serde_json::json!({"mirostat": {"version": 300}}))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("row 2") && e.contains("mirostat.version"), "{e}");
         let e = SamplingParams::from_json_value(
             2,
             serde_json::json!({"mirostat": {"version": 2, "bogus": 1}}),

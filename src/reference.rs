@@ -197,6 +197,34 @@ pub fn bias_mask_penalties(row: usize, x: &[f32], p: &SamplingParams) -> Result<
     Ok(y)
 }
 
+/// For every position j of `w`, the length of the longest common suffix of
+/// `w[..=j]` and `w` (docs/spec.md §3.14's L_j before the breaker cap). It is
+/// the Z-function of `w` reversed, read back to front: O(N), where comparing
+/// each position's suffix directly costs O(N²) on a sequence of one repeated
+/// token, which a long prompt can be.
+pub fn common_suffixes(w: &[u32]) -> Vec<usize> {
+    let n = w.len();
+    let r: Vec<u32> = w.iter().rev().copied().collect();
+    // z[k]: the longest common prefix of r and r[k..].
+    let mut z = vec![0; n];
+    if n > 0 {
+        z[0] = n;
+    }
+    let (mut lo, mut hi) = (0, 0);
+    for k in 1..n {
+        let mut len = if k < hi { z[k - lo].min(hi - k) } else { 0 };
+        while k + len < n && r[len] == r[k + len] {
+            len += 1;
+        }
+        if k + len > hi {
+            (lo, hi) = (k, k + len);
+        }
+        z[k] = len;
+    }
+    // Position j of w is position n − 1 − j of r.
+    (0..n).map(|j| z[n - 1 - j]).collect()
+}
+
 /// docs/spec.md §3.14: the DRY penalty of every token it applies to. The
 /// sequence is `prompt_token_ids` then `history`, its last
 /// `dry_penalty_last_n` tokens when that is > 0. For each earlier position j
@@ -234,14 +262,10 @@ pub fn dry_penalties(p: &SamplingParams) -> BTreeMap<u32, f64> {
     if limit < allowed {
         return out;
     }
+    let suffix = common_suffixes(w);
     let mut longest: BTreeMap<u32, usize> = BTreeMap::new();
     for j in 0..n - 1 {
-        // The common suffix of w[..=j] and w.
-        let mut len = 0;
-        while len <= j && w[j - len] == w[n - 1 - len] {
-            len += 1;
-        }
-        let len = len.min(limit);
+        let len = suffix[j].min(limit);
         if len >= allowed {
             let e = longest.entry(w[j + 1]).or_insert(len);
             *e = (*e).max(len);

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{assert_pi, ln, one_row};
-use token_sampler::reference::{dry_penalties, process_row, Overrides};
+use token_sampler::reference::{common_suffixes, dry_penalties, process_row, Overrides};
 use token_sampler::rng::{uniform, xtc_uniform};
 use token_sampler::{
     CpuSampler, Mirostat, Order, ReferenceSampler, RowProbs, RowResult, Sampler, SamplerError,
@@ -299,6 +299,31 @@ fn xtc_golden() {
 }
 
 #[test]
+fn greedy_rows_ignore_the_stages_that_remove_the_top_token() {
+    // docs/spec.md §3.9: T = 0 is the argmax after stages 1–2 in every order,
+    // though XTC (θ = .25) and typical (.25) would remove token 0 of
+    // [.4, .3, .2, .1].
+    let x = ln(&[4.0, 3.0, 2.0, 1.0]);
+    for order in Order::ALL {
+        for p in [
+            xtc(1.0, 0.25),
+            SamplingParams {
+                typical_p: 0.25,
+                ..seeded()
+            },
+        ] {
+            let p = SamplingParams {
+                temperature: 0.0,
+                order,
+                ..p
+            };
+            assert_pi(&pi(&x, p.clone()), &[1.0, 0.0, 0.0, 0.0]);
+            assert_eq!(sample(&x, p, 1).token, 0);
+        }
+    }
+}
+
+#[test]
 fn xtc_sees_the_order_temperature() {
     // T = .5: q ∝ [16, 9, 4, 1]/30 = [.533, .3, .133, .033]. θ = .15:
     // standard: A = {0, 1}, token 0 goes → π ∝ [0, 9, 4, 1];
@@ -400,6 +425,41 @@ fn dry_golden() {
     let long: Vec<u32> = (0..200).map(|i| i % 2).collect();
     let capped = dry_penalties(&dry(&long, 1.0, 1.75, 2, -1));
     assert_eq!(capped.values().copied().collect::<Vec<_>>(), [8_388_608.0]);
+}
+
+#[test]
+fn common_suffixes_match_their_definition() {
+    // L_j = the longest common suffix of w[..=j] and w, by direct comparison,
+    // against the linear-time version, on sequences over small alphabets
+    // (many repeats) from a fixed LCG.
+    let naive = |w: &[u32]| -> Vec<usize> {
+        let n = w.len();
+        (0..n)
+            .map(|j| {
+                let mut len = 0;
+                while len <= j && w[j - len] == w[n - 1 - len] {
+                    len += 1;
+                }
+                len
+            })
+            .collect()
+    };
+    let mut state = 12345u64;
+    for case in 0..300 {
+        let n = case % 40;
+        let alphabet = 1 + (case % 4) as u64;
+        let w: Vec<u32> = (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((state >> 33) % alphabet) as u32
+            })
+            .collect();
+        assert_eq!(common_suffixes(&w), naive(&w), "{w:?}");
+    }
+    // A long run of one token is linear, not quadratic.
+    let long = vec![7u32; 200_000];
+    let s = common_suffixes(&long);
+    assert_eq!((s[0], s[199_998]), (1, 199_999));
 }
 
 #[test]
@@ -521,6 +581,15 @@ fn mirostat_runs_after_temperature_in_every_order() {
         };
         assert_pi(&pi(&x, p), &[1.0, 0.0, 0.0, 0.0]);
     }
+    // Penalties apply first (llama.cpp's mirostat chain would skip them,
+    // §3.15): presence ln 2 on token 0 (history [0]) makes q = [2, 2, 1, 1]/6,
+    // surprises 1.585, 1.585, 2.585, 2.585: mu = 2.2 keeps {0, 1} at [.5, .5].
+    let p = SamplingParams {
+        presence_penalty: std::f32::consts::LN_2,
+        history: vec![0],
+        ..miro(2, 5.0, 0.1, Some(2.2))
+    };
+    assert_pi(&pi(&x, p), &[1.0, 1.0, 0.0, 0.0]);
 }
 
 #[test]
@@ -632,4 +701,104 @@ fn cpu_backend_refuses_rather_than_ignores() {
             "{text}"
         );
     }
+}
+
+// ------------------------------------------------------ random robustness
+
+#[test]
+fn random_rows_never_panic_and_give_a_distribution() {
+    // Random valid parameters of every new sampler, in every order, over
+    // logits with ties, masked tokens and extreme values: each row is Ok or a
+    // typed error, π sums to 1 without NaN, draws fall inside the kept set,
+    // and mirostat rows report a finite mu. A fixed LCG draws the cases.
+    let mut state = 0x5eed_u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut sampler = ReferenceSampler::new();
+    let mut ok = 0;
+    for case in 0..400 {
+        let v = 1 + (next() * 12.0) as usize;
+        let x: Vec<f32> = (0..v)
+            .map(|_| match (next() * 10.0) as u32 {
+                0 => f32::NEG_INFINITY,
+                1 => 3.0e38,
+                2 => -3.0e38,
+                3 => 1.0,
+                _ => (next() * 20.0 - 10.0) as f32,
+            })
+            .collect();
+        let id = |u: f64| ((u * v as f64) as u32).min(v as u32 - 1);
+        let history: Vec<u32> = (0..(next() * 12.0) as usize).map(|_| id(next())).collect();
+        let mut p = SamplingParams {
+            seed: Some(case),
+            temperature: [0.0, 0.3, 1.0, 2.5][(next() * 4.0) as usize],
+            order: Order::ALL[(next() * 3.0) as usize],
+            min_tokens_to_keep: 1 + (next() * 3.0) as u32,
+            history,
+            ..Default::default()
+        };
+        if next() < 0.3 {
+            p.mirostat = Some(Mirostat {
+                version: 1 + (next() * 2.0) as u8,
+                tau: (next() * 8.0) as f32,
+                eta: next() as f32,
+                mu: (next() < 0.5).then(|| (next() * 40.0 - 10.0) as f32),
+            });
+        } else {
+            p.typical_p = if next() < 0.5 {
+                1.0
+            } else {
+                0.05 + 0.95 * next() as f32
+            };
+            p.top_n_sigma = (next() * 4.0 - 1.0) as f32;
+            p.xtc_probability = if next() < 0.5 { 0.0 } else { next() as f32 };
+            p.xtc_threshold = next() as f32;
+            p.epsilon_cutoff = if next() < 0.5 {
+                0.0
+            } else {
+                (next() * 0.5) as f32
+            };
+            p.eta_cutoff = if next() < 0.5 {
+                0.0
+            } else {
+                (next() * 0.5) as f32
+            };
+            p.top_k = (next() * 5.0) as i32;
+        }
+        if next() < 0.5 {
+            p.dry_multiplier = (next() * 3.0) as f32;
+            p.dry_base = 1.0 + (next() * 3.0) as f32;
+            p.dry_allowed_length = (next() * 3.0) as u32;
+            p.dry_penalty_last_n = (next() * 10.0) as i32 - 1;
+            p.dry_sequence_breakers = (0..(next() * 2.0) as usize).map(|_| id(next())).collect();
+        }
+        let batch = one_row(&x);
+        let is_mirostat = p.mirostat.is_some();
+        match sampler.sample(batch.view(), &[p.clone()], 2) {
+            Ok(mut rows) => {
+                let r = rows.remove(0);
+                let pr = probs(&x, p);
+                let total: f64 = pr.probs.iter().sum();
+                assert!((total - 1.0).abs() < 1e-9, "case {case}: Σπ = {total}");
+                assert!(pr.probs.iter().all(|q| q.is_finite()), "case {case}");
+                for &d in &r.draws {
+                    assert!(pr.probs[d as usize] > 0.0, "case {case}: draw {d}");
+                }
+                assert_eq!(r.mirostat_mu.is_some(), is_mirostat, "case {case}");
+                assert!(r.mirostat_mu.is_none_or(f64::is_finite), "case {case}");
+                ok += 1;
+            }
+            Err(
+                SamplerError::AllMasked { .. }
+                | SamplerError::NonFiniteLogit { .. }
+                | SamplerError::InvalidParam { .. },
+            ) => {}
+            Err(e) => panic!("case {case}: unexpected {e}"),
+        }
+    }
+    assert!(ok > 200, "only {ok} of 400 rows sampled");
 }

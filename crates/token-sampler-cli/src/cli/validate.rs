@@ -50,6 +50,7 @@ pub fn run_validate(a: ValidateArgs) -> anyhow::Result<Outcome> {
         },
         max_batch: a.max_batch,
         max_rows_per_vocab: a.max_rows,
+        extended: false,
     };
     // Sizes first (the memory budget, docs/spec.md §2.2), then the device.
     token_sampler::validate::check_config(&cfg).context("--vocab / --max-batch")?;
