@@ -111,6 +111,17 @@ impl Surv<'_> {
         (ln_z, h.max(0.0))
     }
 
+    /// [`Surv::log_q`] without q and H (one exponential per survivor, for
+    /// the stages that only compare ln q): fills `w` with ln q, returns ln Z.
+    fn ln_q(&mut self, t: f64) -> f64 {
+        let m = self.max();
+        let z: f64 = self.ys.iter().map(|&y| ((y - m) / t).exp()).sum();
+        let ln_z = z.ln();
+        self.w.clear();
+        self.w.extend(self.ys.iter().map(|&y| (y - m) / t - ln_z));
+        ln_z
+    }
+
     /// The k-th largest survivor (1-based, clamped to the list).
     /// On a long list, the k-th largest of the chunk maxima bounds it from
     /// below (k entries reach it), so only the entries above that bound are
@@ -649,7 +660,7 @@ fn mirostat_truncate(s: &mut Surv<'_>, m: &crate::params::Mirostat, t: f64, voca
             s.apply();
         }
     } else {
-        s.log_q(t);
+        s.ln_q(t);
         // −log2 q ≤ mu ⇔ ln q ≥ −mu·ln 2.
         let limit = -mu * std::f64::consts::LN_2;
         if s.keep_lq(|lq| lq >= limit) == 0 {
@@ -742,7 +753,7 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
                 return;
             }
             let ln_eps = widen(p.epsilon_cutoff).ln();
-            s.log_q(t);
+            s.ln_q(t);
             s.keep_lq(|lq| lq >= ln_eps)
         }
         Stage::Eta => {
@@ -764,7 +775,7 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
                 return;
             }
             let ln_thr = widen(p.xtc_threshold).ln();
-            s.log_q(t);
+            s.ln_q(t);
             // A = {q ≥ θ} (compared in logs), and its least likely logit a.
             let mut count = 0;
             let mut least = f64::INFINITY;
