@@ -169,3 +169,56 @@ proptest! {
         }
     }
 }
+
+/// Rows at f32's extremes (docs/spec.md §2.1): values next to ±f32::MAX,
+/// subnormals, spreads beyond f32::MAX, ties and masks.
+fn extreme_row() -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => (-8i32..8).prop_map(|v| v as f32 * 0.5),
+            1 => Just(f32::MAX),
+            1 => Just(-f32::MAX),
+            1 => Just(3.0e38f32),
+            1 => Just(1.0e-40f32),
+            1 => Just(-1.0e-45f32),
+            1 => Just(f32::NEG_INFINITY)
+        ],
+        1..40,
+    )
+    .prop_filter("at least one finite logit", |x| {
+        x.iter().any(|v| v.is_finite())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// At the extremes the extended path gives the reference's answer or the
+    /// reference's error.
+    #[test]
+    fn cpu_extended_matches_reference_at_extremes(x in extreme_row(), p in extended_params()) {
+        let vocab = x.len();
+        let mut p = p;
+        p.history.retain(|&t| (t as usize) < vocab);
+        prop_assume!(p.uses_extended_samplers() && p.validate(0, vocab).is_ok());
+        let batch = Batch::from_rows(std::slice::from_ref(&x)).unwrap();
+        let mut cpu = CpuSampler::with_threads(1);
+        let mut reference = token_sampler::ReferenceSampler::new();
+        let params = std::slice::from_ref(&p);
+        match (cpu.probs(batch.view(), params), reference.probs(batch.view(), params)) {
+            (Ok(got), Ok(want)) => {
+                let (got, want) = (&got[0], &want[0]);
+                prop_assert_eq!(got.kept, want.kept);
+                for (i, (&a, &b)) in got.probs.iter().zip(&want.probs).enumerate() {
+                    prop_assert!((a - b).abs() <= 1e-12, "π[{}] {} vs {}", i, a, b);
+                }
+                prop_assert!((got.entropy - want.entropy).abs() <= 1e-4);
+                let a = cpu.sample(batch.view(), params, 4).unwrap();
+                let b = reference.sample(batch.view(), params, 4).unwrap();
+                prop_assert_eq!(&a[0].draws, &b[0].draws);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => prop_assert!(false, "cpu {:?} vs reference {:?}", a.map(|_| ()), b.map(|_| ())),
+        }
+    }
+}
