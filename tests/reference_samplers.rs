@@ -684,7 +684,7 @@ fn bad_values_name_row_and_field() {
 #[test]
 fn cpu_backend_runs_them_as_the_reference_does() {
     // The cpu backend runs the extended samplers (src/cpu/extended.rs) with
-    // the reference's arithmetic: the same π, kept count, draws and mu, in a
+    // the reference's formulas: the same π, kept count, draws and mu, in a
     // batch beside a plain row.
     let x = ln(&[4.0, 3.0, 2.0, 1.0]);
     let batch = token_sampler::Batch::from_rows(&[x.clone(), x]).unwrap();

@@ -56,6 +56,7 @@ pub struct ExtScratch {
 
 /// The survivors of the stages so far: finite edited logits, in id order.
 struct Surv<'s> {
+    k: Kernels,
     ids: &'s mut Vec<u32>,
     ys: &'s mut Vec<f64>,
     w: &'s mut Vec<f64>,
@@ -86,37 +87,29 @@ impl Surv<'_> {
     /// Fills `w` with `e^((y−m)/t)` and returns `(m, Σw)`.
     fn weights(&mut self, t: f64) -> (f64, f64) {
         let m = self.max();
-        self.w.clear();
-        self.w.extend(self.ys.iter().map(|&y| ((y - m) / t).exp()));
-        (m, self.w.iter().sum())
+        let z = self.k.exp_shifted(self.ys, m, t, self.w);
+        (m, z)
     }
 
     /// ln q of every survivor into `w` and q into `q` (q = softmax at `t`,
-    /// `ln q = (y − max)/t − ln Z`, `q = e^(ln q)`: the reference's
-    /// arithmetic, in its order), and the entropy H of q: `(ln Z, H)`.
+    /// `ln q = (y − max)/t − ln Z`, `q = e^(ln q)`: the reference's formulas,
+    /// with the vectorised f64 exponential), and the entropy H of q:
+    /// `(ln Z, H)`.
     fn log_q(&mut self, t: f64) -> (f64, f64) {
-        let m = self.max();
-        let z: f64 = self.ys.iter().map(|&y| ((y - m) / t).exp()).sum();
-        let ln_z = z.ln();
+        let ln_z = self.ln_q(t);
+        self.k.exp(self.w, self.q);
         let mut h = 0.0;
-        self.w.clear();
-        self.q.clear();
-        for &y in self.ys.iter() {
-            let lq = (y - m) / t - ln_z;
-            let q = lq.exp();
+        for (&q, &lq) in self.q.iter().zip(self.w.iter()) {
             h -= q * lq;
-            self.w.push(lq);
-            self.q.push(q);
         }
         (ln_z, h.max(0.0))
     }
 
-    /// [`Surv::log_q`] without q and H (one exponential per survivor, for
-    /// the stages that only compare ln q): fills `w` with ln q, returns ln Z.
+    /// [`Surv::log_q`] without q and H (for the stages that only compare
+    /// ln q): fills `w` with ln q, returns ln Z.
     fn ln_q(&mut self, t: f64) -> f64 {
         let m = self.max();
-        let z: f64 = self.ys.iter().map(|&y| ((y - m) / t).exp()).sum();
-        let ln_z = z.ln();
+        let ln_z = self.k.exp_shifted(self.ys, m, t, self.q).ln();
         self.w.clear();
         self.w.extend(self.ys.iter().map(|&y| (y - m) / t - ln_z));
         ln_z
@@ -364,6 +357,7 @@ pub fn run_extended(
     }
     let hidden = finite - sc.ys.len();
     let mut s = Surv {
+        k,
         ids: &mut sc.ids,
         ys: &mut sc.ys,
         w: &mut sc.w,
