@@ -303,6 +303,28 @@ fn compare(tally: &mut Tally, label: &str, x: &[f32], p: &SamplingParams, cpu: &
     }
     // raw logprob and the top lists against the reference's own result.
     let want = sample_row(0, x, p, p.seed.unwrap(), 1).unwrap();
+    // Mirostat's updated mu follows the token drawn (docs/spec.md §3.15).
+    assert_eq!(
+        res.mirostat_mu.is_some(),
+        want.mirostat_mu.is_some(),
+        "{label}: mirostat_mu presence"
+    );
+    let ref_probs = token_sampler::ReferenceSampler::new()
+        .probs(batch.view(), &params)
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        probs.mirostat_mu, ref_probs.mirostat_mu,
+        "{label}: probs mirostat_mu"
+    );
+    if let (Some(a), Some(b)) = (res.mirostat_mu, want.mirostat_mu) {
+        if res.token == want.token && differing.is_empty() {
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{label}: mirostat_mu {a} vs {b}"
+            );
+        }
+    }
     let raw = token_sampler::reference::raw_log_softmax(x);
     assert!(
         (res.raw_logprob - raw[res.token as usize]).abs() <= 1e-4,
@@ -444,5 +466,255 @@ fn rows_split_inside_a_batch_match_the_same_rows_alone() {
         for (a, b) in together[i].probs.iter().zip(&pr.pi) {
             assert!((a - b).abs() <= 1e-5, "row {i}: π vs reference");
         }
+    }
+}
+
+/// Turns on at least one extended sampler (docs/spec.md §3.3, §3.10–3.15),
+/// alone or together, on top of the classic parameters `random_params` drew.
+fn random_extended(g: &mut Gen, p: &mut SamplingParams, vocab: usize) {
+    while !p.uses_extended_samplers() {
+        if g.below(3) == 0 {
+            p.typical_p = g.pick(&[0.2, 0.5, 0.9, 0.95, 0.99]);
+        }
+        if g.below(4) == 0 {
+            p.top_n_sigma = g.pick(&[0.3, 1.0, 2.0, 3.0, -1.0]);
+        }
+        if g.below(4) == 0 {
+            p.xtc_probability = g.pick(&[0.3, 0.7, 1.0]);
+            p.xtc_threshold = g.pick(&[0.01, 0.05, 0.1, 0.2, 0.5, 0.7]);
+        }
+        if g.below(4) == 0 {
+            p.epsilon_cutoff = g.pick(&[1e-5, 3e-4, 0.01, 0.05]);
+        }
+        if g.below(4) == 0 {
+            p.eta_cutoff = g.pick(&[1e-5, 8e-4, 0.01, 0.05]);
+        }
+        if g.below(4) == 0 {
+            p.dry_multiplier = g.pick(&[0.5, 0.8, 2.0]);
+            p.dry_base = g.pick(&[1.0, 1.75, 3.0]);
+            p.dry_allowed_length = g.pick(&[0, 1, 2, 3]);
+            p.dry_penalty_last_n = g.pick(&[-1, -1, 0, 5, 40]);
+            // A small alphabet makes repeats common.
+            let alphabet = 1 + g.below(vocab.min(8));
+            p.prompt_token_ids = (0..g.below(30)).map(|_| g.below(alphabet) as u32).collect();
+            p.history = (0..g.below(60)).map(|_| g.below(alphabet) as u32).collect();
+            p.dry_sequence_breakers = (0..g.below(3)).map(|_| g.below(vocab) as u32).collect();
+        }
+        if g.below(6) == 0 {
+            let version = g.pick(&[1u8, 2]);
+            p.mirostat = Some(token_sampler::Mirostat {
+                version,
+                tau: g.pick(&[0.5, 3.0, 5.0]),
+                eta: g.pick(&[0.1, 0.5]),
+                mu: if g.below(2) == 0 {
+                    None
+                } else {
+                    Some(g.pick(&[0.5, 4.0, 10.0]))
+                },
+            });
+            // Mirostat replaces truncation: stages beside it are refused.
+            p.top_k = 0;
+            p.top_p = 1.0;
+            p.min_p = 0.0;
+            p.typical_p = 1.0;
+            p.top_n_sigma = 0.0;
+            p.xtc_probability = 0.0;
+            p.epsilon_cutoff = 0.0;
+            p.eta_cutoff = 0.0;
+            p.dynamic_temperature = None;
+        }
+    }
+    // Every order, not only the classic mix.
+    p.order = g.pick(&Order::ALL);
+}
+
+/// How often each extended sampler actually changed a row in a suite.
+#[derive(Default, Debug)]
+struct Coverage {
+    cut: std::collections::BTreeMap<String, usize>,
+}
+
+impl Coverage {
+    fn count(&mut self, what: &str) {
+        *self.cut.entry(what.to_string()).or_default() += 1;
+    }
+
+    fn note(&mut self, p: &SamplingParams, pr: &ProcessedRow) {
+        for s in &pr.trace {
+            if s.after < s.before {
+                self.count(&format!("{:?}", s.stage));
+            }
+            if s.min_keep_applied {
+                self.count(&format!("{:?} min_keep", s.stage));
+            }
+        }
+        if let Some(m) = &p.mirostat {
+            if pr.kept_count < pr.finite {
+                self.count(&format!("mirostat v{}", m.version));
+            }
+        }
+        if !token_sampler::reference::dry_penalties(p).is_empty() {
+            self.count("dry");
+        }
+    }
+
+    fn at_least(&self, n: usize, what: &[&str]) {
+        for w in what {
+            let got = self.cut.get(*w).copied().unwrap_or(0);
+            assert!(got >= n, "{w} changed only {got} rows: {self:?}");
+        }
+    }
+}
+
+fn run_extended_suite(seed: u64, cases: usize, vocabs: &[usize], threads: usize) -> Tally {
+    let mut g = Gen(seed);
+    let mut cpu = CpuSampler::with_threads(threads);
+    let mut tally = Tally::default();
+    let mut coverage = Coverage::default();
+    for case in 0..cases {
+        let vocab = g.pick(vocabs);
+        let x = random_row(&mut g, vocab);
+        if !x.iter().any(|v| v.is_finite()) {
+            continue;
+        }
+        let mut p = random_params(&mut g, vocab);
+        random_extended(&mut g, &mut p, vocab);
+        if p.validate(0, vocab).is_err() {
+            continue;
+        }
+        let Ok(pr) = process_row(0, &x, &p, Overrides::default()) else {
+            continue;
+        };
+        coverage.note(&p, &pr);
+        let label = format!(
+            "seed {seed} case {case} V {vocab} params {}",
+            serde_json::to_string(&p).unwrap()
+        );
+        compare(&mut tally, &label, &x, &p, &mut cpu);
+    }
+    eprintln!("{coverage:?}");
+    // Every sampler cut rows in the suite, not only ran.
+    let n = if cases >= 1000 { 20 } else { 1 };
+    coverage.at_least(
+        n,
+        &[
+            "TopNSigma",
+            "Typical",
+            "Epsilon",
+            "Eta",
+            "Xtc",
+            "dry",
+            "mirostat v1",
+            "mirostat v2",
+        ],
+    );
+    if cases >= 1000 {
+        coverage.at_least(3, &["Typical min_keep", "Epsilon min_keep"]);
+    }
+    tally
+}
+
+#[test]
+fn extended_samplers_agree_with_reference() {
+    let t = run_extended_suite(
+        11,
+        3000,
+        &[1, 2, 3, 7, 31, 64, 100, 513, 1000, 1025, 4096],
+        2,
+    );
+    eprintln!("{t:?}");
+    assert!(t.rows > 1500, "{t:?}");
+    assert!(t.kept_mismatch * 50 <= t.rows, "{t:?}");
+}
+
+#[test]
+fn extended_samplers_agree_with_reference_at_large_vocabularies() {
+    let t = run_extended_suite(12, 100, &[32_000, 131_072], 2);
+    eprintln!("{t:?}");
+    assert!(t.rows > 30, "{t:?}");
+    assert!(t.kept_mismatch * 10 <= t.rows, "{t:?}");
+}
+
+#[test]
+fn extended_rows_do_not_depend_on_the_batch_or_the_threads() {
+    // A batch mixing classic and extended rows, on 1, 2 and 5 threads: every
+    // row's result equals the same row sampled alone.
+    let mut g = Gen(13);
+    let vocab = 40_000;
+    let rows: Vec<Vec<f32>> = (0..6).map(|_| random_row(&mut g, vocab)).collect();
+    let params: Vec<SamplingParams> = (0..6)
+        .map(|i| {
+            let mut p = random_params(&mut g, vocab);
+            p.allowed_token_ids = None;
+            if i % 3 != 2 {
+                random_extended(&mut g, &mut p, vocab);
+            }
+            p
+        })
+        .filter(|p| p.validate(0, vocab).is_ok())
+        .collect();
+    let rows = &rows[..params.len()];
+    let batch = Batch::from_rows(rows).unwrap();
+    for threads in [1, 2, 5] {
+        let mut cpu = CpuSampler::with_threads(threads);
+        let together = cpu.sample(batch.view(), &params, 4).unwrap();
+        let probs = cpu.probs(batch.view(), &params).unwrap();
+        for (i, row) in rows.iter().enumerate() {
+            let single = Batch::from_rows(std::slice::from_ref(row)).unwrap();
+            let p = std::slice::from_ref(&params[i]);
+            let alone = cpu.sample(single.view(), p, 4).unwrap().remove(0);
+            assert_eq!(alone.draws, together[i].draws, "row {i}, {threads} threads");
+            assert_eq!(alone.mirostat_mu, together[i].mirostat_mu, "row {i}");
+            assert_eq!(alone.kept, together[i].kept, "row {i}");
+            if params[i].uses_extended_samplers() {
+                // The extended path is the same f64 arithmetic whatever the split.
+                assert_eq!(alone, together[i], "row {i}, {threads} threads");
+                let pa = cpu.probs(single.view(), p).unwrap().remove(0);
+                assert_eq!(pa, probs[i], "row {i}, {threads} threads");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_extended_values_give_the_reference_error() {
+    let x = vec![1.0f32, 0.5, -0.25, 2.0];
+    let batch = Batch::new(x.clone(), 1, 4).unwrap();
+    let cases = [
+        serde_json::json!({"typical_p": 0.0}),
+        serde_json::json!({"typical_p": 1.5}),
+        serde_json::json!({"top_n_sigma": 1e-40}),
+        serde_json::json!({"xtc_probability": 1.5}),
+        serde_json::json!({"xtc_threshold": -0.1}),
+        serde_json::json!({"epsilon_cutoff": 1.0}),
+        serde_json::json!({"eta_cutoff": -0.5}),
+        serde_json::json!({"dry_multiplier": -1.0}),
+        serde_json::json!({"dry_multiplier": 1.0, "dry_base": 0.5}),
+        serde_json::json!({"dry_multiplier": 1.0, "dry_penalty_last_n": -2}),
+        serde_json::json!({"dry_multiplier": 1.0, "dry_sequence_breakers": [4]}),
+        serde_json::json!({"mirostat": {"version": 3}}),
+        serde_json::json!({"mirostat": {"version": 2, "tau": -1.0}}),
+        serde_json::json!({"mirostat": {"version": 1}, "top_k": 5}),
+        serde_json::json!({"mirostat": {"version": 2}, "typical_p": 0.5}),
+    ];
+    let mut cpu = CpuSampler::with_threads(2);
+    let mut reference = token_sampler::ReferenceSampler::new();
+    for c in cases {
+        let p = match SamplingParams::from_json_value(0, c.clone()) {
+            Ok(p) => p,
+            Err(_) => continue, // a parse error is the same on every backend
+        };
+        let params = [p];
+        let want = reference
+            .sample(batch.view(), &params, 1)
+            .expect_err(&c.to_string())
+            .to_string();
+        let got = cpu
+            .sample(batch.view(), &params, 1)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(got, want, "{c}");
+        let got = cpu.probs(batch.view(), &params).unwrap_err().to_string();
+        assert_eq!(got, want, "{c}");
     }
 }

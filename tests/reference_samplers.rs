@@ -682,24 +682,31 @@ fn bad_values_name_row_and_field() {
 }
 
 #[test]
-fn cpu_backend_refuses_rather_than_ignores() {
+fn cpu_backend_runs_them_as_the_reference_does() {
+    // The cpu backend runs the extended samplers (src/cpu/extended.rs) with
+    // the reference's formulas: the same π, kept count, draws and mu, in a
+    // batch beside a plain row.
     let x = ln(&[4.0, 3.0, 2.0, 1.0]);
     let batch = token_sampler::Batch::from_rows(&[x.clone(), x]).unwrap();
     let mut cpu = CpuSampler::new();
-    for (p, field) in [
-        (xtc(1.0, 0.25), "xtc_probability"),
-        (miro(2, 5.0, 0.1, None), "mirostat"),
-        (dry(&[0, 1, 0], 1.0, 1.75, 1, -1), "dry_multiplier"),
+    let mut reference = ReferenceSampler::new();
+    for p in [
+        xtc(1.0, 0.25),
+        miro(2, 5.0, 0.1, None),
+        miro(1, 1.0, 0.1, Some(2.0)),
+        dry(&[0, 1, 0], 1.0, 1.75, 1, -1),
     ] {
-        let e = cpu.sample(batch.view(), &[seeded(), p], 1).unwrap_err();
-        let text = e.to_string();
-        assert!(
-            matches!(e, SamplerError::Unsupported(_))
-                && text.contains("row 1")
-                && text.contains(field)
-                && text.contains("--backend reference"),
-            "{text}"
-        );
+        let params = [seeded(), SamplingParams { seed: Some(9), ..p }];
+        let want = reference.sample(batch.view(), &params, 8).unwrap();
+        let got = cpu.sample(batch.view(), &params, 8).unwrap();
+        assert_eq!(got[1].draws, want[1].draws, "{:?}", params[1]);
+        assert_eq!(got[1].kept, want[1].kept, "{:?}", params[1]);
+        assert_eq!(got[1].mirostat_mu, want[1].mirostat_mu, "{:?}", params[1]);
+        let want = reference.probs(batch.view(), &params).unwrap();
+        let got = cpu.probs(batch.view(), &params).unwrap();
+        for (a, b) in got[1].probs.iter().zip(&want[1].probs) {
+            assert!((a - b).abs() <= 1e-12, "{:?}", params[1]);
+        }
     }
 }
 

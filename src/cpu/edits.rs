@@ -215,6 +215,64 @@ impl Edits {
         Ok(())
     }
 
+    /// Subtracts `amounts` (distinct ids, ascending) from the edited row, on
+    /// top of what [`Edits::build`] did: DRY's penalty (docs/spec.md §3.14),
+    /// applied like the other penalties. Masked tokens stay −inf; every
+    /// amount and result stays below 2^24 (docs/spec.md §2.1).
+    pub fn subtract(
+        &mut self,
+        row: usize,
+        x: &[f32],
+        amounts: &[(u32, f64)],
+        field: &str,
+    ) -> Result<()> {
+        if amounts.is_empty() {
+            return Ok(());
+        }
+        self.work.clear();
+        let (mut e, mut a) = (0, 0);
+        while e < self.ids.len() || a < amounts.len() {
+            let take_edit =
+                a >= amounts.len() || (e < self.ids.len() && self.ids[e] <= amounts[a].0);
+            let (id, mut y) = if take_edit {
+                (self.ids[e], self.vals64[e])
+            } else {
+                (amounts[a].0, x[amounts[a].0 as usize] as f64)
+            };
+            if a < amounts.len() && amounts[a].0 == id {
+                let amount = amounts[a].1;
+                let masked =
+                    y == f64::NEG_INFINITY || !Self::is_allowed(self.masked, &self.allowed, id);
+                if !masked && amount != 0.0 {
+                    if !(amount.abs() < PENALTY_LIMIT) {
+                        return Err(range_error(row, id, field, amount));
+                    }
+                    y -= amount;
+                    if !(y.abs() < PENALTY_LIMIT) {
+                        return Err(range_error(row, id, field, y));
+                    }
+                }
+                a += 1;
+                if !take_edit && (masked || amount == 0.0) {
+                    continue;
+                }
+            }
+            if take_edit {
+                e += 1;
+            }
+            self.work.push((id, y));
+        }
+        self.ids.clear();
+        self.vals.clear();
+        self.vals64.clear();
+        for &(id, y) in &self.work {
+            self.ids.push(id);
+            self.vals.push(y as f32);
+            self.vals64.push(y);
+        }
+        Ok(())
+    }
+
     /// The token ids whose original logits `build` reads.
     pub fn touched<'a>(p: &'a SamplingParams) -> impl Iterator<Item = u32> + 'a {
         p.logit_bias

@@ -22,6 +22,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord, clippy::needless_range_loop)]
 
 mod edits;
+mod extended;
 mod row;
 mod select;
 mod simd;
@@ -38,7 +39,7 @@ pub use simd::{Isa, Kernels};
 use crate::backend::{check_draws, check_samples, BackendKind, Sampler};
 use crate::batch::LogitsView;
 use crate::error::{Result, SamplerError};
-use crate::params::{reject_extended, resolve_seeds, validate_all, SamplingParams};
+use crate::params::{resolve_seeds, validate_all, SamplingParams};
 use crate::result::{RowProbs, RowResult};
 use row::{run_row, RowOut, Scratch, Split, Want};
 use team::Team;
@@ -152,7 +153,6 @@ impl CpuSampler {
         want: impl Fn(usize) -> Want + Sync,
     ) -> Result<Vec<RowOut>> {
         validate_all(params, logits.rows(), logits.vocab())?;
-        reject_extended(params, "cpu")?;
         if logits.vocab() > u32::MAX as usize {
             return Err(SamplerError::Shape(format!(
                 "vocab {} exceeds the 2^32 token ids the cpu backend addresses",
@@ -168,7 +168,13 @@ impl CpuSampler {
         let k = self.kernels;
         let one_row = |r: usize, split: Split<'_>| {
             let mut sc = self.take_scratch();
-            let out = run_row(k, r, &logits.row(r), &params[r], want(r), &mut sc, split);
+            // Rows using the extended samplers take their own sort-free path
+            // (extended.rs); the others keep the fast path untouched.
+            let out = if params[r].uses_extended_samplers() {
+                extended::run_extended(k, r, &logits.row(r), &params[r], want(r), &mut sc.ext)
+            } else {
+                run_row(k, r, &logits.row(r), &params[r], want(r), &mut sc, split)
+            };
             self.put_scratch(sc);
             out
         };

@@ -54,6 +54,8 @@ pub struct Scratch {
     top: TopN,
     groups: Vec<(Vec<f32>, Vec<u32>)>,
     full: Vec<FullSums>,
+    /// The extended samplers' path (extended.rs).
+    pub ext: super::extended::ExtScratch,
 }
 
 /// What the caller wants from a row.
@@ -322,6 +324,33 @@ fn stats_pass(
     Ok((base, edit))
 }
 
+/// docs/spec.md §4 statistics of an edited row at T = 1, with the vector
+/// kernels: `(m, Σe, Σde, Σd²e, finite count)` against the exact max m.
+/// Fills the block maxima. The row was checked for NaN/+inf already.
+pub(super) fn edited_stats(
+    k: Kernels,
+    x: &[f32],
+    edits: &Edits,
+    blocks: &mut [Block],
+    lanes: &mut Vec<[f32; LANE_SLOTS]>,
+) -> (f64, f64, f64, f64, usize) {
+    lanes.resize(blocks.len(), [0.0; LANE_SLOTS]);
+    let (ev, ev64) = (&edits.vals[..], &edits.vals64[..]);
+    let (base, edit) = match stats_pass(k, x, ev, ev64, blocks, lanes, false, false, 1.0, 1.0) {
+        Ok(r) => r,
+        Err(_) => (Acc::EMPTY, Acc::EMPTY),
+    };
+    let acc = base.merge(edit, 1.0);
+    (acc.m, acc.s, acc.a, acc.b, acc.n as usize)
+}
+
+/// `(max, ln Σ e^(x−max))` of the caller's row as given (finite entries),
+/// with the vector kernels.
+pub(super) fn raw_stats(k: Kernels, row: usize, x: &[f32]) -> Result<(f64, f64)> {
+    let acc = raw_pass(k, row, x)?;
+    Ok((acc.m, acc.s.ln()))
+}
+
 /// Max and `Σ e^(x−m)` of the caller's row as given, with the NaN/+inf check
 /// (rows whose mask hides most of the row still report raw log-probabilities).
 fn raw_pass(k: Kernels, row: usize, x: &[f32]) -> Result<Acc> {
@@ -344,7 +373,7 @@ fn raw_pass(k: Kernels, row: usize, x: &[f32]) -> Result<Acc> {
 }
 
 /// Checks the whole row, returning its first NaN/+inf as the error.
-fn check_row(k: Kernels, row: usize, x: &[f32]) -> Result<()> {
+pub(super) fn check_row(k: Kernels, row: usize, x: &[f32]) -> Result<()> {
     let mut lanes = [0f32; LANE_SLOTS];
     for (i, xs) in x.chunks(4096).enumerate() {
         if k.max_bad(xs, &mut lanes).1 {
@@ -1291,7 +1320,7 @@ pub fn run_row(
 }
 
 /// The n largest raw log-probabilities (the logits as given).
-fn raw_top(
+pub(super) fn raw_top(
     k: Kernels,
     x: &[f32],
     n: usize,

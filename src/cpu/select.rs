@@ -23,12 +23,19 @@ pub fn kth_largest(vals: &mut [f32], k: usize) -> f32 {
 /// set falls short (rounding), its smallest value (keep everything).
 /// Reorders `items` (value, weight); expected O(n).
 pub fn mass_threshold(items: &mut [(f32, f64)], target: f64) -> f32 {
+    mass_cut(items, target, f32::INFINITY)
+}
+
+/// [`mass_threshold`] over any ordered value (f64 keys for the extended
+/// samplers); `none` is returned when the target is reached by nothing (a
+/// target ≤ 0 on a set whose top group weighs 0).
+pub fn mass_cut<T: Copy + PartialOrd>(items: &mut [(T, f64)], target: f64, none: T) -> T {
     debug_assert!(!items.is_empty());
     let mut lo = 0;
     let mut hi = items.len();
     // Weight of the values known to lie above items[lo..hi].
     let mut above = 0.0f64;
-    let mut smallest = f32::INFINITY;
+    let mut smallest = none;
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     loop {
         let n = hi - lo;

@@ -582,6 +582,91 @@ fn top_n_impl<const L: usize>(x: &[f32], base: u32, top: &mut super::select::Top
     }
 }
 
+/// `e^x` in f64 for `x ≤ 0` (−inf and below −745.2: 0), within a few ulp of
+/// the correctly rounded value and branch-free (the extended samplers'
+/// weights, src/cpu/extended.rs): Cody–Waite reduction `x = n·ln 2 + r`,
+/// `|r| ≤ ln 2 / 2`, the degree-13 Taylor polynomial (truncation below
+/// 1e-17), and `2^n` built from bits in two halves, so that results down to
+/// the subnormals need no branch. `e^0` is exactly 1.
+#[inline(always)]
+fn exp64<const FMA: bool>(x: f64) -> f64 {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    // fdlibm's split of ln 2: n·LN2_HI is exact for |n| < 2^20.
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
+    // 1.5·2^52: adding it rounds to an integer held in the low mantissa bits.
+    const SHIFT: f64 = 6_755_399_441_055_744.0;
+    const C: [f64; 14] = [
+        1.0,
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+        1.0 / 40320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0,
+    ];
+    let fma = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let xc = x.max(-745.2);
+    let n = fma(xc, LOG2E, SHIFT) - SHIFT;
+    let r = fma(-n, LN2_LO, fma(-n, LN2_HI, xc));
+    let mut p = C[13];
+    for i in (0..13).rev() {
+        p = fma(p, r, C[i]);
+    }
+    let pow2 = |k: f64| {
+        let bits = (k + SHIFT)
+            .to_bits()
+            .wrapping_sub(SHIFT.to_bits())
+            .wrapping_add(1023);
+        f64::from_bits(bits << 52)
+    };
+    let n1 = (n * 0.5 + SHIFT) - SHIFT;
+    let v = p * pow2(n1) * pow2(n - n1);
+    if x < -745.2 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// `out[i] = e^((ys[i] − m)/t)` (every `ys[i] ≤ m`), returning `Σ out` (four
+/// partial sums).
+#[inline(always)]
+fn exp_shifted_impl<const FMA: bool>(ys: &[f64], m: f64, t: f64, out: &mut [f64]) -> f64 {
+    for (o, &y) in out.iter_mut().zip(ys) {
+        *o = exp64::<FMA>((y - m) / t);
+    }
+    sum64(out)
+}
+
+/// `out[i] = e^(xs[i])` (every `xs[i] ≤ 0`).
+#[inline(always)]
+fn exp_impl<const FMA: bool>(xs: &[f64], out: &mut [f64]) {
+    for (o, &x) in out.iter_mut().zip(xs) {
+        *o = exp64::<FMA>(x);
+    }
+}
+
+#[inline(always)]
+fn sum64(v: &[f64]) -> f64 {
+    let mut acc = [0f64; 4];
+    let chunks = v.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..4 {
+            acc[j] += c[j];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + rest.iter().sum::<f64>()
+}
+
 // ---------------------------------------------------------------------------
 // The clones and the dispatcher.
 
@@ -628,6 +713,14 @@ macro_rules! clone_kernels {
                 ids: &mut Vec<u32>,
             ) {
                 compact_ge_impl::<$lanes>(x, tau, base, vals, ids)
+            }
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn exp_shifted(ys: &[f64], m: f64, t: f64, out: &mut [f64]) -> f64 {
+                exp_shifted_impl::<$fma>(ys, m, t, out)
+            }
+            #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
+            pub unsafe fn exp(xs: &[f64], out: &mut [f64]) {
+                exp_impl::<$fma>(xs, out)
             }
             #[cfg_attr(target_arch = "x86_64", target_feature(enable = $feat))]
             pub unsafe fn read_sum(x: &[f32]) -> f32 {
@@ -741,6 +834,19 @@ impl Kernels {
             return;
         }
         dispatch!(self, compact_ge(x, tau, base, vals, ids))
+    }
+    /// `out[i] = e^((ys[i] − m)/t)` in f64 for `ys[i] ≤ m` (a few ulp from the
+    /// correctly rounded value), returning their sum; `out` is resized.
+    #[inline]
+    pub fn exp_shifted(&self, ys: &[f64], m: f64, t: f64, out: &mut Vec<f64>) -> f64 {
+        out.resize(ys.len(), 0.0);
+        dispatch!(self, exp_shifted(ys, m, t, out))
+    }
+    /// `out[i] = e^(xs[i])` in f64 for `xs[i] ≤ 0`; `out` is resized.
+    #[inline]
+    pub fn exp(&self, xs: &[f64], out: &mut Vec<f64>) {
+        out.resize(xs.len(), 0.0);
+        dispatch!(self, exp(xs, out))
     }
     #[inline]
     pub fn read_sum(&self, x: &[f32]) -> f32 {
@@ -960,6 +1066,71 @@ mod tests {
                 f32::from_bits(c.to_bits() + 1)
             };
             assert!((below as f64) < v);
+        }
+    }
+
+    #[test]
+    fn exp64_is_within_a_few_ulp_of_libm() {
+        for k in all() {
+            let mut xs: Vec<f64> = (0..200_000).map(|i| -(i as f64) * 0.003_731).collect();
+            xs.extend([
+                0.0, -0.0, -1e-300, -1e-12, -0.34657, -0.34658, -708.0, -709.9,
+            ]);
+            xs.extend([-744.0, -745.1, -745.3, -1e10, f64::NEG_INFINITY, -f64::MAX]);
+            let mut out = Vec::new();
+            k.exp(&xs, &mut out);
+            let mut worst = 0f64;
+            for (&x, &got) in xs.iter().zip(&out) {
+                let want = x.exp();
+                if want < f64::MIN_POSITIVE {
+                    // Subnormal results: within a few units of 2^-1074.
+                    assert!((got - want).abs() <= 4.0 * 4.9e-324, "{x}: {got} vs {want}");
+                    continue;
+                }
+                let ulps = (got - want).abs() / (want * f64::EPSILON);
+                worst = worst.max(ulps);
+                assert!(
+                    ulps <= 4.0,
+                    "{:?} e^{x}: {got} vs {want} ({ulps} ulp)",
+                    k.isa()
+                );
+            }
+            assert_eq!(out[xs.len() - 14], 1.0);
+            let mut w = Vec::new();
+            let z = k.exp_shifted(&[1.0, 0.5, 2.0], 2.0, 0.5, &mut w);
+            assert_eq!(w[2], 1.0);
+            assert!((z - (1.0 + (-2.0f64).exp() + (-3.0f64).exp())).abs() < 1e-15);
+            eprintln!("{:?}: worst {worst:.2} ulp", k.isa());
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn exp64_timing() {
+        let xs: Vec<f64> = (0..131_072)
+            .map(|i| -((i * 7919) % 1000) as f64 * 0.01)
+            .collect();
+        let k = Kernels::detect();
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            let t0 = std::time::Instant::now();
+            for _ in 0..20 {
+                k.exp(&xs, &mut out);
+                std::hint::black_box(&out);
+            }
+            let fast = t0.elapsed().as_secs_f64() / 20.0;
+            let t0 = std::time::Instant::now();
+            for _ in 0..20 {
+                out.clear();
+                out.extend(xs.iter().map(|x| x.exp()));
+                std::hint::black_box(&out);
+            }
+            let libm = t0.elapsed().as_secs_f64() / 20.0;
+            eprintln!(
+                "131072 exps: vector {:.1} us, libm {:.1} us",
+                fast * 1e6,
+                libm * 1e6
+            );
         }
     }
 }
