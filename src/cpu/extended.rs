@@ -269,10 +269,14 @@ fn hist_cut(
 ) -> f64 {
     let last = (BUCKETS - 1) as f64;
     let bucket = |k: f64| depth(k).max(0.0).min(last) as usize;
-    let mut hist = [0f64; BUCKETS];
-    for (&k, &w) in keys.iter().zip(ws.iter()) {
-        hist[bucket(k)] += w;
+    // Four interleaved copies: neighbouring entries mostly share a bucket,
+    // and one copy would chain every add through memory.
+    let mut hist4 = [[0f64; BUCKETS]; 4];
+    for (i, (&k, &w)) in keys.iter().zip(ws.iter()).enumerate() {
+        hist4[i & 3][bucket(k)] += w;
     }
+    let hist: [f64; BUCKETS] =
+        std::array::from_fn(|j| (hist4[0][j] + hist4[1][j]) + (hist4[2][j] + hist4[3][j]));
     let mut above = 0.0;
     let Some(b) = (0..BUCKETS).find(|&b| {
         let crossed = above + hist[b] >= target;
