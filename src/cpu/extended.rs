@@ -81,7 +81,17 @@ impl Surv<'_> {
     }
 
     fn max(&self) -> f64 {
-        self.ys.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        // Four running maxima: no chain of dependent compares.
+        let mut acc = [f64::NEG_INFINITY; 4];
+        let chunks = self.ys.chunks_exact(4);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for j in 0..4 {
+                acc[j] = if c[j] > acc[j] { c[j] } else { acc[j] };
+            }
+        }
+        let m = acc[0].max(acc[1]).max(acc[2].max(acc[3]));
+        rest.iter().copied().fold(m, f64::max)
     }
 
     /// Fills `w` with `e^((y−m)/t)` and returns `(m, Σw)`.
@@ -250,6 +260,15 @@ fn prefilter_bound(
     maxima.clear();
     maxima.extend(blocks.iter().map(|b| b.max as f64));
     *maxima.select_nth_unstable_by(r - 1, desc).1 as f32
+}
+
+/// A sum in four interleaved partial sums (no chain of dependent adds).
+fn sum4(it: impl Iterator<Item = f64>) -> f64 {
+    let mut acc = [0f64; 4];
+    for (i, v) in it.enumerate() {
+        acc[i & 3] += v;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
 /// Histogram buckets of [`hist_cut`].
@@ -709,8 +728,10 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
             }
             // Mean and population σ of the stage's input, in f64.
             let n = before as f64;
-            let mean = s.ys.iter().sum::<f64>() / n;
-            let var = s.ys.iter().map(|&y| (y - mean) * (y - mean)).sum::<f64>() / n;
+            // Four partial sums each (the reference's sums to rounding; a
+            // logit within that of the threshold is a §7 boundary).
+            let mean = sum4(s.ys.iter().copied()) / n;
+            let var = sum4(s.ys.iter().map(|&y| (y - mean) * (y - mean))) / n;
             let tau = s.max() - widen(p.top_n_sigma) * var.sqrt();
             s.keep_ge(tau)
         }
