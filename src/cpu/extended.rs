@@ -263,12 +263,17 @@ fn prefilter_bound(
 }
 
 /// A sum in four interleaved partial sums (no chain of dependent adds).
-fn sum4(it: impl Iterator<Item = f64>) -> f64 {
-    let mut acc = [0f64; 4];
-    for (i, v) in it.enumerate() {
-        acc[i & 3] += v;
+fn sum4(ys: &[f64], f: impl Fn(f64) -> f64) -> f64 {
+    let (mut a, mut b, mut c, mut d) = (0f64, 0f64, 0f64, 0f64);
+    let chunks = ys.chunks_exact(4);
+    let rest = chunks.remainder();
+    for q in chunks {
+        a += f(q[0]);
+        b += f(q[1]);
+        c += f(q[2]);
+        d += f(q[3]);
     }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
+    (a + b) + (c + d) + rest.iter().map(|&y| f(y)).sum::<f64>()
 }
 
 /// Histogram buckets of [`hist_cut`].
@@ -730,8 +735,8 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
             let n = before as f64;
             // Four partial sums each (the reference's sums to rounding; a
             // logit within that of the threshold is a §7 boundary).
-            let mean = sum4(s.ys.iter().copied()) / n;
-            let var = sum4(s.ys.iter().map(|&y| (y - mean) * (y - mean))) / n;
+            let mean = sum4(s.ys, |y| y) / n;
+            let var = sum4(s.ys, |y| (y - mean) * (y - mean)) / n;
             let tau = s.max() - widen(p.top_n_sigma) * var.sqrt();
             s.keep_ge(tau)
         }
