@@ -467,7 +467,7 @@ pub fn run_extended(
 
     // π = softmax of the survivors at T.
     let t = out.t;
-    let (ln_z, final_entropy) = s.log_q(t);
+    let (_, final_entropy) = s.log_q(t);
     let kept = s.len();
     match want {
         Want::Probs => {
@@ -487,7 +487,6 @@ pub fn run_extended(
             }))
         }
         Want::Sample { seed, samples } => {
-            let _ = ln_z;
             sc.cdf.clear();
             let mut cum = 0.0;
             for &q in s.q.iter() {
@@ -756,7 +755,7 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
             for v in s.tmp.iter_mut() {
                 *v = -*v;
             }
-            let mut after = s.keep_score(|sc| sc <= cut);
+            let after = s.keep_score(|sc| sc <= cut);
             if after < ctx.min_keep && after < before {
                 // The m most typical of the input instead, ties at the m-th.
                 s.pairs.clear();
@@ -766,9 +765,8 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
                     .pairs
                     .select_nth_unstable_by(m - 1, |a, b| a.0.total_cmp(&b.0));
                 let cut = kth.0;
-                after = s.keep_score(|sc| sc <= cut);
+                s.keep_score(|sc| sc <= cut);
             }
-            let _ = after;
             s.apply();
             return;
         }
