@@ -4,16 +4,21 @@
 //!
 //! The row's edited logits (bias, mask, penalties, DRY; exact in f64, as the
 //! reference holds them) are compacted once into `(id, y)` pairs of the
-//! finite tokens, in id order. Every stage then computes a keep decision for
-//! the current survivors, applies the `min_tokens_to_keep` rule, and compacts
-//! the list in place, so the stages after the first cut work on the few
-//! survivors, not on V tokens. Each decision is a threshold or a selection:
+//! finite tokens, in id order (only a top-k's candidates when a top-k is the
+//! first stage to act, [`prefilter_bound`]). Every stage then computes a keep
+//! decision for the current survivors, applies its `min_tokens_to_keep` rule,
+//! and compacts the list in place, so the stages after the first cut work on
+//! the few survivors, not on V tokens. Weights use the reference's formulas
+//! with a vectorised f64 exponential (within 1 ulp of libm's). Each decision
+//! is a threshold or a selection:
 //!
 //! - top-k, `min_tokens_to_keep`, mirostat v1's k: the k-th largest by
-//!   quickselect (`select_nth_unstable`), ties at the k-th kept;
-//! - top-p and typical-p: a weighted quickselect for the smallest mass prefix
-//!   ([`mass_cut`]), by descending logit for top-p and by ascending key
-//!   `|−ln q − H|` for typical-p;
+//!   quickselect (`select_nth_unstable`, bounded by chunk maxima), ties at the
+//!   k-th kept;
+//! - top-p and typical-p: a histogram, then a weighted quickselect in the one
+//!   bucket where the mass crosses ([`hist_cut`], [`mass_cut`]), by
+//!   descending logit for top-p and by ascending score `|−ln q − H|` for
+//!   typical-p;
 //! - min-p, top-nσ, ε, η, mirostat v2: closed-form thresholds on q (or on the
 //!   logits, from one pass for the max, the normaliser, the entropy or the
 //!   mean and variance);
