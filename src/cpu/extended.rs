@@ -4,16 +4,21 @@
 //!
 //! The row's edited logits (bias, mask, penalties, DRY; exact in f64, as the
 //! reference holds them) are compacted once into `(id, y)` pairs of the
-//! finite tokens, in id order. Every stage then computes a keep decision for
-//! the current survivors, applies the `min_tokens_to_keep` rule, and compacts
-//! the list in place, so the stages after the first cut work on the few
-//! survivors, not on V tokens. Each decision is a threshold or a selection:
+//! finite tokens, in id order (only a top-k's candidates when a top-k is the
+//! first stage to act, [`prefilter_bound`]). Every stage then computes a keep
+//! decision for the current survivors, applies its `min_tokens_to_keep` rule,
+//! and compacts the list in place, so the stages after the first cut work on
+//! the few survivors, not on V tokens. Weights use the reference's formulas
+//! with a vectorised f64 exponential (within 1 ulp of libm's). Each decision
+//! is a threshold or a selection:
 //!
 //! - top-k, `min_tokens_to_keep`, mirostat v1's k: the k-th largest by
-//!   quickselect (`select_nth_unstable`), ties at the k-th kept;
-//! - top-p and typical-p: a weighted quickselect for the smallest mass prefix
-//!   ([`mass_cut`]), by descending logit for top-p and by ascending key
-//!   `|−ln q − H|` for typical-p;
+//!   quickselect (`select_nth_unstable`, bounded by chunk maxima), ties at the
+//!   k-th kept;
+//! - top-p and typical-p: a histogram, then a weighted quickselect in the one
+//!   bucket where the mass crosses ([`hist_cut`], [`mass_cut`]), by
+//!   descending logit for top-p and by ascending score `|−ln q − H|` for
+//!   typical-p;
 //! - min-p, top-nσ, ε, η, mirostat v2: closed-form thresholds on q (or on the
 //!   logits, from one pass for the max, the normaliser, the entropy or the
 //!   mean and variance);
@@ -81,7 +86,17 @@ impl Surv<'_> {
     }
 
     fn max(&self) -> f64 {
-        self.ys.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        // Four running maxima: no chain of dependent compares.
+        let mut acc = [f64::NEG_INFINITY; 4];
+        let chunks = self.ys.chunks_exact(4);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for j in 0..4 {
+                acc[j] = if c[j] > acc[j] { c[j] } else { acc[j] };
+            }
+        }
+        let m = acc[0].max(acc[1]).max(acc[2].max(acc[3]));
+        rest.iter().copied().fold(m, f64::max)
     }
 
     /// Fills `w` with `e^((y−m)/t)` and returns `(m, Σw)`.
@@ -252,6 +267,20 @@ fn prefilter_bound(
     *maxima.select_nth_unstable_by(r - 1, desc).1 as f32
 }
 
+/// A sum in four interleaved partial sums (no chain of dependent adds).
+fn sum4(ys: &[f64], f: impl Fn(f64) -> f64) -> f64 {
+    let (mut a, mut b, mut c, mut d) = (0f64, 0f64, 0f64, 0f64);
+    let chunks = ys.chunks_exact(4);
+    let rest = chunks.remainder();
+    for q in chunks {
+        a += f(q[0]);
+        b += f(q[1]);
+        c += f(q[2]);
+        d += f(q[3]);
+    }
+    (a + b) + (c + d) + rest.iter().map(|&y| f(y)).sum::<f64>()
+}
+
 /// Histogram buckets of [`hist_cut`].
 const BUCKETS: usize = 256;
 
@@ -269,10 +298,14 @@ fn hist_cut(
 ) -> f64 {
     let last = (BUCKETS - 1) as f64;
     let bucket = |k: f64| depth(k).max(0.0).min(last) as usize;
-    let mut hist = [0f64; BUCKETS];
-    for (&k, &w) in keys.iter().zip(ws.iter()) {
-        hist[bucket(k)] += w;
+    // Four interleaved copies: neighbouring entries mostly share a bucket,
+    // and one copy would chain every add through memory.
+    let mut hist4 = [[0f64; BUCKETS]; 4];
+    for (i, (&k, &w)) in keys.iter().zip(ws.iter()).enumerate() {
+        hist4[i & 3][bucket(k)] += w;
     }
+    let hist: [f64; BUCKETS] =
+        std::array::from_fn(|j| (hist4[0][j] + hist4[1][j]) + (hist4[2][j] + hist4[3][j]));
     let mut above = 0.0;
     let Some(b) = (0..BUCKETS).find(|&b| {
         let crossed = above + hist[b] >= target;
@@ -439,7 +472,7 @@ pub fn run_extended(
 
     // π = softmax of the survivors at T.
     let t = out.t;
-    let (ln_z, final_entropy) = s.log_q(t);
+    let (_, final_entropy) = s.log_q(t);
     let kept = s.len();
     match want {
         Want::Probs => {
@@ -459,7 +492,6 @@ pub fn run_extended(
             }))
         }
         Want::Sample { seed, samples } => {
-            let _ = ln_z;
             sc.cdf.clear();
             let mut cum = 0.0;
             for &q in s.q.iter() {
@@ -705,8 +737,10 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
             }
             // Mean and population σ of the stage's input, in f64.
             let n = before as f64;
-            let mean = s.ys.iter().sum::<f64>() / n;
-            let var = s.ys.iter().map(|&y| (y - mean) * (y - mean)).sum::<f64>() / n;
+            // Four partial sums each (the reference's sums to rounding; a
+            // logit within that of the threshold is a §7 boundary).
+            let mean = sum4(s.ys, |y| y) / n;
+            let var = sum4(s.ys, |y| (y - mean) * (y - mean)) / n;
             let tau = s.max() - widen(p.top_n_sigma) * var.sqrt();
             s.keep_ge(tau)
         }
@@ -726,7 +760,7 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
             for v in s.tmp.iter_mut() {
                 *v = -*v;
             }
-            let mut after = s.keep_score(|sc| sc <= cut);
+            let after = s.keep_score(|sc| sc <= cut);
             if after < ctx.min_keep && after < before {
                 // The m most typical of the input instead, ties at the m-th.
                 s.pairs.clear();
@@ -736,9 +770,8 @@ fn truncate(s: &mut Surv<'_>, stage: Stage, t: f64, ctx: &StageCtx<'_>, top_p: f
                     .pairs
                     .select_nth_unstable_by(m - 1, |a, b| a.0.total_cmp(&b.0));
                 let cut = kth.0;
-                after = s.keep_score(|sc| sc <= cut);
+                s.keep_score(|sc| sc <= cut);
             }
-            let _ = after;
             s.apply();
             return;
         }
