@@ -69,9 +69,13 @@ struct Surv<'s> {
     keep: &'s mut Vec<bool>,
     tmp: &'s mut Vec<f64>,
     pairs: &'s mut Vec<(f64, f64)>,
-    /// Finite tokens left out of the list by [`prefilter_bound`] (none
-    /// of them survives the first stage); 0 once a stage has run.
+    /// Finite tokens left out of the list by [`prefilter_bound`] or
+    /// [`top_p_prefilter`] (none of them survives the first stage); 0 once a
+    /// stage has run.
     hidden: usize,
+    /// The whole row's normaliser at the first stage's T, while tokens are
+    /// hidden (a top-p first).
+    z_full: Option<f64>,
 }
 
 /// Descending, total order (no NaN reaches here).
@@ -201,6 +205,7 @@ impl Surv<'_> {
         self.ys.truncate(j);
         self.ids.truncate(j);
         self.hidden = 0;
+        self.z_full = None;
     }
 
     /// The min_tokens_to_keep rule of docs/spec.md §3.7 on the decision in
@@ -217,6 +222,11 @@ impl Surv<'_> {
     /// docs/spec.md §3.5: the largest τ whose `{y ≥ τ}` weighs ≥ p − 1e-6.
     fn top_p_tau(&mut self, t: f64, p: f64) -> f64 {
         let (_, z) = self.weights(t);
+        // Hidden tokens weigh in the normaliser too.
+        let z = match self.z_full {
+            Some(z_full) if self.hidden > 0 => z_full,
+            _ => z,
+        };
         let target = (p - TOP_P_SLACK) * z;
         // Buckets a quarter of t wide below the max.
         let (m, scale) = (self.max(), 4.0 / t);
@@ -241,8 +251,17 @@ fn prefilter_bound(
     if p.mirostat.is_some() {
         return ALL;
     }
-    let first = p
-        .order
+    if first_stage(p) != Some(Stage::TopK) || p.top_k as usize >= finite {
+        return ALL;
+    }
+    let r = (p.top_k as usize).max(p.min_tokens_to_keep as usize);
+    rth_block_max(r, finite, blocks, maxima).unwrap_or(ALL)
+}
+
+/// The first truncation stage of the row's order whose parameter turns it
+/// on (a dynamic temperature may turn top-p on).
+fn first_stage(p: &SamplingParams) -> Option<Stage> {
+    p.order
         .truncation_stages()
         .into_iter()
         .find(|&st| match st {
@@ -254,17 +273,112 @@ fn prefilter_bound(
             Stage::Epsilon => p.epsilon_cutoff > 0.0,
             Stage::Eta => p.eta_cutoff > 0.0,
             Stage::Xtc => p.xtc_probability > 0.0,
-        });
-    if first != Some(Stage::TopK) || p.top_k as usize >= finite {
-        return ALL;
-    }
-    let r = (p.top_k as usize).max(p.min_tokens_to_keep as usize);
+        })
+}
+
+/// The r-th largest block max, when there are enough blocks for it to bound
+/// anything (a lower bound on the r-th largest logit).
+fn rth_block_max(
+    r: usize,
+    finite: usize,
+    blocks: &[super::edits::Block],
+    maxima: &mut Vec<f64>,
+) -> Option<f32> {
     if r >= blocks.len() || r * 4 > finite {
-        return ALL;
+        return None;
     }
     maxima.clear();
     maxima.extend(blocks.iter().map(|b| b.max as f64));
-    *maxima.select_nth_unstable_by(r - 1, desc).1 as f32
+    Some(*maxima.select_nth_unstable_by(r - 1, desc).1 as f32)
+}
+
+/// When the first stage to act is a static top-p (docs/spec.md §3.5), a bound
+/// below its cut, and the normaliser of the whole row at the stage's T (from
+/// the vector kernels, within f32 rounding: a difference only where the mass
+/// sits within that of p, a §7 boundary). The lane maxima are distinct
+/// tokens: bucketed by distance below the max (quarters of T), those down to
+/// the bucket where their weight reaches the target prove that the cut lies
+/// above that bucket's lower edge. The caller checks the candidates' own
+/// mass before it relies on the bound.
+#[allow(clippy::too_many_arguments)]
+fn top_p_prefilter(
+    k: Kernels,
+    p: &SamplingParams,
+    x: &[f32],
+    edits: &Edits,
+    m: f64,
+    finite: usize,
+    blocks: &[super::edits::Block],
+    lanes: &[[f32; LANE_SLOTS]],
+    maxima: &mut Vec<f64>,
+) -> Option<(f32, f64, f64)> {
+    if p.mirostat.is_some() || p.dynamic_temperature.is_some() || p.top_p >= 1.0 {
+        return None;
+    }
+    if first_stage(p) != Some(Stage::TopP) || blocks.len() < 16 {
+        return None;
+    }
+    let t = match p.order {
+        Order::LlamaCpp => 1.0,
+        _ => widen(p.temperature),
+    };
+    if !(t > 0.0) {
+        return None;
+    }
+    // The whole row's Σ e^((x−m)/t): unedited blocks by the kernels against
+    // m rounded to f32 (every unedited logit is ≤ it), edited ones exactly.
+    let m32 = m as f32;
+    let inv_t = (1.0 / t).min(f32::MAX as f64) as f32;
+    let shift = ((m32 as f64 - m) / t).exp();
+    let mut z = 0.0;
+    for b in blocks {
+        let (st, n) = (b.start as usize, b.len as usize);
+        if b.edited {
+            z += edits.vals64[st..st + n]
+                .iter()
+                .map(|&y| ((y - m) / t).exp())
+                .sum::<f64>();
+        } else {
+            z += k.tempered(&x[st..st + n], m32, inv_t, f32::MIN).0 * shift;
+        }
+    }
+    let target = (widen(p.top_p) - TOP_P_SLACK) * z;
+    const LB: usize = 128;
+    let mut hist = [0f64; LB];
+    for (b, l) in blocks.iter().zip(lanes) {
+        if b.max == f32::NEG_INFINITY {
+            continue;
+        }
+        for &v in l.iter().filter(|&&v| v > f32::NEG_INFINITY) {
+            let d = (m - v as f64).max(0.0) / t;
+            hist[((d * 4.0) as usize).min(LB - 1)] += (-d).exp();
+        }
+    }
+    let mut cum = 0.0;
+    let j = hist.iter().position(|&h| {
+        cum += h;
+        cum >= target * (1.0 + 1e-6)
+    })?;
+    if j + 1 >= LB {
+        return None;
+    }
+    let edge = m - (j + 1) as f64 * t / 4.0;
+    // The largest f32 at or below the edge.
+    let mut bound = edge as f32;
+    if bound as f64 > edge {
+        bound = f32::from_bits(if bound > 0.0 {
+            bound.to_bits() - 1
+        } else if bound < 0.0 {
+            bound.to_bits() + 1
+        } else {
+            0x8000_0001
+        });
+    }
+    let r = p.min_tokens_to_keep as usize;
+    if r > 1 {
+        bound = bound.min(rth_block_max(r, finite, blocks, maxima)?);
+    }
+    Some((bound, z, target))
 }
 
 /// A sum in four interleaved partial sums (no chain of dependent adds).
@@ -363,30 +477,60 @@ pub fn run_extended(
     }
     // The survivor list: every finite token, or, when the first stage to
     // act is a top-k, only those a bound proves may survive it.
-    let bound = prefilter_bound(p, finite, &sc.blocks, &mut sc.tmp);
-    sc.ids.clear();
-    sc.ys.clear();
-    sc.v32.clear();
-    sc.exact.clear();
-    for b in sc.blocks.iter().filter(|b| b.max >= bound) {
-        let (st, n) = (b.start as usize, b.len as usize);
-        if b.edited {
-            let vals = &sc.edits.vals[st..st + n];
-            for (j, (&v, &y)) in vals.iter().zip(&sc.edits.vals64[st..st + n]).enumerate() {
-                if v >= bound {
-                    sc.exact.push((sc.ids.len(), y));
-                    sc.ids.push(b.id + j as u32);
-                    sc.v32.push(v);
+    let mut top_p_first = top_p_prefilter(
+        k,
+        p,
+        x,
+        &sc.edits,
+        m,
+        finite,
+        &sc.blocks,
+        &sc.lanes,
+        &mut sc.tmp,
+    );
+    let mut bound = match top_p_first {
+        Some((b, _, _)) => b,
+        None => prefilter_bound(p, finite, &sc.blocks, &mut sc.tmp),
+    };
+    loop {
+        sc.ids.clear();
+        sc.ys.clear();
+        sc.v32.clear();
+        sc.exact.clear();
+        for b in sc.blocks.iter().filter(|b| b.max >= bound) {
+            let (st, n) = (b.start as usize, b.len as usize);
+            if b.edited {
+                let vals = &sc.edits.vals[st..st + n];
+                for (j, (&v, &y)) in vals.iter().zip(&sc.edits.vals64[st..st + n]).enumerate() {
+                    if v >= bound {
+                        sc.exact.push((sc.ids.len(), y));
+                        sc.ids.push(b.id + j as u32);
+                        sc.v32.push(v);
+                    }
                 }
+            } else {
+                // The kernel appends to both lists at their common length.
+                k.compact_ge(&x[st..st + n], bound, b.id, &mut sc.v32, &mut sc.ids);
             }
-        } else {
-            // The kernel appends to both lists at their common length.
-            k.compact_ge(&x[st..st + n], bound, b.id, &mut sc.v32, &mut sc.ids);
         }
-    }
-    sc.ys.extend(sc.v32.iter().map(|&v| v as f64));
-    for &(i, y) in sc.exact.iter() {
-        sc.ys[i] = y;
+        sc.ys.extend(sc.v32.iter().map(|&v| v as f64));
+        for &(i, y) in sc.exact.iter() {
+            sc.ys[i] = y;
+        }
+        // A top-p bound counts only once the candidates' own mass proves it.
+        if let Some((_, _, target)) = top_p_first {
+            let t = match p.order {
+                Order::LlamaCpp => 1.0,
+                _ => widen(p.temperature),
+            };
+            let mass = k.exp_shifted(&sc.ys, m, t, &mut sc.w);
+            if !(mass >= target) && bound > f32::MIN {
+                top_p_first = None;
+                bound = f32::MIN;
+                continue;
+            }
+        }
+        break;
     }
     let hidden = finite - sc.ys.len();
     let mut s = Surv {
@@ -399,6 +543,7 @@ pub fn run_extended(
         tmp: &mut sc.tmp,
         pairs: &mut sc.pairs,
         hidden,
+        z_full: top_p_first.map(|f| f.1),
     };
     let entropy = (s1.ln() - a1 / s1).max(0.0);
     let varentropy = (b1 / s1 - (a1 / s1) * (a1 / s1)).max(0.0);
