@@ -46,7 +46,20 @@ fn c_program_passes() {
         .status()
         .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
     assert!(status.success(), "{cc} failed to compile the C test");
+    // The loader searches LD_LIBRARY_PATH (which cargo sets to include the
+    // profile folder, where an older `cargo build` may have left another
+    // copy of the library) before the run path: the library of this run
+    // comes first.
+    let search = match std::env::var_os("LD_LIBRARY_PATH") {
+        Some(rest) => {
+            let mut dirs = vec![lib_dir.clone()];
+            dirs.extend(std::env::split_paths(&rest));
+            std::env::join_paths(dirs).expect("library search path")
+        }
+        None => lib_dir.clone().into_os_string(),
+    };
     let out = Command::new(&exe)
+        .env("LD_LIBRARY_PATH", search)
         .env(
             "XDG_RUNTIME_DIR",
             std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()),

@@ -309,6 +309,9 @@ fn validate_cpu_passes() {
     ]);
     assert_eq!(v["backend"], "cpu");
     assert_eq!(v["pass"], true, "{v}");
+    // The cpu runs the samplers of docs/spec.md §3.10–3.15, so the suite
+    // draws them too.
+    assert_eq!(v["config"]["extended"], true, "{v}");
     assert!(v["total"]["rows"].as_u64().unwrap() >= 6);
     assert_eq!(v["total"]["token_mismatch_unexplained"], 0);
     assert_eq!(v["total"]["kept_mismatch_unexplained"], 0);
