@@ -144,8 +144,39 @@ pub(super) fn map_read(
     limit: Option<std::time::Duration>,
 ) -> Result<Vec<u32>> {
     let state = start_map(staging, bytes);
-    wait(device, limit)?;
+    wait_until(device, limit, || {
+        state.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    })?;
     take_mapped(staging, bytes, &state)
+}
+
+/// Waits for the device, then until `done` (a mapping's callback has run).
+/// Another thread polling the same device (samplers sharing it through
+/// `from_device`) may have collected this mapping's callback in its own
+/// poll and run it a moment after this thread's wait returns: the callback
+/// is then waited for, not taken as missing.
+pub(super) fn wait_until(
+    device: &wgpu::Device,
+    limit: Option<std::time::Duration>,
+    done: impl Fn() -> bool,
+) -> Result<()> {
+    wait(device, limit)?;
+    let start = std::time::Instant::now();
+    // A callback in flight runs within microseconds; the cap only bounds a
+    // wait that could not end.
+    let cap = limit.unwrap_or(std::time::Duration::from_secs(60));
+    while !done() {
+        if start.elapsed() > cap {
+            return Err(SamplerError::DeviceTimeout {
+                limit_ms: cap.as_millis() as u64,
+            });
+        }
+        poll(device, wgpu::PollType::Poll).map_err(|_| SamplerError::DeviceLost {
+            reason: "the device failed while the sampler waited for a mapping".into(),
+        })?;
+        std::thread::yield_now();
+    }
+    Ok(())
 }
 
 /// Waits until the device has finished its submitted work, at most `limit`.

@@ -59,15 +59,9 @@ impl UploadRing {
         if state(slot) == SlotState::Pending {
             // The previous call's copy out of this slot has not been
             // confirmed yet: wait for the device (normally done already).
-            super::readback::wait(device, wait_limit)?;
-            match state(slot) {
-                SlotState::Mapped => {}
-                SlotState::Pending => {
-                    return Err(SamplerError::Gpu(
-                        "an upload slot was not mapped again after the device went idle".into(),
-                    ))
-                }
-                SlotState::Failed => *slot = new_slot(device, len),
+            super::readback::wait_until(device, wait_limit, || state(slot) != SlotState::Pending)?;
+            if state(slot) == SlotState::Failed {
+                *slot = new_slot(device, len);
             }
         }
         {
