@@ -14,7 +14,7 @@ mod gpu_support;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use gpu_support::{assert_row_matches_reference, normal_rows, Rng};
+use gpu_support::{assert_row_matches_reference, normal_rows, opened_or_notice, Rng};
 use token_sampler::gpu::{Fault, GpuSampler, DEFAULT_WAIT_LIMIT};
 use token_sampler::{Batch, RowResult, Sampler, SamplerError, SamplingParams};
 
@@ -22,16 +22,7 @@ use token_sampler::{Batch, RowResult, Sampler, SamplerError, SamplingParams};
 static ONE: Mutex<()> = Mutex::new(());
 
 fn open() -> Option<GpuSampler> {
-    match GpuSampler::new_blocking(true) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            if std::env::var("REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("REQUIRE_GPU=1 but no GPU adapter: {e}");
-            }
-            eprintln!("no GPU adapter, fault tests not run: {e}");
-            None
-        }
-    }
+    opened_or_notice(GpuSampler::new_blocking(true))
 }
 
 fn batch(rows: usize, vocab: usize, seed: u64) -> (Batch, Vec<Vec<f32>>, Vec<SamplingParams>) {

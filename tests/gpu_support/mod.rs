@@ -43,23 +43,15 @@ fn shared(
     cell: &'static Shared,
     open: impl FnOnce() -> token_sampler::Result<GpuSampler>,
 ) -> Option<Gpu> {
-    let opened = cell.get_or_init(|| match open() {
-        Ok(mut g) => {
-            // On a hardware adapter every test call takes milliseconds: a
-            // read that waits longer is a hung device, reported by the test
-            // that hit it instead of a run that never ends.
-            if !is_software(&g.context().info) {
-                g.set_wait_limit(Some(std::time::Duration::from_secs(20)));
-            }
-            Some(Mutex::new(g))
+    let opened = cell.get_or_init(|| {
+        let mut g = opened_or_notice(open())?;
+        // On a hardware adapter every test call takes milliseconds: a read
+        // that waits longer is a hung device, reported by the test that hit
+        // it instead of a run that never ends.
+        if !is_software(&g.context().info) {
+            g.set_wait_limit(Some(std::time::Duration::from_secs(20)));
         }
-        Err(e) => {
-            if std::env::var("REQUIRE_GPU").as_deref() == Ok("1") {
-                panic!("REQUIRE_GPU=1 but no GPU adapter: {e}");
-            }
-            eprintln!("no GPU adapter: {e}");
-            None
-        }
+        Some(Mutex::new(g))
     });
     match opened {
         // A test that failed an assert while holding it left the sampler
@@ -67,6 +59,21 @@ fn shared(
         Some(m) => Some(m.lock().unwrap_or_else(|p| p.into_inner())),
         None => {
             eprintln!("\n!!!!!!!! NO GPU ADAPTER — GPU TEST NOT RUN !!!!!!!!\n");
+            None
+        }
+    }
+}
+
+/// The opened sampler, or None after a notice; a failure under
+/// REQUIRE_GPU=1 (for tests that open a device of their own).
+pub fn opened_or_notice(opened: token_sampler::Result<GpuSampler>) -> Option<GpuSampler> {
+    match opened {
+        Ok(g) => Some(g),
+        Err(e) => {
+            if std::env::var("REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("REQUIRE_GPU=1 but no GPU adapter: {e}");
+            }
+            eprintln!("no GPU adapter: {e}");
             None
         }
     }
