@@ -100,7 +100,18 @@ abi_record! {
         pub presence_lo: u32 => M_PRES_LO,
         /// Temperature of the top-p prediction histogram ([`RowFlags::HIST_P`]).
         pub t_predict: f32 => M_TP,
-        pub reserved: [u32; 11] => M_RESERVED,
+        /// Top-nσ's n (docs/spec.md §3.10; [`RowFlags::NSIGMA`]).
+        pub n_sigma: f32 => M_NSIG,
+        /// typical_p (docs/spec.md §3.11; [`RowFlags::TYPICAL`]).
+        pub typical_p: f32 => M_TYP,
+        /// ln ε and ln η of the f64 cutoffs (docs/spec.md §3.12).
+        pub ln_epsilon: f32 => M_LNEPS,
+        pub ln_eta: f32 => M_LNETA,
+        /// ln θ of XTC's threshold (−∞ for θ = 0; docs/spec.md §3.13).
+        pub ln_xtc: f32 => M_LNXTC,
+        /// Mirostat's mu as a two-float pair (docs/spec.md §3.15).
+        pub mirostat_mu: [u32; 2] => M_MIROMU,
+        pub reserved: [u32; 4] => M_RESERVED,
     }
 }
 
@@ -216,7 +227,16 @@ abi_record! {
         pub argmax: u32 => R_ARG,
         /// The host call that wrote the record.
         pub call: u32 => R_CALL,
-        pub reserved: [u32; 5] => R_RESERVED,
+        /// The survivors are the finite ids with `tau ≤ key ≤ ceil`: a
+        /// band once typical sampling or XTC has cut from above
+        /// (docs/spec.md §3.11, §3.13); the largest key otherwise.
+        pub ceil: u32 => R_CEIL,
+        /// The id whose processed logit the sums (and `ln_s`) are relative
+        /// to, and its raw logit (f32 bits): the row's argmax, or the
+        /// largest survivor of a band.
+        pub ref_id: u32 => R_REFID,
+        pub ref_x: u32 => R_REFX,
+        pub reserved: [u32; 2] => R_RESERVED,
     }
 }
 
@@ -243,8 +263,21 @@ impl RowFlags {
     pub const HIST_A: u32 = 4096;
     /// The statistics pass histograms y in bins of T/16 (top-p prediction).
     pub const HIST_P: u32 = 8192;
+    /// Top-nσ (docs/spec.md §3.10).
+    pub const NSIGMA: u32 = 1 << 14;
+    /// Locally typical sampling (docs/spec.md §3.11).
+    pub const TYPICAL: u32 = 1 << 15;
+    /// ε and η cutoffs (docs/spec.md §3.12).
+    pub const EPSILON: u32 = 1 << 16;
+    pub const ETA: u32 = 1 << 17;
+    /// XTC runs at this step: its probability is > 0 and the row's coin
+    /// (drawn on the host, docs/spec.md §3.13) fell below it.
+    pub const XTC: u32 = 1 << 18;
+    /// Mirostat version 1 or 2 replaces the truncation stages (docs/spec.md §3.15).
+    pub const MIROSTAT1: u32 = 1 << 19;
+    pub const MIROSTAT2: u32 = 1 << 20;
 
-    const WGSL: [(&'static str, u32); 10] = [
+    const WGSL: [(&'static str, u32); 17] = [
         ("F_ALLOW", Self::ALLOW),
         ("F_BITMASK", Self::BITMASK),
         ("F_ORDER_SHIFT", Self::ORDER_SHIFT),
@@ -255,6 +288,13 @@ impl RowFlags {
         ("F_DYN_TOPP", Self::DYN_TOPP),
         ("F_HIST_A", Self::HIST_A),
         ("F_HIST_P", Self::HIST_P),
+        ("F_NSIGMA", Self::NSIGMA),
+        ("F_TYPICAL", Self::TYPICAL),
+        ("F_EPSILON", Self::EPSILON),
+        ("F_ETA", Self::ETA),
+        ("F_XTC", Self::XTC),
+        ("F_MIRO1", Self::MIROSTAT1),
+        ("F_MIRO2", Self::MIROSTAT2),
     ];
 }
 
@@ -360,6 +400,8 @@ abi_codes! {
         AllMasked = 5 => E_MASKED,
         /// The solver ran out of its bound on steps (a bug).
         Rounds = 6 => E_ROUNDS,
+        /// The DRY penalty did (docs/spec.md §3.14).
+        Dry = 7 => E_DRY,
     }
 }
 
@@ -418,7 +460,8 @@ mod tests {
         assert!(h.contains("struct Chunk {\n    row0: u32,"));
         assert!(h.contains("const E_ROUNDS: u32 = 6u;"));
         assert_eq!(ErrorCode::from_code(5), Some(ErrorCode::AllMasked));
-        assert_eq!(ErrorCode::from_code(7), None);
+        assert_eq!(ErrorCode::from_code(7), Some(ErrorCode::Dry));
+        assert_eq!(ErrorCode::from_code(8), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::super::abi::{
 };
 use super::super::shaders::Features;
 use crate::params::{widen, EntropyUnit, Mapping, Order, SamplingParams};
+use crate::rng::xtc_uniform;
 
 /// Which word of a row's record points into the list region.
 enum TailRef {
@@ -190,7 +191,6 @@ pub(super) fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: b
                 }
             }
         }
-        rec.flags = flags;
         rec.temperature = p.temperature;
         rec.top_k = top_k;
         rec.top_p = p.top_p;
@@ -227,6 +227,40 @@ pub(super) fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: b
                 p.temperature
             };
         }
+        // The extended samplers (docs/spec.md §3.10–3.15): flags and the
+        // logs of their cutoffs as the reference computes them in f64.
+        let ln32 = |x: f32| widen(x).ln() as f32;
+        if p.top_n_sigma > 0.0 {
+            flags |= RowFlags::NSIGMA;
+            rec.n_sigma = p.top_n_sigma;
+        }
+        if p.typical_p < 1.0 {
+            flags |= RowFlags::TYPICAL;
+            rec.typical_p = p.typical_p;
+        }
+        if p.epsilon_cutoff > 0.0 {
+            flags |= RowFlags::EPSILON;
+            rec.ln_epsilon = ln32(p.epsilon_cutoff);
+        }
+        if p.eta_cutoff > 0.0 {
+            flags |= RowFlags::ETA;
+            rec.ln_eta = ln32(p.eta_cutoff);
+        }
+        // XTC's coin depends on the seed and step only (docs/spec.md §3.13):
+        // drawn here, the device sees whether XTC runs at this step.
+        if p.xtc_probability > 0.0 && xtc_uniform(seeds[r], p.step) < widen(p.xtc_probability) {
+            flags |= RowFlags::XTC;
+            rec.ln_xtc = ln32(p.xtc_threshold);
+        }
+        if let Some(ms) = &p.mirostat {
+            flags |= if ms.version == 1 {
+                RowFlags::MIROSTAT1
+            } else {
+                RowFlags::MIROSTAT2
+            };
+            rec.mirostat_mu = two_float(ms.mu());
+        }
+        rec.flags = flags;
         if let Some(allowed) = &p.allowed_token_ids {
             let mut ids = allowed.clone();
             ids.sort_unstable();

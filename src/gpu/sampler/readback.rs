@@ -404,6 +404,7 @@ fn row_error(row: usize, w: &ResultRecord) -> SamplerError {
         Some(ErrorCode::Bias) => non_finite("logit_bias"),
         Some(ErrorCode::Repetition) => non_finite("repetition_penalty"),
         Some(ErrorCode::FrequencyPresence) => non_finite("frequency_penalty/presence_penalty"),
+        Some(ErrorCode::Dry) => non_finite("dry_multiplier"),
         Some(ErrorCode::AllMasked) => SamplerError::AllMasked { row },
         Some(ErrorCode::Rounds) => SamplerError::Gpu(format!(
             "row {row}: the row solver gave up after its bound on steps (a bug: please report it)"
