@@ -53,7 +53,7 @@ fn pbin(y: f32, per_unit: f32) -> u32 {
 }
 
 // Per-row state (ST words per chunk row).
-const ST: u32 = 64u;
+const ST: u32 = 72u;
 const S_STATUS: u32 = 0u;   // ST_RUNNING, ST_DONE or ST_ERROR
 const S_PHASE: u32 = 1u;
 const S_STAGE: u32 = 2u;
@@ -108,6 +108,28 @@ const S_HAOK: u32 = 50u;   // the statistics pass's histogram is unused: 1 key d
 const S_QPRED: u32 = 53u;   // the COMPACT read in flight is a top-p prediction (goal not yet known)
 const S_QGOAL_HI: u32 = 51u;
 const S_MLO: u32 = 52u;     // lo of the row max (processed logits are two-floats)
+// The survivors are the finite ids with S_TAU ≤ key ≤ S_CEIL: a band once
+// typical sampling or XTC cut from above (docs/spec.md §3.11, §3.13). S_M
+// (with S_MLO) is always the largest survivor, S_REFID its id.
+const S_CEIL: u32 = 54u;
+const S_REFID: u32 = 55u;
+// Which key the solver's reads and queries order the survivors by: 0 their
+// logit, 1 their typicality (typ_key) around S_TYPC.
+const S_KMODE: u32 = 56u;
+const S_TYPC: u32 = 57u;
+const S_QFIRST: u32 = 58u;  // a typicality mass query's first round: it fixes the goal
+const S_X1: u32 = 59u;      // a stage's saved key (XTC's threshold, mirostat's 100th)
+const S_X2: u32 = 60u;
+// A sums request (solve.wgsl ask_sums): its key, return phase and mode, and
+// the answer: count, Σe, Σde, known.
+const S_CTAU: u32 = 61u;
+const S_CRET: u32 = 62u;
+const S_CPEEK: u32 = 63u;
+const S_CCNT: u32 = 64u;
+const S_CS: u32 = 65u;
+const S_CA: u32 = 66u;
+const S_CK: u32 = 67u;
+const S_SIGMA: u32 = 68u;   // top-nσ's σ of the finite y
 
 // S_STATUS values.
 const ST_RUNNING: u32 = 0u;
@@ -145,6 +167,8 @@ const T_REFLO: u32 = 20u;
 const T_BAD: u32 = 21u;   // statistics pass: the smallest id holding NaN/+inf (NONE: none)
 const T_PERR: u32 = 22u;  // statistics pass: the smallest bias/penalty error code of the tile (NONE: none)
 const T_QB: u32 = 23u;    // COMPACT: 64-bit fixed-point mass of the survivors below the window (2 words)
+const T_MEAN: u32 = 25u;  // statistics pass, top-nσ rows: mean and Σ(y − mean)² of the finite y
+const T_M2: u32 = 26u;
 
 fn f(u: u32) -> f32 { return bitcast<f32>(u); }
 fn u(x: f32) -> u32 { return bitcast<u32>(x); }
@@ -161,10 +185,12 @@ fn val_of(k: u32) -> f32 {
 }
 
 fn grow(r: u32) -> u32 { return ch.row0 + r; }
-// Row r's candidates from its last COMPACT round, as (key, lo of y) pairs:
-// one block per tile (T_COFF, T_CCNT), blocks placed by atomics, pairs in
-// thread order within a block.
-fn cand_at(r: u32) -> u32 { return ch.cd_base + r * CAP * 2u; }
+// Row r's candidates from its last COMPACT round, as (key, y hi, y lo)
+// triples (the key is the logit's, or the typicality key): one block per
+// tile (T_COFF, T_CCNT), blocks placed in tile order, triples in thread
+// order within a block.
+const CW: u32 = 3u;
+fn cand_at(r: u32) -> u32 { return ch.cd_base + r * CAP * CW; }
 fn mrec(r: u32, field: u32) -> u32 { return prm[grow(r) * MR + field]; }
 fn tl_at(r: u32, t: u32) -> u32 { return ch.tl_base + (r * ch.tiles + t) * TR; }
 fn bins_at(r: u32) -> u32 { return r * HA_BINS; }

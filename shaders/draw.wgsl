@@ -20,7 +20,7 @@ fn pre(r: u32, t: u32) -> f32 { return bitcast<f32>(ws[tl_at(r, t) + T_PRE]); }
 
 // The kept weights of tile t in id order and their inclusive prefix, into
 // sh_big (prefix at li, weight at TILE + li). Whole workgroup.
-fn load_tile_cdf(lid: u32, r: u32, t: u32, m: vec2<f32>, inv_t: f32, tau: u32) -> TileCtx {
+fn load_tile_cdf(lid: u32, r: u32, t: u32, m: vec2<f32>, inv_t: f32, tau: u32, ceil: u32) -> TileCtx {
     let c = tile_setup(lid, r, t);
     var acc = 0.0;
     var w_: array<f32, EPT>;
@@ -29,7 +29,8 @@ fn load_tile_cdf(lid: u32, r: u32, t: u32, m: vec2<f32>, inv_t: f32, tau: u32) -
         var w = 0.0;
         if (li < c.n) {
             let y = y_of(c, li, load_x(r, c.t0 + li));
-            if (y.x != NEG_INF && key_of(y.x) >= tau) { w = weight(y, m, inv_t); }
+            let k = key_of(y.x);
+            if (y.x != NEG_INF && k >= tau && k <= ceil) { w = weight(y, m, inv_t); }
         }
         w_[j] = w;
         acc += w;
@@ -55,6 +56,7 @@ fn draw_token(lid: u32, r: u32, d: u32, cache: ptr<function, DrawCache>) -> u32 
     let m = vec2<f32>(bitcast<f32>(outb[res + R_M]), bitcast<f32>(outb[res + R_MLO]));
     let inv_t = 1.0 / bitcast<f32>(outb[res + R_T]);
     let tau = outb[res + R_TAU];
+    let ceil = outb[res + R_CEIL];
     let seed = vec2<u32>(mrec(r, M_SEED), mrec(r, M_SEED + 1u));
     let step = vec2<u32>(mrec(r, M_STEP), mrec(r, M_STEP + 1u));
     let last_t = ch.tiles - 1u;
@@ -82,7 +84,7 @@ fn draw_token(lid: u32, r: u32, d: u32, cache: ptr<function, DrawCache>) -> u32 
     let t = workgroupUniformLoad(&sh_dtile);
     let goal = bitcast<f32>(workgroupUniformLoad(&sh_dgoal));
     if (t != (*cache).tile) {
-        (*cache).c = load_tile_cdf(lid, r, t, m, inv_t, tau);
+        (*cache).c = load_tile_cdf(lid, r, t, m, inv_t, tau, ceil);
         (*cache).tile = t;
     }
     for (var j = 0u; j < EPT; j++) {

@@ -17,6 +17,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let inv_t = 1.0 / t_;
     let lns = bitcast<f32>(outb[res + R_LNS]);
     let tau = outb[res + R_TAU];
+    let ceil = outb[res + R_CEIL];
     for (var j = 0u; j < EPT; j++) {
         let li = j * WG + lid;
         if (li < c.n) {
@@ -26,7 +27,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                 p = select(0.0, 1.0, i == tok);
             } else {
                 let y = y_of(c, li, load_x(r, i));
-                if (y.x != NEG_INF && key_of(y.x) >= tau) { p = exp(scaled(y, m, inv_t) - lns); }
+                let k = key_of(y.x);
+                if (y.x != NEG_INF && k >= tau && k <= ceil) { p = exp(scaled(y, m, inv_t) - lns); }
             }
             aux[ch.aux_off + r * ch.aux_stride + i] = bitcast<u32>(p);
         }

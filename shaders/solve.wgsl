@@ -17,6 +17,9 @@ const PH_STAGE: u32 = 1u;
 const PH_POST: u32 = 2u;
 const PH_FINAL: u32 = 3u;
 const PH_DONE: u32 = 4u;
+const PH_MIRO: u32 = 5u;
+const PH_QSTART: u32 = 6u;
+const PH_COUNT: u32 = 7u;
 const PH_QBINS: u32 = 11u;
 const PH_QCOMP: u32 = 12u;
 
@@ -35,6 +38,17 @@ var<private> want_pass: bool;
 var<private> pass_cands: u32;
 // Phase steps taken (a bound no row reaches ends the loop with an error).
 var<private> steps: u32;
+// What the last BAND read found: the survivors' smallest and largest key,
+// the largest one's lo and (lowest) id, and their count.
+var<private> band_min: u32;
+var<private> band_max: u32;
+var<private> band_lo: f32;
+var<private> band_id: u32;
+var<private> band_cnt: u32;
+
+
+const LN2: f32 = 0.6931471805599453;
+var<workgroup> sh_band: array<atomic<u32>, 5>;
 
 fn sf(i: u32) -> f32 { return bitcast<f32>(s[i]); }
 fn set_f(i: u32, v: f32) { s[i] = bitcast<u32>(v); }
@@ -44,6 +58,8 @@ fn pf(field: u32) -> f32 { return bitcast<f32>(mrec(row, field)); }
 const PASS_HIST_D: u32 = 1u;
 const PASS_HIST_K: u32 = 2u;
 const PASS_COMPACT: u32 = 3u;
+const PASS_BAND: u32 = 4u;
+
 
 fn request(mode: u32, lo: u32, hi: u32, shift: u32, floor_k: u32, t: f32, back: u32) {
     s[S_PMODE] = mode;
@@ -101,10 +117,11 @@ fn all_tile_sums(t_: f32) -> vec4<f32> {
 // The row max as a two-float (processed logits are; see y_of).
 fn row_max() -> vec2<f32> { return vec2<f32>(sf(S_M), sf(S_MLO)); }
 
-fn cand_key(c: u32) -> u32 { return ws[cand_at(row) + 2u * c]; }
+fn cand_key(c: u32) -> u32 { return ws[cand_at(row) + CW * c]; }
 // The candidate's processed logit as a two-float (y_of's (hi, lo)).
 fn cand_y(c: u32) -> vec2<f32> {
-    return vec2<f32>(val_of(cand_key(c)), bitcast<f32>(ws[cand_at(row) + 2u * c + 1u]));
+    let at = cand_at(row) + CW * c;
+    return vec2<f32>(bitcast<f32>(ws[at + 1u]), bitcast<f32>(ws[at + 2u]));
 }
 
 // (count, Σw, Σ w·d) over candidates with key ≥ tau; w = e^((y − m)/t_).
@@ -271,7 +288,7 @@ fn finish_query(tau0: u32, cnt: u32, known0: bool) {
     // Top-p always keeps the top tie group (docs/spec.md §3.5), even when p − 1e-6
     // rounds to 0: the row max is a survivor of every stage.
     let km = key_of(sf(S_M));
-    if (s[S_QK] == K_MASS && tau > km) {
+    if (s[S_QK] == K_MASS && tau > km && s[S_KMODE] == 0u) {
         tau = km;
         known = false;
     }
@@ -357,6 +374,14 @@ fn start_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
     s[S_QLO] = floor_k;
     s[S_QHI] = KEY_MAX;
     let tq = sf(S_TQ);
+    if (s[S_KMODE] != 0u) {
+        // Typicality keys: exact histogram rounds from the whole key range;
+        // a mass query's first round sees every survivor and fixes the goal.
+        s[S_QFIRST] = select(0u, 1u, kind == K_MASS);
+        s[S_QBIN] = QB_HK;
+        request(PASS_HIST_K, floor_k, KEY_MAX, shift_for(floor_k, KEY_MAX), floor_k, tq, PH_QBINS);
+        return;
+    }
     if (kind == K_MASS && !(bitcast<f32>(tgt) > 0.0)) {
         // p − 1e-6 ≤ 0: the top tie group alone reaches it.
         finish_query(key_of(sf(S_M)), 0u, false);
@@ -522,8 +547,9 @@ fn query_bins() {
     }
     let incl_blk = wg_scan3(v);
     let total = workgroupUniformLoad(&sh_cum[WG - 1u]);
-    if (kind == K_MASS && s[S_QBIN] == QB_HD) {
+    if (kind == K_MASS && (s[S_QBIN] == QB_HD || s[S_QFIRST] != 0u)) {
         // The first round saw every survivor: its exact total fixes the goal.
+        s[S_QFIRST] = 0u;
         set_goal(mass_goal(total.yz));
         set_above(0u, vec2<u32>(0u));
     }
@@ -658,15 +684,26 @@ fn query_compacted() {
 
 // ---- stages ----------------------------------------------------------------
 
-// The truncation stages.
+// The truncation stages (docs/spec.md §3.4–3.7, §3.9–3.13).
 const STAGE_TOPK: u32 = 0u;
 const STAGE_TOPP: u32 = 1u;
 const STAGE_MINP: u32 = 2u;
+const STAGE_NSIG: u32 = 3u;
+const STAGE_TYP: u32 = 4u;
+const STAGE_EPS: u32 = 5u;
+const STAGE_ETA: u32 = 6u;
+const STAGE_XTC: u32 = 7u;
+const N_STAGES: u32 = 8u;
 
-// Stage i of an order (vLLM runs min-p first).
+// Stage i of an order (docs/spec.md §3, §3.9).
 fn stage_kind(order: u32, i: u32) -> u32 {
-    if (order == ORDER_VLLM) { return array<u32, 3>(STAGE_MINP, STAGE_TOPK, STAGE_TOPP)[i]; }
-    return i;
+    if (order == ORDER_VLLM) {
+        return array<u32, 8>(STAGE_NSIG, STAGE_MINP, STAGE_TOPK, STAGE_TOPP, STAGE_TYP, STAGE_EPS, STAGE_ETA, STAGE_XTC)[i];
+    }
+    if (order == ORDER_LLAMA_CPP) {
+        return array<u32, 8>(STAGE_NSIG, STAGE_TOPK, STAGE_TYP, STAGE_TOPP, STAGE_MINP, STAGE_EPS, STAGE_ETA, STAGE_XTC)[i];
+    }
+    return array<u32, 8>(STAGE_NSIG, STAGE_TOPK, STAGE_TOPP, STAGE_MINP, STAGE_TYP, STAGE_EPS, STAGE_ETA, STAGE_XTC)[i];
 }
 
 // Smallest key whose value passes (y − m)/T ≥ ln(min_p) (docs/spec.md §3.6).
@@ -683,42 +720,169 @@ fn minp_key(lnmp: f32) -> u32 {
     return k;
 }
 
-// The number of survivors with key ≥ tau, if the workspace determines it;
-// otherwise asks for a count pass that resumes the stage at sub-step
-// `resume`, and returns NONE.
-fn count_or_request(tau: u32, tq: f32, resume: u32) -> u32 {
-    if (known_sums(tau, tq)) { return u32(survivor_sums(tau, tq).x); }
-    s[S_SUB] = resume;
-    request_sums(tau, tq, PH_STAGE);
-    return NONE;
+// Smallest key whose value passes (y − m)/T ≥ lnv, m the largest survivor:
+// one above m's key when none does (lnv > 0). A threshold on q = e^(d)/S is
+// lnv = ln(cutoff) + ln S (docs/spec.md §3.12, §3.13, §3.15).
+fn d_key(lnv: f32) -> u32 {
+    let km = key_of(sf(S_M));
+    if (!(lnv > NEG_INF)) { return KEY_MIN; }
+    if (lnv > 0.0) { return km + 1u; }
+    return minp_key(lnv);
+}
+
+// Top-nσ's threshold key (docs/spec.md §3.10): max − n·σ, σ the population
+// standard deviation of the finite y (init_row merges it from the statistics
+// pass's per-tile count, mean and Σ(y − mean)²).
+fn nsigma_key() -> u32 {
+    let thr = (sf(S_M) + sf(S_MLO)) - pf(M_NSIG) * sf(S_SIGMA);
+    if (!(thr > NEG_INF)) { return KEY_MIN; }
+    return clamp(key_of(thr), KEY_MIN, key_of(sf(S_M)));
+}
+
+// ---- helper phases ---------------------------------------------------------
+// lavapipe compiles a shader's barriers as coroutine suspension points, and
+// its compile time grows steeply with their number: every function below
+// that synchronises the workgroup (a query's start, the survivors' sums) is
+// called from one place only, the main loop, as a phase of its own; a stage
+// asks for it and resumes at a sub-step with the answer in the row's state.
+
+// Starts the query in S_QK, S_QTGT, S_QFLOOR; it returns to phase `back`.
+fn ask_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
+    s[S_QK] = kind;
+    s[S_QTGT] = tgt;
+    s[S_QFLOOR] = floor_k;
+    s[S_QRET] = back;
+    s[S_PHASE] = PH_QSTART;
+}
+
+fn run_qstart() {
+    start_query(s[S_QK], s[S_QTGT], s[S_QFLOOR], s[S_QRET]);
+}
+
+// The survivors' (count, Σe, Σde) at key ≥ tau and the stage temperature,
+// into S_CCNT, S_CS, S_CA (S_CK = 1), then back to phase `back`: from the
+// workspace when it determines them, else after a count read. A peek
+// never reads the row: S_CK = 0 when the workspace does not know.
+fn ask_sums(tau: u32, back: u32, peek: bool) {
+    s[S_CTAU] = tau;
+    s[S_CRET] = back;
+    s[S_CPEEK] = select(0u, 1u, peek);
+    s[S_PHASE] = PH_COUNT;
+}
+
+fn run_count() {
+    let tq = sf(S_TQ);
+    let tau = s[S_CTAU];
+    if (known_sums(tau, tq)) {
+        let ss = survivor_sums(tau, tq);
+        s[S_CCNT] = u32(ss.x);
+        set_f(S_CS, ss.y);
+        set_f(S_CA, ss.z);
+        s[S_CK] = 1u;
+        s[S_PHASE] = s[S_CRET];
+        return;
+    }
+    if (s[S_CPEEK] != 0u) {
+        s[S_CK] = 0u;
+        s[S_PHASE] = s[S_CRET];
+        return;
+    }
+    request_sums(tau, tq, PH_COUNT);
+}
+
+// Nothing in the workspace describes the survivors any more (a new band,
+// or reads in typicality keys).
+fn forget_sums() {
+    s[S_SUMS] = 0u;
+    s[S_CALL] = 0u;
+    s[S_CANDN] = 0u;
 }
 
 // A stage's sub-steps (S_SUB).
 const SUB_START: u32 = 0u;       // the stage's own query
 const SUB_RESULT: u32 = 1u;      // its query is back
 const SUB_KEEP: u32 = 2u;        // min_tokens_to_keep's query is back
-const SUB_IN_COUNTED: u32 = 5u;  // a count pass ran for the stage's input
-const SUB_OUT_COUNTED: u32 = 6u; // a count pass ran for the stage's output
+const SUB_IN_COUNTED: u32 = 5u;  // the stage's input is counted
+const SUB_OUT_COUNTED: u32 = 6u; // the stage's output is counted
+const SUB_TYP_RESULT: u32 = 7u;  // typical: the mass query is back
+const SUB_TYP_COUNTED: u32 = 8u; // typical: its set is counted
+const SUB_TYP_KEEP: u32 = 9u;    // typical: the m most typical are back
+const SUB_BAND: u32 = 10u;       // a BAND read ran: the new survivors are known
+const SUB_XTC_A: u32 = 11u;      // XTC: the count of {q ≥ θ} is known
+const SUB_XTC_LEAST: u32 = 12u;  // XTC: the smallest key among them is back
+const SUB_XTC_REM: u32 = 13u;    // XTC: the count above it is known
+const SUB_QSUMS: u32 = 14u;      // the survivors' normaliser is known
+const SUB_THR_PEEK: u32 = 15u;   // a threshold stage's output count, if known
+
 
 fn next_stage() {
     s[S_STAGE] += 1u;
     s[S_SUB] = SUB_START;
 }
 
+// The survivors become a band (typical, XTC): a BAND read over the ids that
+// stay (logit keys in [S_TAU, S_CEIL], and typicality key ≥ floor2 in
+// typicality mode) finds its ends, its largest member and its count.
+fn request_band(floor2: u32) {
+    s[S_SUB] = SUB_BAND;
+    request(PASS_BAND, 0u, 0u, 0u, select(s[S_TAU], floor2, s[S_KMODE] != 0u), sf(S_TQ), PH_STAGE);
+}
+
+// docs/spec.md §3.11: typicality key = KEY_MAX − (key of |d − c| − key of 0),
+// d = (y − m)/T, c = Σq·d (so that |d − c| = |−ln q − H|): the most typical
+// have the largest keys, and a mass query from the top walks them first.
+fn typ_key(y: vec2<f32>, mm: vec2<f32>, inv_t: f32) -> u32 {
+    let sc = abs(scaled(y, mm, inv_t) - sf(S_TYPC));
+    return KEY_MAX - (key_of(sc) - 0x80000000u);
+}
+
+// The stage's input, before it cuts.
+fn stage_begin() {
+    s[S_TBEF] = s[S_TAU];
+    s[S_CBEF] = s[S_CNT];
+    s[S_CBEFK] = s[S_CNTK];
+}
+
+// A threshold stage keeps key ≥ tm: its count if the workspace knows it.
+fn threshold_cut(tm: u32) {
+    if (tm == s[S_TAU]) {
+        finish_query(tm, s[S_CNT], s[S_CNTK] != 0u);
+        s[S_PHASE] = PH_STAGE;
+        s[S_SUB] = SUB_RESULT;
+        return;
+    }
+    s[S_X1] = tm;
+    s[S_SUB] = SUB_THR_PEEK;
+    ask_sums(tm, PH_STAGE, true);
+}
+
+// XTC removes the survivors above a = S_X2 (`removed` of them), all or
+// nothing (docs/spec.md §3.13).
+fn xtc_with_removed(removed: u32) {
+    let mk = mrec(row, M_MINKEEP);
+    if (removed == 0u || s[S_CNT] - removed < mk) {
+        next_stage();
+        return;
+    }
+    s[S_CEIL] = s[S_X2];
+    s[S_HAOK] = 0u;
+    forget_sums();
+    request_band(KEY_MIN);
+}
+
 fn run_stage() {
-    if (s[S_STAGE] >= 3u) {
+    if (s[S_STAGE] >= N_STAGES) {
         s[S_PHASE] = PH_POST;
         return;
     }
-    let order = (mrec(row, M_FLAGS) >> F_ORDER_SHIFT) & 3u;
+    let flags = mrec(row, M_FLAGS);
+    let order = (flags >> F_ORDER_SHIFT) & 3u;
     let kind = stage_kind(order, s[S_STAGE]);
     let mk = mrec(row, M_MINKEEP);
     let tau = s[S_TAU];
-    let tq = sf(S_TQ);
     let sub = s[S_SUB];
     if (sub == SUB_IN_COUNTED) {
-        // A count pass ran for the stage's input (request_sums set the state).
-        s[S_CNT] = u32(all_tile_sums(tq).x);
+        s[S_CNT] = s[S_CCNT];
         s[S_CNTK] = 1u;
         s[S_SUB] = SUB_START;
         return;
@@ -726,41 +890,90 @@ fn run_stage() {
     if (sub == SUB_START) {
         let off = (kind == STAGE_TOPK && (mrec(row, M_TOPK) == 0u || (s[S_CNTK] != 0u && mrec(row, M_TOPK) >= s[S_CNT])))
             || (kind == STAGE_TOPP && sf(S_TOPP) >= 1.0)
-            || (kind == STAGE_MINP && pf(M_MINP) <= 0.0);
+            || (kind == STAGE_MINP && pf(M_MINP) <= 0.0)
+            || (kind == STAGE_NSIG && (flags & F_NSIGMA) == 0u)
+            || (kind == STAGE_TYP && (flags & F_TYPICAL) == 0u)
+            || (kind == STAGE_EPS && (flags & F_EPSILON) == 0u)
+            || (kind == STAGE_ETA && (flags & F_ETA) == 0u)
+            || (kind == STAGE_XTC && (flags & F_XTC) == 0u);
         if (off) {
             next_stage();
             return;
         }
-        if (mk > 1u && s[S_CNTK] == 0u) {
-            let n = count_or_request(tau, tq, SUB_IN_COUNTED);
-            if (n == NONE) { return; }
-            s[S_CNT] = n;
-            s[S_CNTK] = 1u;
+        let counted = mk > 1u || kind == STAGE_NSIG || kind == STAGE_TYP || kind == STAGE_XTC;
+        if (counted && s[S_CNTK] == 0u) {
+            s[S_SUB] = SUB_IN_COUNTED;
+            ask_sums(tau, PH_STAGE, false);
+            return;
         }
-        s[S_TBEF] = tau;
-        s[S_CBEF] = s[S_CNT];
-        s[S_CBEFK] = s[S_CNTK];
-        s[S_SUB] = SUB_RESULT;
+        // Top-nσ and XTC act on two survivors or more.
+        if ((kind == STAGE_NSIG || kind == STAGE_XTC) && s[S_CNT] < 2u) {
+            next_stage();
+            return;
+        }
+        if (kind == STAGE_TYP || kind == STAGE_EPS || kind == STAGE_ETA || kind == STAGE_XTC) {
+            // The stages on q read the survivors' normaliser (and entropy) first.
+            s[S_SUB] = SUB_QSUMS;
+            ask_sums(tau, PH_STAGE, false);
+            return;
+        }
+        stage_begin();
         if (kind == STAGE_TOPK) {
-            start_query(K_COUNT, mrec(row, M_TOPK), tau, PH_STAGE);
+            s[S_SUB] = SUB_RESULT;
+            ask_query(K_COUNT, mrec(row, M_TOPK), tau, PH_STAGE);
         } else if (kind == STAGE_TOPP) {
-            start_query(K_MASS, bitcast<u32>(sf(S_TOPP) - 1e-6), tau, PH_STAGE);
+            s[S_SUB] = SUB_RESULT;
+            ask_query(K_MASS, bitcast<u32>(sf(S_TOPP) - 1e-6), tau, PH_STAGE);
+        } else if (kind == STAGE_MINP) {
+            threshold_cut(max(tau, minp_key(pf(M_LNMINP))));
         } else {
-            let tm = max(tau, minp_key(pf(M_LNMINP)));
-            var cnt = s[S_CNT];
-            var known = s[S_CNTK] != 0u && tm == tau;
-            if (tm != tau && known_sums(tm, tq)) {
-                cnt = u32(survivor_sums(tm, tq).x);
-                known = true;
-            }
-            finish_query(tm, cnt, known);
-            s[S_PHASE] = PH_STAGE;
+            threshold_cut(max(tau, nsigma_key()));
         }
         return;
     }
+    if (sub == SUB_QSUMS) {
+        stage_begin();
+        let lns = log(sf(S_CS));
+        if (kind == STAGE_TYP) {
+            set_f(S_TYPC, sf(S_CA) / sf(S_CS));
+            s[S_KMODE] = 1u;
+            s[S_HAOK] = 0u;
+            forget_sums();
+            s[S_SUB] = SUB_TYP_RESULT;
+            let tgt = pf(M_TYP) - 1e-6;
+            if (tgt > 0.0) {
+                ask_query(K_MASS, bitcast<u32>(tgt), KEY_MIN, PH_STAGE);
+            } else {
+                // Mass ≤ 0: the most typical group alone.
+                ask_query(K_COUNT, 1u, KEY_MIN, PH_STAGE);
+            }
+        } else if (kind == STAGE_XTC) {
+            // A = {q ≥ θ}: its count, then its smallest key.
+            s[S_X1] = max(tau, d_key(pf(M_LNXTC) + lns));
+            s[S_SUB] = SUB_XTC_A;
+            ask_sums(s[S_X1], PH_STAGE, false);
+        } else {
+            // docs/spec.md §3.12: q ≥ ε, or q ≥ min(η, √η·e^(−H)), in logs;
+            // none passing keeps the top group, as §3.7 would.
+            var lnc = pf(M_LNEPS);
+            if (kind == STAGE_ETA) {
+                let h = max(0.0, lns - sf(S_CA) / sf(S_CS));
+                let le = pf(M_LNETA);
+                lnc = min(le, 0.5 * le - h);
+            }
+            threshold_cut(max(tau, min(d_key(lnc + lns), key_of(sf(S_M)))));
+        }
+        return;
+    }
+    if (sub == SUB_THR_PEEK) {
+        let known = s[S_CK] != 0u;
+        finish_query(s[S_X1], select(s[S_CNT], s[S_CCNT], known), known);
+        s[S_PHASE] = PH_STAGE;
+        s[S_SUB] = SUB_RESULT;
+        return;
+    }
     if (sub == SUB_OUT_COUNTED) {
-        // A count pass ran for the stage's output (request_sums set the state).
-        s[S_QRCNT] = u32(all_tile_sums(tq).x);
+        s[S_QRCNT] = s[S_CCNT];
         s[S_QRCK] = 1u;
         s[S_SUB] = SUB_RESULT;
         return;
@@ -770,15 +983,14 @@ fn run_stage() {
         s[S_QRES] = t_new;
         if (mk > 1u && t_new != s[S_TBEF]) {
             if (s[S_QRCK] == 0u) {
-                let n = count_or_request(t_new, tq, SUB_OUT_COUNTED);
-                if (n == NONE) { return; }
-                s[S_QRCNT] = n;
-                s[S_QRCK] = 1u;
+                s[S_SUB] = SUB_OUT_COUNTED;
+                ask_sums(t_new, PH_STAGE, false);
+                return;
             }
             if (s[S_QRCNT] < mk && s[S_QRCNT] < s[S_CBEF]) {
                 // min_tokens_to_keep: the mk largest of the stage's input.
                 s[S_SUB] = SUB_KEEP;
-                start_query(K_COUNT, mk, s[S_TBEF], PH_STAGE);
+                ask_query(K_COUNT, mk, s[S_TBEF], PH_STAGE);
                 return;
             }
         }
@@ -789,11 +1001,196 @@ fn run_stage() {
         next_stage();
         return;
     }
-    // SUB_KEEP: min_tokens_to_keep's query is back.
-    s[S_TAU] = max(s[S_TBEF], s[S_QRES]);
+    if (sub == SUB_KEEP) {
+        // min_tokens_to_keep's query is back.
+        s[S_TAU] = max(s[S_TBEF], s[S_QRES]);
+        s[S_CNT] = s[S_QRCNT];
+        s[S_CNTK] = s[S_QRCK];
+        next_stage();
+        return;
+    }
+    // ---- typical (typicality keys) ----
+    if (sub == SUB_TYP_COUNTED) {
+        s[S_QRCNT] = s[S_CCNT];
+        s[S_QRCK] = 1u;
+        s[S_SUB] = SUB_TYP_RESULT;
+        return;
+    }
+    if (sub == SUB_TYP_RESULT) {
+        if (s[S_QRCK] == 0u) {
+            s[S_SUB] = SUB_TYP_COUNTED;
+            ask_sums(s[S_QRES], PH_STAGE, false);
+            return;
+        }
+        if (s[S_QRCNT] < mk && s[S_QRCNT] < s[S_CBEF]) {
+            // docs/spec.md §3.11: the m most typical of the stage's input.
+            s[S_SUB] = SUB_TYP_KEEP;
+            ask_query(K_COUNT, mk, KEY_MIN, PH_STAGE);
+            return;
+        }
+        request_band(s[S_QRES]);
+        return;
+    }
+    if (sub == SUB_TYP_KEEP) {
+        request_band(s[S_QRES]);
+        return;
+    }
+    if (sub == SUB_BAND) {
+        s[S_TAU] = band_min;
+        s[S_CEIL] = band_max;
+        set_f(S_M, val_of(band_max));
+        set_f(S_MLO, band_lo);
+        s[S_REFID] = band_id;
+        s[S_CNT] = band_cnt;
+        s[S_CNTK] = 1u;
+        s[S_KMODE] = 0u;
+        s[S_HAOK] = 0u;
+        forget_sums();
+        next_stage();
+        return;
+    }
+    // ---- XTC ----
+    if (sub == SUB_XTC_A) {
+        if (s[S_CCNT] < 2u) {
+            next_stage();
+            return;
+        }
+        // The smallest key in A: the largest tau with |A| ids at or above it.
+        s[S_SUB] = SUB_XTC_LEAST;
+        ask_query(K_COUNT, s[S_CCNT], s[S_X1], PH_STAGE);
+        return;
+    }
+    if (sub == SUB_XTC_LEAST) {
+        s[S_X2] = s[S_QRES];
+        if (s[S_X2] >= s[S_CEIL]) {
+            next_stage();
+            return;
+        }
+        s[S_SUB] = SUB_XTC_REM;
+        ask_sums(s[S_X2] + 1u, PH_STAGE, false);
+        return;
+    }
+    // SUB_XTC_REM
+    xtc_with_removed(s[S_CCNT]);
+}
+
+// ---- mirostat (docs/spec.md §3.15) -------------------------------------------
+
+// Version 1's k from the top min(100, N) values: the ids above the 100th
+// largest key t100 (their candidates, `nab` of them), then t100's value for
+// the rest.
+fn mirostat_k(nab: u32, t100: u32) -> u32 {
+    let n = s[S_N];
+    let c100 = min(100u, n);
+    let tq = sf(S_TQ);
+    let m = row_max();
+    // ŝ's numerator Σ t_i·(d_i − d_{i+1}) summed by parts: Σ w_i·d_i with
+    // w_i = t_i − t_{i−1} (t_{−1} = 0, t_{c−1} = 0), d = (y − max)/T. A
+    // value's weight depends on its rank only, and tied values share their
+    // weights' sum, so each invocation ranks the candidates by counting,
+    // with no barrier (every invocation computes the same sums).
+    var num = 0.0;
+    for (var c = 0u; c < nab; c++) {
+        let kc = cand_key(c);
+        var rank = 0u;
+        for (var c2 = 0u; c2 < nab; c2++) {
+            let k2 = cand_key(c2);
+            if (k2 > kc || (k2 == kc && c2 < c)) { rank += 1u; }
+        }
+        num += mv_weight(rank, c100) * scaled(cand_y(c), m, 1.0 / tq);
+    }
+    let dfill = scaled(vec2<f32>(val_of(t100), 0.0), m, 1.0 / tq);
+    var den = 0.0;
+    for (var i = 0u; i < c100; i++) {
+        if (i >= nab) { num += mv_weight(i, c100) * dfill; }
+        if (i + 1u < c100) {
+            let ti = log(f32(i + 2u) / f32(i + 1u));
+            den += ti * ti;
+        }
+    }
+    let s_hat = num / den;
+    let eps = s_hat - 1.0;
+    let lnv = log(f32(ch.vocab));
+    let mu = pf(M_MIROMU) + pf(M_MIROMU + 1u);
+    // ln k = ln(ε̂·2^mu / (1 − V^(−ε̂))) / ŝ, in logs so that 2^mu and
+    // V^(−ε̂) never overflow f32; at ε̂ = 0 the limit 2^mu / ln V.
+    var ln_ratio = mu * LN2 - log(lnv);
+    if (eps != 0.0) {
+        let z = -eps * lnv;
+        var lnd = z;   // ln|e^z − 1|
+        if (abs(z) < 1e-3) {
+            lnd = log(abs(z * (1.0 + z * (0.5 + z / 6.0))));
+        } else if (z <= 15.0) {
+            lnd = log(abs(exp(z) - 1.0));
+        }
+        ln_ratio = log(abs(eps)) + mu * LN2 - lnd;
+    }
+    let kf = exp(ln_ratio / s_hat);
+    if (!(kf >= 1.0)) { return 1u; }
+    return u32(min(floor(kf), f32(n)));
+}
+
+// w_i = t_i − t_{i−1} of mirostat_k's sum, t_i = ln((i+2)/(i+1)) for i < c − 1.
+fn mv_weight(i: u32, c: u32) -> f32 {
+    var w = 0.0;
+    if (i + 1u < c) { w = log(f32(i + 2u) / f32(i + 1u)); }
+    if (i > 0u) { w -= log(f32(i + 1u) / f32(i)); }
+    return w;
+}
+
+const MS_SUMS: u32 = 10u;
+
+fn run_mirostat() {
+    let flags = mrec(row, M_FLAGS);
+    let tq = sf(S_TQ);
+    let sub = s[S_SUB];
+    if ((flags & F_MIRO2) != 0u) {
+        if (sub == 0u) {
+            s[S_SUB] = MS_SUMS;
+            ask_sums(KEY_MIN, PH_MIRO, false);
+            return;
+        }
+        // Keep −log2 q ≤ mu, i.e. d ≥ ln S − mu·ln 2; none: the top group.
+        let mu = pf(M_MIROMU) + pf(M_MIROMU + 1u);
+        s[S_TAU] = min(d_key(log(sf(S_CS)) - mu * LN2), key_of(sf(S_M)));
+        s[S_CNTK] = 0u;
+        s[S_PHASE] = PH_POST;
+        return;
+    }
+    if (sub == 0u) {
+        let n = s[S_N];
+        if (n < 2u) {
+            s[S_TAU] = key_of(sf(S_M));
+            s[S_CNTK] = 0u;
+            s[S_PHASE] = PH_POST;
+            return;
+        }
+        s[S_SUB] = 1u;
+        ask_query(K_COUNT, min(100u, n), KEY_MIN, PH_MIRO);
+        return;
+    }
+    if (sub == 1u) {
+        // The ids above the 100th largest key: fewer than 100 candidates.
+        let t100 = s[S_QRES];
+        s[S_X1] = t100;
+        s[S_SUB] = 2u;
+        s[S_X2] = select(0u, 1u, t100 < KEY_MAX);
+        if (t100 < KEY_MAX) {
+            request(PASS_COMPACT, t100 + 1u, KEY_MAX, 0u, KEY_MIN, tq, PH_MIRO);
+        }
+        return;
+    }
+    if (sub == 2u) {
+        let k = mirostat_k(select(0u, pass_cands, s[S_X2] != 0u), s[S_X1]);
+        forget_sums();
+        s[S_SUB] = 3u;
+        ask_query(K_COUNT, k, KEY_MIN, PH_MIRO);
+        return;
+    }
+    s[S_TAU] = s[S_QRES];
     s[S_CNT] = s[S_QRCNT];
     s[S_CNTK] = s[S_QRCK];
-    next_stage();
+    s[S_PHASE] = PH_POST;
 }
 
 // ---- start and end ---------------------------------------------------------
@@ -827,9 +1224,19 @@ fn init_row() {
     var acc = vec4<f32>(0.0);
     var accr = vec4<f32>(0.0);
     var best_t = NONE;
+    // Top-nσ: Σ n·(mean − ref) and Σ (M2 + n·(mean − ref)²) over the tiles,
+    // ref = tile 0's mean (close to the row's: no cancellation to speak of).
+    let nsig = (mrec(row, M_FLAGS) & F_NSIGMA) != 0u;
+    let mref = bitcast<f32>(ws[tl_at(row, 0u) + T_MEAN]);
     for (var t = lid; t < ch.tiles; t += WG) {
         let rec = tl_at(row, t);
         let mt = bitcast<f32>(ws[rec + T_M1]);
+        if (nsig) {
+            let nt = f32(ws[rec + T_N]);
+            let dm = bitcast<f32>(ws[rec + T_MEAN]) - mref;
+            accr.z += nt * dm;
+            accr.w += bitcast<f32>(ws[rec + T_M2]) + nt * dm * dm;
+        }
         let mt_lo = bitcast<f32>(ws[rec + T_MLO]);
         if (mt != NEG_INF) {
             let d = scaled(vec2<f32>(mt, mt_lo), vec2<f32>(m, m_lo), 1.0);
@@ -849,6 +1256,7 @@ fn init_row() {
     let totr = tail.b;
     let bt = tail.m.x;
     let n = u32(totr.x);
+    set_f(S_SIGMA, sqrt(max(0.0, (totr.w - totr.z * totr.z / totr.x) / totr.x)));
     set_f(S_M, m);
     set_f(S_MLO, select(0.0, m_lo, m != NEG_INF));
     set_f(S_S1, tot.x);
@@ -895,6 +1303,9 @@ fn init_row() {
         return;
     }
     s[S_TAU] = KEY_MIN;
+    s[S_CEIL] = KEY_MAX;
+    s[S_REFID] = s[S_ARG];
+    s[S_KMODE] = 0u;
     s[S_CNT] = n;
     s[S_CNTK] = 1u;
     // The statistics pass's tile sums: every finite id at T_A.
@@ -914,6 +1325,13 @@ fn init_row() {
     if (!(t_stat > 0.0) && !(order == ORDER_LLAMA_CPP && (flags & F_DYN) != 0u)) {
         if ((flags & F_DYN) != 0u) { set_f(S_GUIDE, guide_of(row, h, n)); }
         go_greedy();
+        return;
+    }
+    if ((flags & (F_MIRO1 | F_MIRO2)) != 0u) {
+        // Mirostat replaces the truncation stages: q at the static T.
+        set_f(S_TQ, t_stat);
+        s[S_SUB] = 0u;
+        s[S_PHASE] = PH_MIRO;
         return;
     }
     if (order != 2u) {
@@ -1023,6 +1441,7 @@ fn merge_topn(which: u32, n: u32, greedy: bool) -> u32 {
     var last_i = 0u;
     var taken = 0u;
     let tau = s[S_TAU];
+    let ceil = s[S_CEIL];
     for (var k = 0u; k < n; k++) {
         var bv = NEG_INF;
         var bi = NONE;
@@ -1033,7 +1452,7 @@ fn merge_topn(which: u32, n: u32, greedy: bool) -> u32 {
                 let i = ws[base + 2u * j + 1u];
                 if (i == NONE || v == NEG_INF) { break; }
                 let after = v < last_v || (v == last_v && i > last_i);
-                let ok = which == 0u || (!greedy && key_of(v) >= tau) || (greedy && i == s[S_ARG]);
+                let ok = which == 0u || (!greedy && key_of(v) >= tau && key_of(v) <= ceil) || (greedy && i == s[S_ARG]);
                 if (after && ok) {
                     if (bi == NONE || v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
                     break;
@@ -1073,6 +1492,9 @@ fn write_results() {
         outb[res + R_ARG] = s[S_ARG];
         outb[res + R_ARGX] = bitcast<u32>(load_x(row, s[S_ARG]));
         outb[res + R_TAU] = s[S_TAU];
+        outb[res + R_CEIL] = s[S_CEIL];
+        outb[res + R_REFID] = s[S_REFID];
+        outb[res + R_REFX] = bitcast<u32>(load_x(row, s[S_REFID]));
         outb[res + R_GREEDY] = s[S_GREEDY];
         outb[res + R_MRAW] = s[S_MRAW];
         outb[res + R_LNSRAW] = bitcast<u32>(log(sf(S_SRAW)));
@@ -1120,8 +1542,25 @@ fn run_pass() {
     let inv_t = 1.0 / sf(S_PT);
     let m = sf(S_M);
     let mm = row_max();
+    // The survivors: finite ids with S_TAU ≤ key ≤ S_CEIL. The read's floor
+    // bounds its key from below: the logit key, or in typicality mode the
+    // typicality key (then S_TAU bounds the logit key).
+    let kmode = s[S_KMODE];
+    let ceil = s[S_CEIL];
+    let sfloor = select(floor_k, s[S_TAU], kmode != 0u);
+    // BAND: smallest and largest logit key, (lo, id) of the largest, count.
+    var bmin = NONE;
+    var bbest = vec4<u32>(0u, 0u, NONE, 0u);
+    var bcnt = 0u;
     if (mode == PASS_HIST_D || mode == PASS_HIST_K) {
         for (var b = lid; b < 3u * NB; b += WG) { atomicStore(&sh_hb[b], 0u); }
+    }
+    if (mode == PASS_BAND && lid == 0u) {
+        atomicStore(&sh_band[0], NONE);
+        atomicStore(&sh_band[1], 0u);
+        atomicStore(&sh_band[2], 0u);
+        atomicStore(&sh_band[3], 0u);
+        atomicStore(&sh_band[4], NONE);
     }
     // The thresholds (write_thresholds) and the zeroed bins are everyone's.
     workgroupBarrier();
@@ -1134,14 +1573,24 @@ fn run_pass() {
         var qb = vec2<u32>(0u);    // below: 64-bit mass
         var ncand = 0u;
         var ckeys: array<u32, EPT>;
-        var clo: array<f32, EPT>;
         for (var j = 0u; j < EPT; j++) {
             let li = lid * EPT + j;
             ckeys[j] = NONE;
             var y = vec2<f32>(NEG_INF, 0.0);
             if (li < c.n) { y = y_of(c, li, load_x(row, c.t0 + li)); }
-            let k = key_of(y.x);
-            if (y.x != NEG_INF && k >= floor_k) {
+            let kl = key_of(y.x);
+            var live = y.x != NEG_INF && kl >= sfloor && kl <= ceil;
+            var k = kl;
+            if (live && kmode != 0u) {
+                k = typ_key(y, mm, inv_t);
+                live = k >= floor_k;
+            }
+            if (live && mode == PASS_BAND) {
+                bmin = min(bmin, kl);
+                bcnt += 1u;
+                let cand = vec4<u32>(kl, bitcast<u32>(y.y), c.t0 + li, 0u);
+                if (band_better(cand, bbest)) { bbest = cand; }
+            } else if (live) {
                 let w = weight(y, mm, inv_t);
                 if (mode == PASS_HIST_D) {
                     // Estimate the bin from d, then settle it on the thresholds.
@@ -1163,7 +1612,6 @@ fn run_pass() {
                     qa = add64(qa, mass_of(w));
                 } else if (k >= lo) {
                     ckeys[j] = k;
-                    clo[j] = y.y;
                     ncand += 1u;
                 } else {
                     ab.w += w;
@@ -1181,8 +1629,14 @@ fn run_pass() {
             for (var j = 0u; j < EPT; j++) {
                 if (ckeys[j] != NONE) {
                     if (pos < CAP) {
-                        ws[cand_at(row) + 2u * pos] = ckeys[j];
-                        ws[cand_at(row) + 2u * pos + 1u] = bitcast<u32>(clo[j]);
+                        // The candidate's logit again (few ids: cheaper than
+                        // keeping every id's across the scan's barriers).
+                        let li = lid * EPT + j;
+                        let y = y_of(c, li, load_x(row, c.t0 + li));
+                        let at = cand_at(row) + CW * pos;
+                        ws[at] = ckeys[j];
+                        ws[at + 1u] = bitcast<u32>(y.x);
+                        ws[at + 2u] = bitcast<u32>(y.y);
                     }
                     pos += 1u;
                 }
@@ -1206,10 +1660,49 @@ fn run_pass() {
         }
     }
     pass_cands = placed;
+    if (mode == PASS_BAND) {
+        // Workgroup atomics, three barriers (a reduction tree per quantity
+        // would cost lavapipe's compiler far more): the smallest key, the
+        // largest, the count; then the largest lo at the largest key; then
+        // the lowest id there.
+        if (bbest.z != NONE) {
+            atomicMin(&sh_band[0], bmin);
+            atomicMax(&sh_band[1], bbest.x);
+            atomicAdd(&sh_band[2], bcnt);
+        }
+        workgroupBarrier();
+        let kmax = atomicLoad(&sh_band[1]);
+        let mine = bbest.z != NONE && bbest.x == kmax;
+        if (mine) { atomicMax(&sh_band[3], key_of(bitcast<f32>(bbest.y))); }
+        workgroupBarrier();
+        let klo = atomicLoad(&sh_band[3]);
+        if (mine && key_of(bitcast<f32>(bbest.y)) == klo) { atomicMin(&sh_band[4], bbest.z); }
+        workgroupBarrier();
+        band_min = atomicLoad(&sh_band[0]);
+        band_max = kmax;
+        band_cnt = atomicLoad(&sh_band[2]);
+        band_lo = val_of(klo);
+        band_id = atomicLoad(&sh_band[4]);
+    }
     // The tile records and candidates are read by every invocation next.
     storageBarrier();
     s[S_PASSES] += 1u;
 }
+
+// The largest survivor of a band as (key, lo bits, id): the larger key, then
+// the larger lo, then the lower id (the row max's rule, init_row). An id of
+// NONE is no survivor.
+fn band_better(a: vec4<u32>, b: vec4<u32>) -> bool {
+    if (b.z == NONE) { return a.z != NONE; }
+    if (a.z == NONE) { return false; }
+    if (a.x != b.x) { return a.x > b.x; }
+    let la = bitcast<f32>(a.y);
+    let lb = bitcast<f32>(b.y);
+    if (la != lb) { return la > lb; }
+    return a.z < b.z;
+}
+
+
 
 struct PassScan { ab: vec4<f32>, q: vec4<u32>, total: u32, incl: u32 }
 
@@ -1272,6 +1765,12 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                 post_stages();
             } else if (ph == PH_FINAL) {
                 finalize();
+            } else if (ph == PH_MIRO) {
+                run_mirostat();
+            } else if (ph == PH_QSTART) {
+                run_qstart();
+            } else if (ph == PH_COUNT) {
+                run_count();
             } else if (ph == PH_QBINS) {
                 query_bins();
             } else if (ph == PH_QCOMP) {

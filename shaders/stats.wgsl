@@ -297,6 +297,37 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             if (cnt != 0u) { atomicAdd(&bins[gb + bb], cnt); }
         }
     }
+    if ((flags & F_NSIGMA) != 0u) {
+        // Top-nσ (docs/spec.md §3.10): the tile's count, mean and Σ(y −
+        // mean)² of the finite y. Each invocation's Welford partial, then
+        // invocation 0 merges them in order (Chan et al.): one barrier, where
+        // a reduction tree costs lavapipe's compiler minutes.
+        var wv = vec4<f32>(0.0);
+        for (var j = 0u; j < EPT; j++) {
+            if (ys[j] != NEG_INF) {
+                let y = ys[j] + ylo[j];
+                wv.x += 1.0;
+                let d = y - wv.y;
+                wv.y += d / wv.x;
+                wv.z += d * (y - wv.y);
+            }
+        }
+        red4[lid] = wv;
+        workgroupBarrier();
+        if (lid == 0u) {
+            var acc = vec4<f32>(0.0);
+            for (var i = 0u; i < WG; i++) {
+                let b = red4[i];
+                if (b.x > 0.0) {
+                    let n2 = acc.x + b.x;
+                    let d = b.y - acc.y;
+                    acc = vec4<f32>(n2, acc.y + d * (b.x / n2), acc.z + b.z + d * d * (acc.x * b.x / n2), 0.0);
+                }
+            }
+            ws[rec + T_MEAN] = bitcast<u32>(acc.y);
+            ws[rec + T_M2] = bitcast<u32>(acc.z);
+        }
+    }
     let n = min(mrec(r, M_LOGPROBS), ch.ntop);
     if (HAS_TOPN && n > 0u) {
         let base = ch.tn_base + (r * ch.tiles + c.t) * 4u * ch.ntop;

@@ -750,6 +750,8 @@ impl GpuSampler {
             let words = map_read(&self.ctx.device, st, *size, self.wait_limit)?;
             for row in words.chunks(v) {
                 let r = it.next().expect("one result per row");
+                // docs/spec.md §3.15: `probs` draws nothing; mu is the one the cut used.
+                let mu = params[out.len()].mirostat.as_ref().map(|m| m.mu());
                 out.push(RowProbs {
                     probs: row.iter().map(|&w| fw(w)).collect(),
                     kept: r.kept,
@@ -758,7 +760,7 @@ impl GpuSampler {
                     entropy: r.entropy,
                     final_entropy: r.final_entropy,
                     guide_entropy: r.guide_entropy,
-                    mirostat_mu: None,
+                    mirostat_mu: mu,
                 });
             }
         }
@@ -827,17 +829,9 @@ impl GpuSampler {
 /// sampled without it.
 fn reject_unimplemented(params: &[SamplingParams]) -> Result<()> {
     for (r, p) in params.iter().enumerate() {
-        let field = [
-            (p.top_n_sigma > 0.0, "top_n_sigma"),
-            (p.typical_p < 1.0, "typical_p"),
-            (p.epsilon_cutoff > 0.0, "epsilon_cutoff"),
-            (p.eta_cutoff > 0.0, "eta_cutoff"),
-            (p.xtc_probability > 0.0, "xtc_probability"),
-            (p.dry_active(), "dry_multiplier"),
-            (p.mirostat.is_some(), "mirostat"),
-        ]
-        .into_iter()
-        .find_map(|(on, field)| on.then_some(field));
+        let field = [(p.dry_active(), "dry_multiplier")]
+            .into_iter()
+            .find_map(|(on, field)| on.then_some(field));
         if let Some(field) = field {
             return Err(SamplerError::Unsupported(format!(
                 "row {r}: `{field}` is not available on the gpu backend yet; use --backend cpu"

@@ -11,7 +11,7 @@ use super::super::abi::{
     dyn_slot, two_float, MappingCode, OrderCode, ParamRecord, RowFlags, UnitCode, NTOP_MAX,
 };
 use super::super::shaders::Features;
-use crate::params::{widen, EntropyUnit, Mapping, Order, SamplingParams};
+use crate::params::{widen, EntropyUnit, Mapping, Mirostat, Order, SamplingParams};
 use crate::rng::xtc_uniform;
 
 /// Which word of a row's record points into the list region.
@@ -31,6 +31,7 @@ pub(super) struct RowSummary {
     /// history or prompt), and the penalties as the reference widens them.
     pub(super) patches: BTreeMap<u32, (Option<f32>, u32, bool)>,
     pub(super) penalties: [f64; 3],
+    pub(super) mirostat: Option<Mirostat>,
 }
 
 impl RowSummary {
@@ -302,6 +303,7 @@ pub(super) fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: b
                 widen(p.frequency_penalty),
                 widen(p.presence_penalty),
             ],
+            mirostat: p.mirostat.clone(),
         });
     }
     let patch_base = b * ParamRecord::WORDS;

@@ -10,6 +10,7 @@ use super::super::context::GpuContext;
 use super::encode::RowSummary;
 use super::READBACK;
 use crate::error::{Result, SamplerError};
+use crate::reference::mirostat_update;
 use crate::result::{RowResult, TokenLogprob, TopLogprobs};
 
 /// Results of a recorded call, to be read back once the caller has submitted.
@@ -335,7 +336,9 @@ fn parse(words: &[u32], p: &PendingResults) -> Result<(Vec<RowResult>, Vec<u32>)
         // the device's ln S.
         let (t, ln_s) = (w.temperature as f64, w.ln_s as f64);
         let (m_raw, ln_s_raw) = (w.max_raw as f64, w.ln_s_raw as f64);
-        let m = sm.processed(w.argmax, f32::from_bits(w.argmax_x));
+        // The processed logit the device's sums are relative to: the row
+        // max, or the largest survivor of a band (typical, XTC).
+        let m = sm.processed(w.ref_id, f32::from_bits(w.ref_x));
         let processed = |id: u32, x: u32| {
             if greedy {
                 0.0
@@ -356,10 +359,11 @@ fn parse(words: &[u32], p: &PendingResults) -> Result<(Vec<RowResult>, Vec<u32>)
                 })
                 .collect()
         };
+        let logprob = processed(token, w.token_x);
         out.push(RowResult {
             token,
             draws,
-            logprob: processed(token, w.token_x),
+            logprob,
             raw_logprob: raw(w.token_x),
             entropy: w.entropy as f64,
             varentropy: w.varentropy as f64,
@@ -383,7 +387,8 @@ fn parse(words: &[u32], p: &PendingResults) -> Result<(Vec<RowResult>, Vec<u32>)
                 raw: list(0, w.n_raw),
                 processed: list(1, w.n_processed),
             }),
-            mirostat_mu: None,
+            // docs/spec.md §3.15: the next step's mu from draw 0's logprob.
+            mirostat_mu: sm.mirostat.as_ref().map(|ms| mirostat_update(ms, logprob)),
         });
         reads.push(1 + w.passes);
     }

@@ -36,6 +36,10 @@ pub(super) struct ChunkSrc {
     pub(super) elem_off: u32,
 }
 
+/// Words of one candidate (shaders/common.wgsl `CW`): its key and its
+/// processed logit as a two-float.
+const CAND_WORDS: u64 = 3;
+
 /// Per-chunk workspace layout (u32 words): the patched logits, the tile
 /// records, the candidates and the top-n lists in `ws`; the first-digit
 /// histograms have a buffer of their own (`bins`, zero between calls).
@@ -56,7 +60,7 @@ pub(super) fn layout(rows: u64, tiles: u64, c: &ShaderConsts, ntop: u64, entries
     };
     l.tl = 2 * entries;
     l.cd = l.tl + rows * tiles * TR;
-    l.tn = l.cd + rows * c.cap as u64 * 2;
+    l.tn = l.cd + rows * c.cap as u64 * CAND_WORDS;
     l.ws_words = l.tn + rows * tiles * 4 * ntop;
     l.bins_words = rows << c.ha_bits;
     l
@@ -116,7 +120,7 @@ impl GpuSampler {
             )));
         }
         let c = &self.pipes.consts;
-        let ws_row = (tiles * TR + 2 * c.cap as u64 + tiles * 4 * ntop) * 4;
+        let ws_row = (tiles * TR + CAND_WORDS * c.cap as u64 + tiles * 4 * ntop) * 4;
         let by_logits = (lim - 256) / row_bytes;
         let by_ws = (lim / 2) / ws_row;
         // Rows are the y dimension of the per-row dispatches.
