@@ -833,7 +833,6 @@ fn reject_unimplemented(params: &[SamplingParams]) -> Result<()> {
             (p.epsilon_cutoff > 0.0, "epsilon_cutoff"),
             (p.eta_cutoff > 0.0, "eta_cutoff"),
             (p.xtc_probability > 0.0, "xtc_probability"),
-            (p.dry_active(), "dry_multiplier"),
             (p.mirostat.is_some(), "mirostat"),
         ]
         .into_iter()
