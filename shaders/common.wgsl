@@ -246,7 +246,7 @@ struct TileCtx {
     a_lo: u32, a_hi: u32,  // allowed-list entries of this tile
 }
 
-fn patch_id(e: u32) -> u32 { return prm[ch.meta_patch + e * 4u]; }
+fn patch_id(e: u32) -> u32 { return prm[ch.meta_patch + e * PATCH_W]; }
 
 // First entry in [lo, hi) whose id is >= id.
 fn lower_patch(lo0: u32, hi0: u32, id: u32) -> u32 {

@@ -1290,8 +1290,15 @@ fn init_row() {
                 outb[res + R_ERRI] = bad;
                 outb[res + R_ERRV] = bitcast<u32>(load_x(row, bad));
             } else if (perr != NONE) {
-                let id = (perr & 0x7fffffffu) >> 1u;
-                outb[res + R_ERRC] = select(E_BIAS, select(E_REP, E_FREQ, (perr & 1u) != 0u), (perr & 0x80000000u) != 0u);
+                // stats.wgsl patch_entry's codes: bias, penalties, DRY.
+                let id = (perr & 0x3fffffffu) >> 2u;
+                var code = E_BIAS;
+                if ((perr & 0x80000000u) != 0u) {
+                    code = E_DRY;
+                } else if ((perr & 0x40000000u) != 0u) {
+                    code = select(E_REP, E_FREQ, (perr & 1u) != 0u);
+                }
+                outb[res + R_ERRC] = code;
                 outb[res + R_ERRI] = id;
                 let pe = mrec(row, M_PATCH_E);
                 let e = lower_patch(pe, pe + mrec(row, M_PATCH_N), id);

@@ -21,10 +21,12 @@ var<workgroup> sh_hist: array<atomic<u32>, HA_BINS>;
 // (the f32 rounding of such an id would be magnified by a small T). Written
 // to the workspace for every later read; returns the entry's error code (a
 // bias or penalty that makes a finite logit non-finite, docs/spec.md §3.1) or NONE.
-// Codes order as the reference reports errors: bias before penalties, then
-// by id.
+// Codes order as the reference reports errors: every bias error, then the
+// repetition and frequency/presence errors, then DRY's (docs/spec.md §3.14),
+// each by id (ids are below 2^26): bias id<<2, repetition 0x40000000|id<<2,
+// frequency/presence 0x40000000|id<<2|1, DRY 0x80000000|id<<2.
 fn patch_entry(c: TileCtx, e: u32) -> u32 {
-    let base = ch.meta_patch + e * 4u;
+    let base = ch.meta_patch + e * PATCH_W;
     let id = prm[base];
     let bias = bitcast<f32>(prm[base + 1u]);
     let cf = prm[base + 2u];
@@ -42,14 +44,14 @@ fn patch_entry(c: TileCtx, e: u32) -> u32 {
     if (y.x != NEG_INF) {
         if ((cf & 1u) != 0u) {
             y = round_f64(two_sum(y.x, bias));
-            if (outside_f32(y)) { err = (id << 1u); }
+            if (outside_f32(y)) { err = id << 2u; }
         }
         // A penalty step's values stay below 2^24 (params.rs PENALTY_LIMIT).
         if (err == NONE && (cf & 2u) != 0u) {
             let rp = vec2<f32>(bitcast<f32>(mrec(c.r, M_REP)), bitcast<f32>(mrec(c.r, M_REP_LO)));
             if (rp.x != 1.0 || rp.y != 0.0) {
                 y = round_f64(select(dd_mul(y, rp), dd_div(y, rp), y.x > 0.0));
-                if (at_least(y, 16777216.0)) { err = 0x80000000u | (id << 1u); }
+                if (at_least(y, 16777216.0)) { err = 0x40000000u | (id << 2u); }
             }
             let freq = vec2<f32>(bitcast<f32>(mrec(c.r, M_FREQ)), bitcast<f32>(mrec(c.r, M_FREQ_LO)));
             let pres = vec2<f32>(bitcast<f32>(mrec(c.r, M_PRES)), bitcast<f32>(mrec(c.r, M_PRES_LO)));
@@ -58,12 +60,19 @@ fn patch_entry(c: TileCtx, e: u32) -> u32 {
                 if (at_least(amount, 16777216.0)) {
                     // The error reports the amount (the stored value is the error's).
                     y = amount;
-                    err = 0x80000000u | (id << 1u) | 1u;
+                    err = 0x40000000u | (id << 2u) | 1u;
                 } else {
                     y = round_f64(dd_sub(y, amount));
-                    if (at_least(y, 16777216.0)) { err = 0x80000000u | (id << 1u) | 1u; }
+                    if (at_least(y, 16777216.0)) { err = 0x40000000u | (id << 2u) | 1u; }
                 }
             }
+        }
+        // DRY after the other penalties (docs/spec.md §3.14): the amount
+        // (two-float of the reference's f64, at most 2^23) off a finite value.
+        let dry = vec2<f32>(bitcast<f32>(prm[base + 4u]), bitcast<f32>(prm[base + 5u]));
+        if (err == NONE && nonzero_dd(dry)) {
+            y = round_f64(dd_sub(y, dry));
+            if (at_least(y, 16777216.0)) { err = 0x80000000u | (id << 2u); }
         }
     }
     ws[ch.pv_base + 2u * e] = bitcast<u32>(y.x);

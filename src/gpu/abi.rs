@@ -405,6 +405,12 @@ abi_codes! {
     }
 }
 
+/// Words per patch entry (an id a bias, the history or the prompt names) in
+/// the parameter words: `[id, bias f32 bits, cf = (count << 2) | (seen << 1)
+/// | has_bias, row, dry_hi, dry_lo]`, the last two the two-float of the id's
+/// DRY amount (docs/spec.md §3.14), zeros when it has none.
+pub const PATCH_W: usize = 6;
+
 /// The WGSL text of the whole layout, prepended to every sampling shader.
 pub fn wgsl_header() -> String {
     let mut s = String::from("// Generated from src/gpu/abi.rs: do not edit in the shaders.\n");
@@ -414,6 +420,7 @@ pub fn wgsl_header() -> String {
     s.push_str(&format!("const RES: u32 = {}u;\n", ResultRecord::WORDS));
     ResultRecord::wgsl_offsets(&mut s);
     s.push_str(&format!("const TOPW: u32 = {TOPW}u;\n"));
+    s.push_str(&format!("const PATCH_W: u32 = {PATCH_W}u;\n"));
     for (name, v) in RowFlags::WGSL.iter().chain(Opts::WGSL.iter()) {
         s.push_str(&format!("const {name}: u32 = {v}u;\n"));
     }
@@ -454,6 +461,7 @@ mod tests {
             "const M_TEMP: u32 = 1u;",
             "const M_DYN: u32 = 20u;",
             "const R_ARG: u32 = 25u;",
+            "const PATCH_W: u32 = 6u;",
         ] {
             assert_eq!(h.matches(name).count(), 1, "{name} in\n{h}");
         }

@@ -440,7 +440,6 @@ impl GpuSampler {
             )));
         }
         validate_all(params, input.rows, input.vocab)?;
-        reject_unimplemented(params)?;
         let esz = input.dtype.size() as u64;
         if !input.offset.is_multiple_of(esz) {
             return Err(SamplerError::Shape(format!(
@@ -668,7 +667,6 @@ impl GpuSampler {
     ) -> Result<Vec<RowResult>> {
         check_samples(samples)?;
         validate_all(params, logits.rows(), logits.vocab())?;
-        reject_unimplemented(params)?;
         let ntop = params.iter().filter_map(|p| p.logprobs).max().unwrap_or(0) as u64;
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         let chunks = self.upload(&mut enc, logits, ntop)?;
@@ -696,7 +694,6 @@ impl GpuSampler {
         params: &[SamplingParams],
     ) -> Result<Vec<RowProbs>> {
         validate_all(params, logits.rows(), logits.vocab())?;
-        reject_unimplemented(params)?;
         let v = logits.vocab();
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         let chunks = self.upload(&mut enc, logits, 0)?;
@@ -824,19 +821,3 @@ impl GpuSampler {
     }
 }
 
-/// The samplers of docs/spec.md §3.10–3.15 this backend does not run yet:
-/// a row using one is refused, naming the row and the field, rather than
-/// sampled without it.
-fn reject_unimplemented(params: &[SamplingParams]) -> Result<()> {
-    for (r, p) in params.iter().enumerate() {
-        let field = [(p.dry_active(), "dry_multiplier")]
-            .into_iter()
-            .find_map(|(on, field)| on.then_some(field));
-        if let Some(field) = field {
-            return Err(SamplerError::Unsupported(format!(
-                "row {r}: `{field}` is not available on the gpu backend yet; use --backend cpu"
-            )));
-        }
-    }
-    Ok(())
-}

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use bytemuck::Zeroable;
 
 use super::super::abi::{
-    dyn_slot, two_float, MappingCode, OrderCode, ParamRecord, RowFlags, UnitCode, NTOP_MAX,
+    dyn_slot, two_float, MappingCode, OrderCode, ParamRecord, RowFlags, UnitCode, NTOP_MAX, PATCH_W,
 };
 use super::super::shaders::Features;
 use crate::params::{widen, EntropyUnit, Mapping, Mirostat, Order, SamplingParams};
+use crate::reference::dry_penalties;
 use crate::rng::xtc_uniform;
 
 /// Which word of a row's record points into the list region.
@@ -32,11 +33,14 @@ pub(super) struct RowSummary {
     pub(super) patches: BTreeMap<u32, (Option<f32>, u32, bool)>,
     pub(super) penalties: [f64; 3],
     pub(super) mirostat: Option<Mirostat>,
+    /// DRY's amount per id (docs/spec.md §3.14), as the reference computes it.
+    pub(super) dry: BTreeMap<u32, f64>,
 }
 
 impl RowSummary {
     /// Id's processed logit in f64 from its raw one, as the reference computes
-    /// it (`reference::bias_mask_penalties`): the bias, then the penalties.
+    /// it (`reference::bias_mask_penalties`): the bias, then the penalties,
+    /// then DRY's amount (on a finite value only).
     pub(super) fn processed(&self, id: u32, x: f32) -> f64 {
         let mut y = x as f64;
         if let Some(&(bias, count, seen)) = self.patches.get(&id) {
@@ -49,6 +53,11 @@ impl RowSummary {
                 if count > 0 {
                     y -= freq * count as f64 + pres;
                 }
+            }
+        }
+        if let Some(&amount) = self.dry.get(&id) {
+            if y.is_finite() {
+                y -= amount;
             }
         }
         y
@@ -280,10 +289,26 @@ pub(super) fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: b
             e.1 = t.count;
             e.2 = true;
         }
-        let first = (patch_words.len() / 4) as u32;
+        // DRY's amounts (docs/spec.md §3.14). Every id DRY penalises is a
+        // token of prompt ++ history, so already an entry; one that is not
+        // (a row whose penalty inputs are a `SequenceState`) gets an entry
+        // that no other penalty touches, as in the reference.
+        let dry = dry_penalties(p);
+        for &id in dry.keys() {
+            entries.entry(id).or_insert((None, 0, false));
+        }
+        let first = (patch_words.len() / PATCH_W) as u32;
         for (id, (bias, count, seen)) in &entries {
             let cf = (count << 2) | u32::from(bias.is_some()) | (u32::from(*seen) << 1);
-            patch_words.extend_from_slice(&[*id, f32w(bias.unwrap_or(0.0)), cf, r as u32]);
+            let [dry_hi, dry_lo] = dry.get(id).map_or([0, 0], |&a| two_float(a));
+            patch_words.extend_from_slice(&[
+                *id,
+                f32w(bias.unwrap_or(0.0)),
+                cf,
+                r as u32,
+                dry_hi,
+                dry_lo,
+            ]);
         }
         rec.patch_first = first;
         rec.patch_count = entries.len() as u32;
@@ -304,6 +329,7 @@ pub(super) fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: b
                 widen(p.presence_penalty),
             ],
             mirostat: p.mirostat.clone(),
+            dry,
         });
     }
     let patch_base = b * ParamRecord::WORDS;
