@@ -539,3 +539,61 @@ pub fn check(s: &mut dyn Sampler, g: &Golden) {
         }
     }
 }
+
+/// One row of each extended sampler for batches of random logits
+/// (normal, σ = 3, V ≥ 1000: XTC's threshold fires there; tests/gpu_extended.rs
+/// checks that every stage removes something): typical, XTC, mirostat 1
+/// and 2, top-nσ, ε, η, and a mix in llama_cpp order.
+pub fn extended_rows() -> Vec<SamplingParams> {
+    let base = |seed: u64| SamplingParams {
+        seed: Some(seed),
+        step: 3 * seed,
+        ..Default::default()
+    };
+    let miro = |version: u8, seed: u64| SamplingParams {
+        mirostat: Some(Mirostat {
+            version,
+            tau: 3.0,
+            eta: 0.1,
+            mu: Some(6.0),
+        }),
+        ..base(seed)
+    };
+    vec![
+        SamplingParams {
+            typical_p: 0.9,
+            ..base(1)
+        },
+        SamplingParams {
+            xtc_probability: 1.0,
+            xtc_threshold: 0.01,
+            ..base(2)
+        },
+        miro(1, 3),
+        miro(2, 4),
+        SamplingParams {
+            top_n_sigma: 1.5,
+            ..base(5)
+        },
+        SamplingParams {
+            epsilon_cutoff: 3e-3,
+            temperature: 0.7,
+            ..base(6)
+        },
+        SamplingParams {
+            eta_cutoff: 3e-3,
+            ..base(7)
+        },
+        SamplingParams {
+            order: Order::LlamaCpp,
+            typical_p: 0.95,
+            top_n_sigma: 2.0,
+            epsilon_cutoff: 1e-4,
+            xtc_probability: 1.0,
+            xtc_threshold: 0.02,
+            min_tokens_to_keep: 3,
+            temperature: 0.8,
+            ..base(8)
+        },
+    ]
+}
