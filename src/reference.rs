@@ -58,6 +58,106 @@ pub struct StageTrace {
     /// Top-p only: the target p and the cumulative mass strictly above and
     /// at-or-above the cut value.
     pub top_p_cut: Option<TopPCut>,
+    /// Top-nσ only: the max and n·σ its threshold `max − n·σ` came from.
+    pub sigma_cut: Option<SigmaCut>,
+    /// The stages that cut on q (typical, ε, η, XTC, mirostat v2): the q
+    /// they saw, so a validator can compute `ln q` of any logit.
+    pub q: Option<LogQ>,
+    /// Typical sampling only: its score cut and the masses of its walk.
+    pub typical_cut: Option<TypicalCut>,
+    /// XTC only (when its coin fired): A's least likely logit and its
+    /// neighbours.
+    pub xtc_cut: Option<XtcCut>,
+    /// Mirostat's cut (docs/spec.md §3.15), which replaces every stage: its
+    /// entry says `TopK` for version 1 (the k largest, §3.4's rule) and
+    /// `Epsilon` for version 2 (q ≥ 2^−mu, an ε cutoff without min tokens).
+    pub mirostat: Option<MirostatCut>,
+}
+
+/// The softmax a stage saw: `ln q_i = (x_i − max)/t − ln_z` over its input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogQ {
+    pub t: f64,
+    pub max: f64,
+    pub ln_z: f64,
+}
+
+impl LogQ {
+    /// ln q of a logit `x` (after bias, mask and penalties).
+    pub fn ln_q(&self, x: f64) -> f64 {
+        (x - self.max) / self.t - self.ln_z
+    }
+
+    /// Typical sampling's score |−ln q − H| of a logit, for entropy `h`.
+    pub fn score(&self, x: f64, h: f64) -> f64 {
+        (-self.ln_q(x) - h).abs()
+    }
+}
+
+/// Top-nσ's threshold `max − n·σ`, in parts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SigmaCut {
+    pub max: f64,
+    pub n_sigma: f64,
+}
+
+/// Where typical sampling cut (docs/spec.md §3.11). Its walk visits groups
+/// of equal score |−ln q − H|, most typical first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TypicalCut {
+    /// typical_p and the entropy H of the stage's q.
+    pub p: f64,
+    pub entropy: f64,
+    /// The largest score kept (the walk's, or the m-th most typical's when
+    /// min tokens applied).
+    pub cut: f64,
+    /// The score of the walk's last group, and of the group after it (+inf
+    /// if none).
+    pub walk_cut: f64,
+    pub next: f64,
+    /// The walk's cumulative mass before and after its last group.
+    pub mass_before: f64,
+    pub mass_at: f64,
+}
+
+/// What XTC decided when its coin fired (docs/spec.md §3.13). `ln q` of a
+/// logit comes from the stage's [`LogQ`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct XtcCut {
+    /// ln θ (−inf for θ = 0).
+    pub ln_threshold: f64,
+    /// a, the least likely logit of A = {q ≥ θ} (+inf: A is empty), and the
+    /// number of input survivors at or below it.
+    pub least: f64,
+    pub kept_at_least: usize,
+    /// The largest input logit below a (−inf if none), the least likely
+    /// member A would have if it reached down to it, and the survivors at or
+    /// below it.
+    pub below: f64,
+    pub kept_at_below: usize,
+    /// The smallest logit of A above a (+inf if none), the least likely
+    /// member A would have without a's group, and the survivors at or
+    /// below it.
+    pub above: f64,
+    pub kept_at_above: usize,
+    /// `min_tokens_to_keep`: XTC removes nothing if fewer would remain.
+    pub min_keep: usize,
+}
+
+/// Mirostat's cut (docs/spec.md §3.15).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MirostatCut {
+    pub version: u8,
+    /// The mu the cut used.
+    pub mu: f64,
+    /// Version 1: k before the floor and clamp (NaN: NaN; 1 for a single
+    /// finite token), the k applied, and the k-th and (k+1)-th largest
+    /// finite logits (−inf where there is none). Version 2: NaN, the number
+    /// kept, NaN, NaN.
+    pub k_real: f64,
+    pub k: usize,
+    pub kth: f64,
+    pub next: f64,
 }
 
 /// Where top-p cut: the group of tied logits at the threshold has mass
@@ -411,7 +511,7 @@ fn by_typicality(score: &[f64], keep: &[bool]) -> Vec<usize> {
 }
 
 /// Keep every survivor at least as typical as the m-th most typical.
-fn keep_most_typical(x: &[f64], keep: &mut [bool], t: f64, m: usize) {
+fn keep_most_typical(x: &[f64], keep: &mut [bool], t: f64, m: usize) -> f64 {
     let (lq, h, _, _) = log_q(x, keep, t);
     let score = typicality(&lq, h);
     let order = by_typicality(&score, keep);
@@ -419,6 +519,7 @@ fn keep_most_typical(x: &[f64], keep: &mut [bool], t: f64, m: usize) {
     for i in 0..x.len() {
         keep[i] = keep[i] && score[i] <= cut;
     }
+    cut
 }
 
 /// Runs one truncation stage on the survivor mask, then the
@@ -437,6 +538,11 @@ fn truncate(
     let before = count(keep);
     let input = keep.clone();
     let mut top_p_cut = None;
+    // What the stage reports besides its threshold (docs/spec.md §7).
+    let mut sigma_cut = None;
+    let mut q = None;
+    let mut typical_cut = None;
+    let mut xtc_cut = None;
     let threshold = match stage {
         Stage::TopK => {
             // 0, −1 or ≥ the number of finite tokens: off.
@@ -512,6 +618,10 @@ fn truncate(
             for i in 0..x.len() {
                 keep[i] = keep[i] && x[i] >= threshold;
             }
+            sigma_cut = Some(SigmaCut {
+                max,
+                n_sigma: n * var.sqrt(),
+            });
             threshold
         }
         Stage::Typical => {
@@ -521,14 +631,16 @@ fn truncate(
             if mass >= 1.0 {
                 return None;
             }
-            let (lq, h, _, _) = log_q(x, keep, t);
+            let (lq, h, max, ln_z) = log_q(x, keep, t);
             let score = typicality(&lq, h);
             let order = by_typicality(&score, keep);
             let mut cum = 0.0;
+            let mut before_cut = 0.0;
             let mut cut = f64::INFINITY;
             let mut j = 0;
             while j < order.len() {
                 let value = score[order[j]];
+                before_cut = cum;
                 while j < order.len() && score[order[j]] == value {
                     cum += lq[order[j]].exp();
                     j += 1;
@@ -541,6 +653,16 @@ fn truncate(
             for i in 0..x.len() {
                 keep[i] = keep[i] && score[i] <= cut;
             }
+            q = Some(LogQ { t, max, ln_z });
+            typical_cut = Some(TypicalCut {
+                p: mass,
+                entropy: h,
+                cut,
+                walk_cut: cut,
+                next: order.get(j).map_or(f64::INFINITY, |&i| score[i]),
+                mass_before: before_cut,
+                mass_at: cum,
+            });
             f64::NAN
         }
         Stage::Epsilon | Stage::Eta => {
@@ -561,6 +683,7 @@ fn truncate(
             for i in 0..x.len() {
                 keep[i] = keep[i] && lq[i] >= ln_cut;
             }
+            q = Some(LogQ { t, max, ln_z });
             // q_i ≥ c ⇔ x_i ≥ max + T·(ln c + ln Z).
             max + t * (ln_cut + ln_z)
         }
@@ -571,15 +694,37 @@ fn truncate(
             if chance <= 0.0 || before < 2 || xtc_coin >= chance {
                 return None;
             }
-            let (lq, _, _, _) = log_q(x, keep, t);
+            let (lq, _, max, ln_z) = log_q(x, keep, t);
             let ln_thr = widen(p.xtc_threshold).ln();
             let least = (0..x.len())
                 .filter(|&i| keep[i] && lq[i] >= ln_thr)
                 .map(|i| x[i])
                 .fold(f64::INFINITY, f64::min);
+            // Its neighbours, for a validator's boundary (docs/spec.md §7).
+            let live = || (0..x.len()).filter(|&i| input[i]);
+            let below = live()
+                .map(|i| x[i])
+                .filter(|&v| v < least)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let above = live()
+                .filter(|&i| lq[i] >= ln_thr && x[i] > least)
+                .map(|i| x[i])
+                .fold(f64::INFINITY, f64::min);
+            let at_or_below = |a: f64| live().filter(|&i| x[i] <= a).count();
             for i in 0..x.len() {
                 keep[i] = keep[i] && x[i] <= least;
             }
+            q = Some(LogQ { t, max, ln_z });
+            xtc_cut = Some(XtcCut {
+                ln_threshold: ln_thr,
+                least,
+                kept_at_least: at_or_below(least),
+                below,
+                kept_at_below: at_or_below(below),
+                above,
+                kept_at_above: at_or_below(above),
+                min_keep: p.min_tokens_to_keep as usize,
+            });
             least
         }
     };
@@ -590,6 +735,11 @@ fn truncate(
         threshold,
         min_keep_applied: false,
         top_p_cut,
+        sigma_cut,
+        q,
+        typical_cut,
+        xtc_cut,
+        mirostat: None,
     };
     let m = p.min_tokens_to_keep as usize;
     if trace.after < m && trace.after < before {
@@ -598,7 +748,12 @@ fn truncate(
             // XTC is all or nothing (docs/spec.md §3.13).
             Stage::Xtc => trace.threshold = f64::INFINITY,
             // The m most typical (docs/spec.md §3.11).
-            Stage::Typical => keep_most_typical(x, keep, t, m),
+            Stage::Typical => {
+                let cut = keep_most_typical(x, keep, t, m);
+                if let Some(c) = &mut trace.typical_cut {
+                    c.cut = cut;
+                }
+            }
             // The m largest of the stage's input (ties at the m-th kept).
             _ => trace.threshold = keep_top(x, keep, m),
         }
@@ -619,11 +774,37 @@ fn truncate(
 /// kept). Version 2 keeps the tokens whose surprise −log2 q is at most mu,
 /// or, when there are none, the most likely (ties kept).
 pub fn mirostat_keep(x: &[f64], finite: &[bool], t: f64, ms: &Mirostat, vocab: usize) -> Vec<bool> {
+    mirostat_keep_traced(x, finite, t, ms, vocab).0
+}
+
+/// [`mirostat_keep`] and the trace entry of its cut (docs/spec.md §7).
+pub fn mirostat_keep_traced(
+    x: &[f64],
+    finite: &[bool],
+    t: f64,
+    ms: &Mirostat,
+    vocab: usize,
+) -> (Vec<bool>, StageTrace) {
     let mut keep = finite.to_vec();
     let mu = ms.mu();
+    let before = count(finite);
+    let mut trace = StageTrace {
+        stage: Stage::TopK,
+        before,
+        after: before,
+        threshold: f64::NAN,
+        min_keep_applied: false,
+        top_p_cut: None,
+        sigma_cut: None,
+        q: None,
+        typical_cut: None,
+        xtc_cut: None,
+        mirostat: None,
+    };
     if ms.version == 1 {
         let sorted = sorted_survivors(x, finite);
         let n = sorted.len();
+        let mut k_real = 1.0;
         let k = if n < 2 {
             1
         } else {
@@ -644,15 +825,24 @@ pub fn mirostat_keep(x: &[f64], finite: &[bool], t: f64, ms: &Mirostat, vocab: u
                 eps * mu.exp2() / -(-eps * ln_v).exp_m1()
             };
             let k = ratio.powf(1.0 / s_hat);
+            k_real = k;
             if k.is_nan() {
                 1
             } else {
                 k.floor().clamp(1.0, n as f64) as usize
             }
         };
-        keep_top(x, &mut keep, k);
+        trace.threshold = keep_top(x, &mut keep, k);
+        trace.mirostat = Some(MirostatCut {
+            version: 1,
+            mu,
+            k_real,
+            k,
+            kth: x[sorted[k.min(n) - 1]],
+            next: sorted.get(k).map_or(f64::NEG_INFINITY, |&i| x[i]),
+        });
     } else {
-        let (lq, _, _, _) = log_q(x, finite, t);
+        let (lq, _, max, ln_z) = log_q(x, finite, t);
         // −log2 q ≤ mu ⇔ ln q ≥ −mu·ln 2.
         let limit = -mu * LN_2;
         for i in 0..x.len() {
@@ -662,8 +852,22 @@ pub fn mirostat_keep(x: &[f64], finite: &[bool], t: f64, ms: &Mirostat, vocab: u
             keep = finite.to_vec();
             keep_top(x, &mut keep, 1);
         }
+        // ln q ≥ limit ⇔ x ≥ max + T·(limit + ln Z); with none there the
+        // most likely stays, below it.
+        trace.stage = Stage::Epsilon;
+        trace.threshold = max + t * (limit + ln_z);
+        trace.q = Some(LogQ { t, max, ln_z });
+        trace.mirostat = Some(MirostatCut {
+            version: 2,
+            mu,
+            k_real: f64::NAN,
+            k: count(&keep),
+            kth: f64::NAN,
+            next: f64::NAN,
+        });
     }
-    keep
+    trace.after = count(&keep);
+    (keep, trace)
 }
 
 /// The full pipeline of docs/spec.md §3–§4 for one row, up to (not including)
@@ -710,7 +914,9 @@ pub fn process_row_seeded(
                 t = overrides.temperature.unwrap_or(t);
             }
             if let Some(ms) = p.mirostat.as_ref().filter(|_| t > 0.0) {
-                keep = mirostat_keep(&y, &finite_mask, t, ms, y.len());
+                let cut;
+                (keep, cut) = mirostat_keep_traced(&y, &finite_mask, t, ms, y.len());
+                trace.push(cut);
             }
         }
         Order::Standard | Order::Vllm => {

@@ -4,7 +4,10 @@
 //!
 //! * Kept sets equal, except tokens at a boundary: for top-k/min-p (and any
 //!   threshold) a logit within 1e-5 (relative) of the threshold; for top-p a cut
-//!   where the cumulative mass is within 1e-5 of p.
+//!   where the cumulative mass is within 1e-5 of p; the extended samplers'
+//!   own boundaries (top-nσ, typical's score and mass, XTC's set A and its
+//!   min tokens, mirostat v1's k near an integer) as docs/spec.md §7 lists.
+//! * Mirostat rows: `mirostat_mu` within 1e-4 of the reference's.
 //! * Where kept sets are equal: every π_i within 1e-5 absolute, `logprob`
 //!   within 1e-4, `entropy` within 1e-4 nats.
 //! * Dynamic rows: the backend's T equals the mapping of its own guide entropy
@@ -329,7 +332,7 @@ pub fn random_params(s: &mut Stream, vocab: usize) -> SamplingParams {
 /// Adds the samplers of docs/spec.md §3.10–3.15 to a row from
 /// [`random_params`]: each alone and in combination, mirostat (which
 /// replaces truncation) in place of the truncation stages. The suite draws
-/// them only with [`SuiteConfig::extended`], for a backend that runs them.
+/// them only with [`SuiteConfig::extended`].
 pub fn random_extended(s: &mut Stream, p: &mut SamplingParams, vocab: usize) {
     if s.chance(0.2) {
         p.mirostat = Some(Mirostat {
@@ -401,8 +404,9 @@ pub struct SuiteConfig {
     /// Stop adding batches for a vocab once this many rows ran (0 = no cap).
     pub max_rows_per_vocab: usize,
     /// Also draw the samplers of docs/spec.md §3.10–3.15
-    /// ([`random_extended`]); only for a backend that runs them (today the
-    /// reference: the cpu and gpu backends refuse such rows).
+    /// ([`random_extended`]). A backend that does not run them refuses
+    /// such a batch (`Unsupported`), which fails the suite; `false` keeps
+    /// the suite to the samplers of §3.1–3.8, with the same cases as before.
     pub extended: bool,
 }
 
@@ -814,6 +818,13 @@ impl RowCheck<'_> {
             stats.max_abs_dentropy = stats.max_abs_dentropy.max(dfe);
         }
 
+        // The mu the mirostat cut used (docs/spec.md §3.15).
+        match (b.mirostat_mu, pr.mirostat_mu) {
+            (None, None) => {}
+            (Some(got), Some(want)) if (got - want).abs() <= MIROSTAT_MU_TOL => {}
+            (got, want) => tol_fail.push(format!("probs mirostat_mu {got:?} vs {want:?}")),
+        }
+
         // Draws.
         self.check_draws(kept_equal, explained, stats, report, &mut tol_fail);
 
@@ -1016,6 +1027,7 @@ impl RowCheck<'_> {
         if res.draws.first() != Some(&res.token) {
             tol_fail.push("token is not draw 0".into());
         }
+        self.check_mirostat_mu(kept_equal, tol_fail);
         if kept_equal {
             let t = res.token as usize;
             let dlp = (res.logprob - pr.log_pi[t]).abs();
@@ -1037,6 +1049,32 @@ impl RowCheck<'_> {
         if res.kept as usize != pr.kept_count && kept_equal && !self.kept_count_explained(res.kept)
         {
             tol_fail.push(format!("sample kept {} vs {}", res.kept, pr.kept_count));
+        }
+    }
+
+    /// docs/spec.md §7: the updated mu within 1e-4 of the reference's where
+    /// the token and the kept set agree (elsewhere π, and so mu, may differ
+    /// at an explained boundary); present exactly on mirostat rows.
+    fn check_mirostat_mu(&self, kept_equal: bool, tol_fail: &mut Vec<String>) {
+        let res = self.result;
+        let Some(ms) = &self.params.mirostat else {
+            if let Some(mu) = res.mirostat_mu {
+                tol_fail.push(format!("mirostat_mu {mu} on a row without mirostat"));
+            }
+            return;
+        };
+        let Some(got) = res.mirostat_mu else {
+            tol_fail.push("mirostat_mu missing".into());
+            return;
+        };
+        let pr = self.reference;
+        let want_token = pr.draw(uniform(res.seed, self.params.step, 0));
+        if res.token != want_token || !kept_equal {
+            return;
+        }
+        let want = reference::mirostat_update(ms, pr.log_pi[want_token as usize]);
+        if !(got - want).abs().le(&MIROSTAT_MU_TOL) {
+            tol_fail.push(format!("mirostat_mu {got} vs {want}"));
         }
     }
 
@@ -1085,29 +1123,120 @@ impl RowCheck<'_> {
     }
 }
 
+/// Mirostat v1's k is ⌊real k⌋; an f32 backend's real k may cross an
+/// integer when it is this close (relative) to one (docs/spec.md §7).
+pub const MIROSTAT_K_REL: f64 = 1e-4;
+/// The backend's `mirostat_mu` against the reference's (absolute).
+pub const MIROSTAT_MU_TOL: f64 = 1e-4;
+
 /// Whether a processed logit `y` lies on a boundary of one of the stages in
-/// `trace` (docs/spec.md §7): within 1e-5 (relative) of its threshold, or at a
-/// top-p cut whose cumulative mass is within 1e-5 of p.
-fn on_boundary(y: f64, trace: &[reference::StageTrace]) -> bool {
+/// `trace` (docs/spec.md §7): within 1e-5 (relative) of its threshold, at a
+/// top-p or typical cut whose cumulative mass is within 1e-5 of the target,
+/// at a typical score within 1e-5 of the cut score, between XTC's two
+/// possible "least likely of A", or at mirostat v1's k-th or (k+1)-th value
+/// when its real k is within 1e-4 of an integer.
+pub fn on_boundary(y: f64, trace: &[reference::StageTrace]) -> bool {
     if !y.is_finite() {
         return false;
     }
     // Typical sampling reports a NaN threshold and an XTC that removed
     // nothing +inf (reference::StageTrace): neither is a logit on a boundary.
-    let near = |thr: f64| thr.is_finite() && (y - thr).abs() <= BOUNDARY_REL * thr.abs().max(1.0);
+    let near_within =
+        |thr: f64, scale: f64| thr.is_finite() && (y - thr).abs() <= BOUNDARY_REL * scale;
+    let near = |thr: f64| near_within(thr, thr.abs().max(1.0));
     trace.iter().any(|t| {
-        if near(t.threshold) {
+        // XTC keeps x ≤ a exactly; its boundary is the set A (below).
+        if t.xtc_cut.is_none() && near(t.threshold) {
             return true;
         }
-        match t.top_p_cut {
-            Some(cut) => {
-                let target = cut.p - reference::TOP_P_SLACK;
-                (y >= t.threshold && (cut.mass_above - target).abs() <= TOP_P_MASS_TOL)
-                    || (y < t.threshold && (cut.mass_at_or_above - target).abs() <= TOP_P_MASS_TOL)
+        // Top-nσ: an f32 σ is off by ~1e-6·σ, so the threshold max − n·σ is
+        // off relative to max and n·σ as well as to itself.
+        if let Some(c) = t.sigma_cut {
+            let scale = t.threshold.abs().max(c.max.abs()).max(c.n_sigma).max(1.0);
+            if near_within(t.threshold, scale) {
+                return true;
             }
-            None => false,
         }
+        if let Some(cut) = t.top_p_cut {
+            let target = cut.p - reference::TOP_P_SLACK;
+            if (y >= t.threshold && (cut.mass_above - target).abs() <= TOP_P_MASS_TOL)
+                || (y < t.threshold && (cut.mass_at_or_above - target).abs() <= TOP_P_MASS_TOL)
+            {
+                return true;
+            }
+        }
+        if let (Some(c), Some(q)) = (t.typical_cut, t.q) {
+            if typical_boundary(y, &c, &q) {
+                return true;
+            }
+        }
+        if let (Some(c), Some(q)) = (t.xtc_cut, t.q) {
+            if xtc_boundary(y, t, &c, &q) {
+                return true;
+            }
+        }
+        if let Some(m) = t.mirostat {
+            let k = m.k_real;
+            if m.version == 1
+                && k.is_finite()
+                && (k - k.round()).abs() <= MIROSTAT_K_REL * k.abs().max(1.0)
+                && (near(m.kth) || near(m.next))
+            {
+                return true;
+            }
+        }
+        false
     })
+}
+
+/// Typical sampling (docs/spec.md §7): a score |−ln q − H| within 1e-5 of
+/// the cut score, or a walk that stops within 1e-5 of its target mass (the
+/// group at the cut and the next one), or that was within 1e-5 of it before
+/// the cut's group (that group).
+fn typical_boundary(y: f64, c: &reference::TypicalCut, q: &reference::LogQ) -> bool {
+    let score = q.score(y, c.entropy);
+    let near = |cut: f64| cut.is_finite() && (score - cut).abs() <= BOUNDARY_REL * cut.max(1.0);
+    if near(c.cut) {
+        return true;
+    }
+    let target = c.p - reference::TOP_P_SLACK;
+    if (c.mass_at - target).abs() <= TOP_P_MASS_TOL && (near(c.walk_cut) || near(c.next)) {
+        return true;
+    }
+    (c.mass_before - target).abs() <= TOP_P_MASS_TOL && near(c.walk_cut)
+}
+
+/// XTC (docs/spec.md §7): A = {q ≥ θ} changes if a survivor's ln q is within
+/// 1e-5 of ln θ: the input logit just below a joins it, or a's own group
+/// leaves it. Every logit between the possible least likely members of A
+/// (inclusive) is then a boundary token, and every logit above the lower one
+/// if min tokens' all-or-nothing decision differs between them.
+fn xtc_boundary(
+    y: f64,
+    t: &reference::StageTrace,
+    c: &reference::XtcCut,
+    q: &reference::LogQ,
+) -> bool {
+    let ln_thr = c.ln_threshold;
+    if !ln_thr.is_finite() {
+        // θ = 0: every survivor is in A, exactly.
+        return false;
+    }
+    let tol = BOUNDARY_REL * ln_thr.abs().max(1.0);
+    let at_threshold = |x: f64| x.is_finite() && (q.ln_q(x) - ln_thr).abs() <= tol;
+    let joins = at_threshold(c.below);
+    let leaves = at_threshold(c.least);
+    if !joins && !leaves {
+        return false;
+    }
+    let lo = if joins { c.below } else { c.least };
+    let hi = if leaves { c.above } else { c.least };
+    // min tokens: XTC removes nothing if fewer than m would remain.
+    let undone = |kept: usize| kept < t.before && kept < c.min_keep;
+    let base = undone(c.kept_at_least);
+    let flips =
+        (joins && undone(c.kept_at_below) != base) || (leaves && undone(c.kept_at_above) != base);
+    y >= lo && (y <= hi || flips)
 }
 
 /// The number of survivors of truncation at T = 1 (llama_cpp order): every
@@ -1234,5 +1363,407 @@ mod tests {
         assert!(!report.ok());
         assert!(report.total.tolerance_failures > 0);
         assert!(report.total.token_mismatch_unexplained > 0, "{report}");
+    }
+
+    // ------------------------------------------------------------------
+    // docs/spec.md §7's boundaries of the extended samplers: a fake f32
+    // backend (the reference on a row or parameters moved by a rounding's
+    // worth) disagrees at a true boundary and is explained; one moved by
+    // far more is caught.
+
+    type Skew = Box<dyn Fn(&mut Vec<f32>, &mut SamplingParams) + Send>;
+
+    /// The reference on each row after `skew` moved its logits or
+    /// parameters: what a backend that rounds differently would return.
+    struct Skewed(Skew);
+
+    impl Skewed {
+        fn inputs(&self, l: LogitsView<'_>, p: &[SamplingParams]) -> (Batch, Vec<SamplingParams>) {
+            let mut rows = Vec::new();
+            let mut params = p.to_vec();
+            for (r, q) in params.iter_mut().enumerate() {
+                let mut x = l.row(r).to_vec();
+                (self.0)(&mut x, q);
+                rows.push(x);
+            }
+            (Batch::from_rows(&rows).unwrap(), params)
+        }
+    }
+
+    impl Sampler for Skewed {
+        fn kind(&self) -> crate::BackendKind {
+            crate::BackendKind::Cpu
+        }
+        fn device(&self) -> String {
+            "skewed".into()
+        }
+        fn sample(
+            &mut self,
+            l: LogitsView<'_>,
+            p: &[SamplingParams],
+            n: u32,
+        ) -> Result<Vec<RowResult>> {
+            let (b, params) = self.inputs(l, p);
+            ReferenceSampler::new().sample(b.view(), &params, n)
+        }
+        fn probs(&mut self, l: LogitsView<'_>, p: &[SamplingParams]) -> Result<Vec<RowProbs>> {
+            let (b, params) = self.inputs(l, p);
+            ReferenceSampler::new().probs(b.view(), &params)
+        }
+    }
+
+    /// The suite's verdict on one row run by `Skewed(skew)`.
+    fn verdict(
+        x: &[f32],
+        p: &SamplingParams,
+        skew: impl Fn(&mut Vec<f32>, &mut SamplingParams) + Send + 'static,
+    ) -> (Stats, Report) {
+        let case = Case {
+            index: 0,
+            batch: Batch::from_rows(&[x.to_vec()]).unwrap(),
+            params: vec![p.clone()],
+            kinds: vec![RowKind::Normal],
+            samples: 2,
+        };
+        let mut stats = Stats::default();
+        let mut report = Report::default();
+        check_case(&mut Skewed(Box::new(skew)), &case, &mut stats, &mut report).unwrap();
+        (stats, report)
+    }
+
+    /// Both skews are explained, and at least one of them does change the
+    /// kept set (so the boundary rule, not luck, passed it).
+    #[track_caller]
+    fn assert_explained(what: &str, x: &[f32], p: &SamplingParams, skews: [Skew; 2]) {
+        let mut differed = 0;
+        for skew in skews {
+            let (s, report) = verdict(x, p, skew);
+            assert!(s.ok(), "{what}: {report}");
+            differed += s.kept_mismatch_explained;
+        }
+        assert!(differed > 0, "{what}: neither skew crossed the boundary");
+    }
+
+    #[track_caller]
+    fn assert_caught(
+        what: &str,
+        x: &[f32],
+        p: &SamplingParams,
+        skew: impl Fn(&mut Vec<f32>, &mut SamplingParams) + Send + 'static,
+    ) {
+        let (s, report) = verdict(x, p, skew);
+        assert!(s.kept_mismatch_unexplained > 0, "{what}: {report}");
+    }
+
+    fn ln(w: &[f64]) -> Vec<f32> {
+        w.iter().map(|v| v.ln() as f32).collect()
+    }
+
+    fn seeded(p: SamplingParams) -> SamplingParams {
+        SamplingParams { seed: Some(5), ..p }
+    }
+
+    /// Moves logit `j` onto `target(trace)` until it stays there (the
+    /// threshold depends a little on the logit itself).
+    fn place(x: &mut [f32], p: &SamplingParams, j: usize, target: impl Fn(&ProcessedRow) -> f64) {
+        for _ in 0..50 {
+            let pr = reference::process_row(0, x, p, Overrides::default()).unwrap();
+            x[j] = target(&pr) as f32;
+        }
+    }
+
+    fn threshold_of(stage: crate::Stage) -> impl Fn(&ProcessedRow) -> f64 {
+        move |pr| {
+            pr.trace
+                .iter()
+                .find(|t| t.stage == stage)
+                .unwrap()
+                .threshold
+        }
+    }
+
+    macro_rules! skews {
+        ($($f:expr),* $(,)?) => { [$(Box::new($f) as Skew),*] };
+    }
+
+    #[test]
+    fn top_n_sigma_boundary_scales_with_max_and_n_sigma() {
+        // max 10, n·σ ≈ 7.5, threshold ≈ 2.5: a move of 5e-5 is beyond 1e-5
+        // of the threshold but within 1e-5·max(|max|, n·σ) (docs/spec.md §7).
+        let p = seeded(SamplingParams {
+            top_n_sigma: 1.0,
+            ..Default::default()
+        });
+        let mut x = vec![-10.0f32, -4.0, 0.0, 10.0, 2.0];
+        place(&mut x, &p, 4, threshold_of(crate::Stage::TopNSigma));
+        assert_explained(
+            "top-nσ",
+            &x,
+            &p,
+            skews![
+                |x: &mut Vec<f32>, _: &mut SamplingParams| x[4] += 5e-5,
+                |x: &mut Vec<f32>, _: &mut SamplingParams| x[4] -= 5e-5
+            ],
+        );
+        // Token 2 (0.0) is 2.5 below the threshold: kept there, a real difference.
+        assert_caught(
+            "top-nσ",
+            &x,
+            &p,
+            |x: &mut Vec<f32>, _: &mut SamplingParams| x[2] = 6.0,
+        );
+    }
+
+    #[test]
+    fn epsilon_and_eta_boundaries_are_logit_thresholds() {
+        // q = [.6, .3, .1], ε = .1: token 2 sits on the cut.
+        let x = ln(&[6.0, 3.0, 1.0]);
+        let eps = |e: f32| {
+            seeded(SamplingParams {
+                epsilon_cutoff: e,
+                ..Default::default()
+            })
+        };
+        assert_explained(
+            "ε",
+            &x,
+            &eps(0.1),
+            skews![
+                |_: &mut Vec<f32>, p: &mut SamplingParams| p.epsilon_cutoff *= 1.0 + 3e-6,
+                |_: &mut Vec<f32>, p: &mut SamplingParams| p.epsilon_cutoff *= 1.0 - 3e-6
+            ],
+        );
+        assert_caught(
+            "ε",
+            &x,
+            &eps(0.05),
+            |_: &mut Vec<f32>, p: &mut SamplingParams| p.epsilon_cutoff = 0.2,
+        );
+        // q = [.5, .25, .25], e^(−H) = 2^(−1.5): η = .5 cuts at
+        // min(.5, √.5·2^(−1.5)) = .25, on tokens 1 and 2.
+        let x = ln(&[2.0, 1.0, 1.0]);
+        let eta = |e: f32| {
+            seeded(SamplingParams {
+                eta_cutoff: e,
+                ..Default::default()
+            })
+        };
+        assert_explained(
+            "η",
+            &x,
+            &eta(0.5),
+            skews![
+                |_: &mut Vec<f32>, p: &mut SamplingParams| p.eta_cutoff *= 1.0 + 4e-6,
+                |_: &mut Vec<f32>, p: &mut SamplingParams| p.eta_cutoff *= 1.0 - 4e-6
+            ],
+        );
+        assert_caught(
+            "η",
+            &x,
+            &eta(0.1),
+            |_: &mut Vec<f32>, p: &mut SamplingParams| p.eta_cutoff = 0.9,
+        );
+    }
+
+    #[test]
+    fn typical_mass_boundary() {
+        // q = [.4, .3, .2, .1]: the walk visits 1 (.3), 2 (.2), 0 (.4); with
+        // typical_p − 1e-6 just below .5 it stops after token 2, and a
+        // backend whose sum falls short of it takes token 0 as well.
+        let x = ln(&[4.0, 3.0, 2.0, 1.0]);
+        let tp = |v: f32| {
+            seeded(SamplingParams {
+                typical_p: v,
+                ..Default::default()
+            })
+        };
+        assert_explained(
+            "typical mass",
+            &x,
+            &tp(0.499_999),
+            skews![
+                |_: &mut Vec<f32>, p: &mut SamplingParams| p.typical_p += 4e-6,
+                |_: &mut Vec<f32>, p: &mut SamplingParams| p.typical_p -= 4e-6
+            ],
+        );
+        assert_caught(
+            "typical mass",
+            &x,
+            &tp(0.45),
+            |_: &mut Vec<f32>, p: &mut SamplingParams| p.typical_p = 0.6,
+        );
+    }
+
+    #[test]
+    fn typical_score_boundary() {
+        // Tokens 0 (above H) and 2 (below it) placed at equal scores
+        // |−ln q − H|: which of them the walk reaches first is a rounding's
+        // decision; typical_p stops the walk between them.
+        let mut x = ln(&[4.0, 3.0, 2.0, 1.0]);
+        let mut p = seeded(SamplingParams {
+            typical_p: 0.99,
+            ..Default::default()
+        });
+        for _ in 0..50 {
+            let pr = reference::process_row(0, &x, &p, Overrides::default()).unwrap();
+            let t = pr.trace.iter().find(|t| t.typical_cut.is_some()).unwrap();
+            let (q, h) = (t.q.unwrap(), t.typical_cut.unwrap().entropy);
+            // −ln q2 − H = H + ln q0.
+            let ln_q2 = -2.0 * h - q.ln_q(pr.logits[0]);
+            x[2] = (q.max + q.t * (ln_q2 + q.ln_z)) as f32;
+        }
+        let pr = reference::process_row(0, &x, &p, Overrides::default()).unwrap();
+        let t = pr.trace.iter().find(|t| t.typical_cut.is_some()).unwrap();
+        let (q, h) = (t.q.unwrap(), t.typical_cut.unwrap().entropy);
+        let (s0, s2) = (q.score(pr.logits[0], h), q.score(pr.logits[2], h));
+        assert!((s0 - s2).abs() < 1e-6, "{s0} {s2}");
+        // After token 1, the first of the pair: stop halfway through it.
+        let first = if s0 <= s2 { 0 } else { 2 };
+        let q1 = q.ln_q(pr.logits[1]).exp();
+        let qf = q.ln_q(pr.logits[first]).exp();
+        p.typical_p = (q1 + qf / 2.0) as f32;
+        assert_explained(
+            "typical score",
+            &x,
+            &p,
+            skews![
+                |x: &mut Vec<f32>, _: &mut SamplingParams| x[0] += 2e-6,
+                |x: &mut Vec<f32>, _: &mut SamplingParams| x[0] -= 2e-6
+            ],
+        );
+        // Token 3 is far from the cut in score and mass.
+        assert_caught(
+            "typical score",
+            &x,
+            &p,
+            |_: &mut Vec<f32>, p: &mut SamplingParams| p.typical_p = 0.999,
+        );
+    }
+
+    fn xtc(threshold: f32, m: u32) -> SamplingParams {
+        seeded(SamplingParams {
+            xtc_probability: 1.0,
+            xtc_threshold: threshold,
+            min_tokens_to_keep: m,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn xtc_boundary_of_the_set_a() {
+        // q = [.4, .3, .2, .1], θ = .3: token 1 is on the edge of A, so A is
+        // {0, 1} (token 0 goes) or {0} (nothing goes).
+        let x = ln(&[4.0, 3.0, 2.0, 1.0]);
+        assert_explained(
+            "XTC",
+            &x,
+            &xtc(0.3, 1),
+            skews![
+                |_: &mut Vec<f32>, p: &mut SamplingParams| p.xtc_threshold *= 1.0 + 4e-6,
+                |_: &mut Vec<f32>, p: &mut SamplingParams| p.xtc_threshold *= 1.0 - 4e-6
+            ],
+        );
+        // θ = .25 vs .15: A {0, 1} vs {0, 1, 2}, token 1 removed or not,
+        // nowhere near the edge.
+        assert_caught(
+            "XTC",
+            &x,
+            &xtc(0.25, 1),
+            |_: &mut Vec<f32>, p: &mut SamplingParams| p.xtc_threshold = 0.15,
+        );
+    }
+
+    #[test]
+    fn xtc_boundary_of_min_tokens() {
+        // θ = .2 with min tokens 3: A = {0, 1, 2} leaves 2 < 3 tokens, so
+        // XTC removes nothing; A = {0, 1} leaves 3 and removes token 0,
+        // which is outside the band between the two least likely members.
+        let x = ln(&[4.0, 3.0, 2.0, 1.0]);
+        assert_explained(
+            "XTC min tokens",
+            &x,
+            &xtc(0.2, 3),
+            skews![
+                |_: &mut Vec<f32>, p: &mut SamplingParams| p.xtc_threshold *= 1.0 + 4e-6,
+                |_: &mut Vec<f32>, p: &mut SamplingParams| p.xtc_threshold *= 1.0 - 4e-6
+            ],
+        );
+        assert_caught(
+            "XTC min tokens",
+            &x,
+            &xtc(0.25, 3),
+            |_: &mut Vec<f32>, p: &mut SamplingParams| p.min_tokens_to_keep = 4,
+        );
+    }
+
+    fn miro(version: u8, mu: f32) -> SamplingParams {
+        seeded(SamplingParams {
+            mirostat: Some(Mirostat {
+                version,
+                tau: 5.0,
+                eta: 0.1,
+                mu: Some(mu),
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn nudge_mu(by: f32) -> impl Fn(&mut Vec<f32>, &mut SamplingParams) + Send {
+        move |_, p| {
+            let ms = p.mirostat.as_mut().unwrap();
+            ms.mu = Some(ms.mu.unwrap() + by);
+        }
+    }
+
+    #[test]
+    fn mirostat_v1_k_near_an_integer() {
+        // Zipf exponent 2 over V = 4: k = (2^mu/.75)^(1/2), 3 at
+        // 2^mu = 6.75: ⌊k⌋ is 2 or 3 by a rounding.
+        let x = ln(&[36.0, 9.0, 4.0, 2.25]);
+        let p = miro(1, 6.75f64.log2() as f32);
+        let pr = reference::process_row(0, &x, &p, Overrides::default()).unwrap();
+        let k = pr.trace[0].mirostat.unwrap().k_real;
+        assert!((k - 3.0).abs() < 1e-5, "{k}");
+        assert_explained(
+            "mirostat v1",
+            &x,
+            &p,
+            skews![nudge_mu(2e-5), nudge_mu(-2e-5)],
+        );
+        // k = 2.31 vs 3.27.
+        assert_caught("mirostat v1", &x, &miro(1, 2.0), nudge_mu(1.0));
+    }
+
+    #[test]
+    fn mirostat_v2_threshold_and_mu() {
+        // q = [.5, .25, .125, .125], mu = 2: token 1's surprise is 2 bits,
+        // on the cut.
+        let x = ln(&[4.0, 2.0, 1.0, 1.0]);
+        assert_explained(
+            "mirostat v2",
+            &x,
+            &miro(2, 2.0),
+            skews![nudge_mu(3e-6), nudge_mu(-3e-6)],
+        );
+        assert_caught("mirostat v2", &x, &miro(2, 2.5), nudge_mu(1.0));
+        // The same kept set with a mu off by more than 1e-4 is a failure of
+        // `mirostat_mu`, in the probs and in the sampled result.
+        let (s, report) = verdict(&x, &miro(2, 2.5), nudge_mu(0.01));
+        assert_eq!(s.kept_mismatch_explained + s.kept_mismatch_unexplained, 0);
+        assert_eq!(s.tolerance_failures, 1, "{report}");
+        assert!(report.failures[0].contains("mirostat_mu"), "{report}");
+    }
+
+    #[test]
+    fn extended_suite_passes_on_the_cpu_backend() {
+        let cfg = SuiteConfig {
+            cases: 6,
+            vocabs: vec![9, 500, 4096],
+            max_batch: 24,
+            extended: true,
+            ..Default::default()
+        };
+        let report = run_suite(&mut crate::CpuSampler::new(), &cfg, &mut |_, _| {}).unwrap();
+        assert!(report.ok(), "{report}");
     }
 }

@@ -7,6 +7,7 @@
 //! exactly (up to f32's rounding of ln w, far inside the 1e-5 checked).
 
 mod common;
+mod sampler_cases;
 
 use common::{assert_pi, ln, one_row};
 use token_sampler::reference::{common_suffixes, dry_penalties, process_row, Overrides};
@@ -808,4 +809,19 @@ fn random_rows_never_panic_and_give_a_distribution() {
         }
     }
     assert!(ok > 200, "only {ok} of 400 rows sampled");
+}
+
+// ------------------------------------------------- the goldens as shared data
+
+#[test]
+fn shared_goldens_on_the_reference_and_cpu() {
+    // tests/sampler_cases holds the goldens above (DRY aside) as data, the
+    // cases tests/gpu_extended.rs runs on the gpu backend: here they run on
+    // the reference and cpu backends, so the data and the derivations agree.
+    let goldens = sampler_cases::goldens();
+    assert!(goldens.len() > 60, "{}", goldens.len());
+    for g in &goldens {
+        sampler_cases::check(&mut ReferenceSampler::new(), g);
+        sampler_cases::check(&mut CpuSampler::new(), g);
+    }
 }

@@ -345,6 +345,8 @@ fn validate_gpu_passes() {
     let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(v["backend"], "gpu");
     assert_eq!(v["pass"], true, "{v}");
+    // The samplers of docs/spec.md §3.10–3.15 are drawn on every backend.
+    assert_eq!(v["config"]["extended"], true, "{v}");
     assert!(v["total"]["rows"].as_u64().unwrap() >= 2);
 }
 
