@@ -198,16 +198,19 @@ pub enum Job {
     Solve,
     Pick,
     Probs,
+    /// The processed top-n of rows whose survivors are a band.
+    BandTopn,
     Stream,
     PhiloxCheck,
 }
 
 impl Job {
-    pub const ALL: [Job; 6] = [
+    pub const ALL: [Job; 7] = [
         Job::Stats,
         Job::Solve,
         Job::Pick,
         Job::Probs,
+        Job::BandTopn,
         Job::Stream,
         Job::PhiloxCheck,
     ];
@@ -218,6 +221,7 @@ impl Job {
             Job::Solve => "solve",
             Job::Pick => "pick",
             Job::Probs => "probs",
+            Job::BandTopn => "band_topn",
             Job::Stream => "stream",
             Job::PhiloxCheck => "philox_check",
         }
@@ -229,6 +233,7 @@ impl Job {
             Job::Solve => include_str!("../../shaders/solve.wgsl"),
             Job::Pick => include_str!("../../shaders/pick.wgsl"),
             Job::Probs => include_str!("../../shaders/probs.wgsl"),
+            Job::BandTopn => include_str!("../../shaders/band_topn.wgsl"),
             Job::Stream => include_str!("../../shaders/stream.wgsl"),
             Job::PhiloxCheck => include_str!("../../shaders/philox_check.wgsl"),
         }

@@ -73,6 +73,9 @@ pub(super) struct Encoded {
     /// What the rows use: the shader variant the call runs.
     pub(super) features: Features,
     pub(super) summary: Vec<RowSummary>,
+    /// Some row may end with a band of survivors (typical, XTC) and asks
+    /// for logprobs: the call runs shaders/band_topn.wgsl after the solver.
+    pub(super) band_topn: bool,
 }
 
 fn f32w(x: f32) -> u32 {
@@ -89,6 +92,7 @@ pub(super) fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: b
     let mut ntop = 0u32;
     let mut features = Features::NONE.with(Features::ALLOW, bitmask);
     let mut summary = Vec::with_capacity(b);
+    let mut band_topn = false;
     for (r, p) in params.iter().enumerate() {
         let rec = &mut records[r];
         let dynamic = p.dynamic_temperature.as_ref();
@@ -271,6 +275,8 @@ pub(super) fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: b
             rec.mirostat_mu = two_float(ms.mu());
         }
         rec.flags = flags;
+        band_topn |=
+            flags & (RowFlags::TYPICAL | RowFlags::XTC) != 0 && p.logprobs.unwrap_or(0) > 0;
         if let Some(allowed) = &p.allowed_token_ids {
             let mut ids = allowed.clone();
             ids.sort_unstable();
@@ -356,5 +362,6 @@ pub(super) fn encode_params(params: &[SamplingParams], seeds: &[u64], bitmask: b
             Features::ALL
         },
         summary,
+        band_topn,
     }
 }

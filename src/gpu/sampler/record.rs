@@ -270,6 +270,9 @@ impl GpuSampler {
         for job in [Job::Stats, Job::Solve, Job::Pick, Job::Probs] {
             self.pipes.ensure(job, e.features);
         }
+        if e.band_topn {
+            self.pipes.ensure(Job::BandTopn, e.features);
+        }
         let mut counts = CallCounts {
             chunks: chunks.len() as u32,
             ..Default::default()
@@ -318,6 +321,9 @@ impl GpuSampler {
                 pass.set_bind_group(0, &bg, &[(ci as u64 * align) as u32]);
                 dispatch(&mut pass, Job::Stats, tiles as u32, nrows);
                 dispatch(&mut pass, Job::Solve, 1, nrows);
+                if e.band_topn {
+                    dispatch(&mut pass, Job::BandTopn, 1, nrows);
+                }
                 if samples > 1 {
                     let groups = (samples - 1).min(1024).min(max_groups as u32);
                     dispatch(&mut pass, Job::Pick, groups, nrows);
