@@ -1258,20 +1258,6 @@ pub fn validate_all(params: &[SamplingParams], rows: usize, vocab: usize) -> Res
         .try_for_each(|(row, p)| p.validate(row, vocab))
 }
 
-/// The guard of the backends that do not run the samplers of docs/spec.md
-/// §3.10–3.15 yet: the first row using one is refused, naming the
-/// field, rather than sampled without it.
-pub fn reject_extended(params: &[SamplingParams], backend: &str) -> Result<()> {
-    for (r, p) in params.iter().enumerate() {
-        if let Some(field) = p.extended_sampler_field() {
-            return Err(SamplerError::Unsupported(format!(
-                "row {r}: `{field}` is not available on the {backend} backend yet; use --backend reference"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// The seed each row uses: its own, or a fresh one drawn with `rand` (reported
 /// back in the result so the draw can be repeated).
 pub fn resolve_seeds(params: &[SamplingParams]) -> Vec<u64> {
@@ -1509,19 +1495,6 @@ mod tests {
             ..Default::default()
         };
         assert!(!quiet.uses_extended_samplers());
-        let rows = [
-            SamplingParams::default(),
-            SamplingParams {
-                eta_cutoff: 0.01,
-                ..Default::default()
-            },
-        ];
-        let e = reject_extended(&rows, "cpu").unwrap_err().to_string();
-        assert!(
-            e.contains("row 1") && e.contains("`eta_cutoff`") && e.contains("cpu backend"),
-            "{e}"
-        );
-        assert!(reject_extended(&rows[..1], "gpu").is_ok());
         for (p, field) in [
             (
                 SamplingParams {
