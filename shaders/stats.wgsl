@@ -113,69 +113,45 @@ fn tile_topn(lid: u32, n: u32, vals: array<f32, EPT>, ids: array<u32, EPT>, dst:
     }
 }
 
-// A partial of the tile's statistics: (max hi, max lo, raw max), the sums
-// relative to that max (Σe, Σde, Σd²e, count at T = 1; Σe, Σde at T_A; raw
-// Σe), and (first bad id, argmax).
-struct Part { mm: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, ix: vec2<u32> }
+// The tile's maxima, argmax and first bad id, by workgroup atomics on
+// order-preserving keys (max and min do not depend on the order lanes
+// arrive in); its sums by a two-level sum in logical lane order.
+var<workgroup> sh_mk: atomic<u32>;   // key of the largest y (its hi word)
+var<workgroup> sh_lk: atomic<u32>;   // key of the largest lo word at that hi
+var<workgroup> sh_rk: atomic<u32>;   // key of the largest raw logit
+var<workgroup> sh_bad: atomic<u32>;  // smallest NaN/+inf id
+var<workgroup> sh_arg: atomic<u32>;  // lowest id at the two-float max
 
-fn part_store(i: u32, p: Part) {
-    red_f[i] = p.mm.x;
-    red_u[i] = bitcast<u32>(p.mm.y);
-    red4[i] = p.s1;
-    redu4[i] = bitcast<vec4<u32>>(vec4<f32>(p.s2.xyz, p.mm.z));
-    red64[i] = p.ix;
-}
-
-fn part_load(i: u32) -> Part {
-    let w = bitcast<vec4<f32>>(redu4[i]);
-    return Part(vec4<f32>(red_f[i], bitcast<f32>(red_u[i]), w.w, 0.0), red4[i], vec4<f32>(w.xyz, 0.0), red64[i]);
-}
-
-// Partial p's sums moved to the two-float max m: with d = (p's max − m) ≤ 0
-// and f = e^d, Σe → fΣe, Σde → f(Σde + dΣe), Σd²e → f(Σd²e + 2dΣde + d²Σe),
-// and the same at T_A with d/T. An empty partial (max −inf) adds nothing.
-fn rescale(p: Part, m: vec2<f32>, inv_t: f32, mr: f32) -> Part {
-    var q = Part(p.mm, vec4<f32>(0.0, 0.0, 0.0, p.s1.w), vec4<f32>(0.0), p.ix);
-    if (p.mm.x != NEG_INF) {
-        let d = scaled(p.mm.xy, m, 1.0);
-        let f = exp(d);
-        q.s1 = vec4<f32>(f * p.s1.x, f * (p.s1.y + d * p.s1.x),
-                         f * (p.s1.z + 2.0 * d * p.s1.y + d * d * p.s1.x), p.s1.w);
-        let dt = scaled(p.mm.xy, m, inv_t);
-        let ft = exp(dt);
-        q.s2 = vec4<f32>(ft * p.s2.x, ft * (p.s2.y + dt * p.s2.x), 0.0, 0.0);
-    }
-    if (p.mm.z != NEG_INF) { q.s2.z = exp(p.mm.z - mr) * p.s2.z; }
-    return q;
-}
-
-// Merges two partials: the larger two-float max (lowest argmax among equal
-// ones), both partials' sums moved to it and added, the smaller bad id.
-fn part_merge(a: Part, b: Part, inv_t: f32) -> Part {
-    let b_up = b.mm.x > a.mm.x || (b.mm.x == a.mm.x && b.mm.y > a.mm.y);
-    let same = b.mm.x == a.mm.x && b.mm.y == a.mm.y;
-    let m = select(a.mm.xy, b.mm.xy, b_up);
-    let mr = max(a.mm.z, b.mm.z);
-    var arg = select(a.ix.y, b.ix.y, b_up);
-    if (same) { arg = min(a.ix.y, b.ix.y); }
-    let ra = rescale(a, m, inv_t, mr);
-    let rb = rescale(b, m, inv_t, mr);
-    return Part(vec4<f32>(m, mr, 0.0), ra.s1 + rb.s1, ra.s2 + rb.s2, vec2<u32>(min(a.ix.x, b.ix.x), arg));
-}
-
-// The tile's statistics from every invocation's partial in one fixed-order
-// tree: log2(WG) + 2 barriers for the max, the argmax and all the sums.
-fn wg_online(lid: u32, p: Part, inv_t: f32) -> Part {
-    part_store(lid, p);
+// Two vec4 sums over the workgroup in a fixed order whatever the lanes'
+// physical order: the first WG/SQ logical lanes each add SQ consecutive
+// partials, then invocation 0 adds those in order (two barriers, where a
+// tree takes log2(WG) + 1). Only invocation 0's return value is the sum.
+fn wg_sum2(lid: u32, a: vec4<f32>, b: vec4<f32>) -> array<vec4<f32>, 2> {
+    red4[lid] = a;
+    redu4[lid] = bitcast<vec4<u32>>(b);
     workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (lid < st) { part_store(lid, part_merge(part_load(lid), part_load(lid + st), inv_t)); }
-        workgroupBarrier();
+    if (lid < WG / SQ) {
+        var sa = red4[lid * SQ];
+        var sb = bitcast<vec4<f32>>(redu4[lid * SQ]);
+        for (var q = 1u; q < SQ; q++) {
+            sa += red4[lid * SQ + q];
+            sb += bitcast<vec4<f32>>(redu4[lid * SQ + q]);
+        }
+        red4[lid * SQ] = sa;
+        redu4[lid * SQ] = bitcast<vec4<u32>>(sb);
     }
-    let t = part_load(0u);
-    // Every invocation has read slot 0 before any helper writes it again.
     workgroupBarrier();
-    return t;
+    var ta = vec4<f32>(0.0);
+    var tb = vec4<f32>(0.0);
+    if (lid == 0u) {
+        ta = red4[0];
+        tb = bitcast<vec4<f32>>(redu4[0]);
+        for (var q = 1u; q < WG / SQ; q++) {
+            ta += red4[q * SQ];
+            tb += bitcast<vec4<f32>>(redu4[q * SQ]);
+        }
+    }
+    return array<vec4<f32>, 2>(ta, tb);
 }
 
 @compute @workgroup_size(WG)
@@ -191,6 +167,13 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let per_unit = PBINS_PER_T / bitcast<f32>(mrec(r, M_TP));
     if (HAS_HIST && hist) {
         for (var b = lid; b < HA_BINS; b += WG) { atomicStore(&sh_hist[b], 0u); }
+    }
+    if (lid == 0u) {
+        atomicStore(&sh_mk, 0u);
+        atomicStore(&sh_lk, 0u);
+        atomicStore(&sh_rk, 0u);
+        atomicStore(&sh_bad, NONE);
+        atomicStore(&sh_arg, NONE);
     }
     var perr = NONE;
     if (HAS_PATCH && c.p_hi > c.p_lo) {
@@ -234,48 +217,60 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             }
         }
     }
-    // This invocation's partial, relative to its own maxima (online
-    // softmax): the max as a two-float (the largest lo among its ids at the
-    // max), its lowest id there, and the sums at T = 1 and at T_A; the raw
-    // logits' Σe relative to their own max.
-    var my_lo = NEG_INF;
-    for (var j = 0u; j < EPT; j++) {
-        if (ys[j] == my && my != NEG_INF) { my_lo = max(my_lo, ylo[j]); }
+    // The tile's max (two-float: the largest lo among the ids at the
+    // largest hi), raw max and first bad id, then the argmax (lowest id at
+    // the max).
+    atomicMax(&sh_mk, key_of(my));
+    atomicMax(&sh_rk, key_of(mr));
+    atomicMin(&sh_bad, bad);
+    workgroupBarrier();
+    let m = val_of(atomicLoad(&sh_mk));
+    let m_raw = val_of(atomicLoad(&sh_rk));
+    var m_lo = 0.0;
+    if (HAS_PATCH) {
+        // Only patched ids carry a lo word.
+        var my_lo = NEG_INF;
+        for (var j = 0u; j < EPT; j++) {
+            if (ys[j] == m && m != NEG_INF) { my_lo = max(my_lo, ylo[j]); }
+        }
+        atomicMax(&sh_lk, key_of(my_lo));
+        workgroupBarrier();
+        if (m != NEG_INF) { m_lo = val_of(atomicLoad(&sh_lk)); }
     }
-    if (my == NEG_INF) { my_lo = 0.0; }
-    let mm_i = vec2<f32>(my, my_lo);
     var arg = NONE;
     for (var j = 0u; j < EPT; j++) {
-        if (ids[j] != NONE && ys[j] == my && ylo[j] == my_lo && my != NEG_INF) { arg = min(arg, ids[j]); }
+        if (ids[j] != NONE && ys[j] == m && ylo[j] == m_lo && m != NEG_INF) { arg = min(arg, ids[j]); }
     }
+    atomicMin(&sh_arg, arg);
+    // The sums relative to the tile's maxima: at T = 1 (Σe, Σde, Σd²e,
+    // count), at T_A (Σe, Σde) and the raw logits' Σe.
+    let mm = vec2<f32>(m, m_lo);
     let ta = bitcast<f32>(mrec(r, M_TA));
     let inv_t = 1.0 / ta;
-    var s1 = vec4<f32>(0.0);   // Σe, Σ(y−m)e, Σ(y−m)²e, count
-    var s2 = vec4<f32>(0.0);   // at T_A: Σe, Σ((y−m)/T)e ; raw Σe
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
     for (var j = 0u; j < EPT; j++) {
         if (ys[j] != NEG_INF) {
             let y = vec2<f32>(ys[j], ylo[j]);
-            let d = scaled(y, mm_i, 1.0);
+            let d = scaled(y, mm, 1.0);
             let e = exp(d);
             s1 += vec4<f32>(e, d * e, d * d * e, 1.0);
-            let dt = scaled(y, mm_i, inv_t);
+            let dt = scaled(y, mm, inv_t);
             let et = exp(dt);
             s2.x += et;
             s2.y += dt * et;
         }
-        if (xs[j] != NEG_INF) {
-            s2.z += exp(xs[j] - mr);
+        if ((HAS_PATCH || HAS_ALLOW) && xs[j] != NEG_INF) {
+            s2.z += exp(xs[j] - m_raw);
         }
     }
-    // One merge tree over the partials (fixed order): maxima, argmax, the
-    // rescaled sums and the first bad id together.
-    let t = wg_online(lid, Part(vec4<f32>(my, my_lo, mr, 0.0), s1, s2, vec2<u32>(bad, arg)), inv_t);
-    let m = t.mm.x;
-    let m_lo = t.mm.y;
-    let m_raw = t.mm.z;
-    let a = t.s1;
-    let b = t.s2;
-    let mins = t.ix;
+    // Without patched or disallowed ids the raw logits are y (lo 0): the
+    // raw Σe is Σe at T = 1, term for term.
+    if (!HAS_PATCH && !HAS_ALLOW) { s2.z = s1.x; }
+    let sums = wg_sum2(lid, s1, s2);
+    let a = sums[0];
+    let b = sums[1];
+    let mins = vec2<u32>(atomicLoad(&sh_bad), atomicLoad(&sh_arg));
     let rec = tl_at(r, c.t);
     if (lid == 0u) {
         ws[rec + T_BAD] = mins.x;
@@ -321,6 +316,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                 wv.z += d * (y - wv.y);
             }
         }
+        // Invocation 0 has read wg_sum2's partials before they are overwritten.
+        workgroupBarrier();
         red4[lid] = wv;
         workgroupBarrier();
         if (lid == 0u) {

@@ -119,6 +119,16 @@ impl Default for ShaderConsts {
     }
 }
 
+/// The group size of a two-level workgroup sum: the least power of two
+/// whose square is at least `wg` (16 for 256 invocations, 8 for 64).
+fn sq_of(wg: u32) -> u32 {
+    let mut sq = 1;
+    while sq * sq < wg {
+        sq *= 2;
+    }
+    sq
+}
+
 impl ShaderConsts {
     pub fn header(&self) -> String {
         assert!(
@@ -128,7 +138,7 @@ impl ShaderConsts {
         format!(
             "const WG: u32 = {}u;\nconst TILE: u32 = {}u;\nconst EPT: u32 = {}u;\nconst CAP: u32 = {}u;\n\
              const HA_BITS: u32 = {}u;\nconst HA_BINS: u32 = {}u;\nconst NB: u32 = {}u;\n\
-             const LANE_ORDER: u32 = {}u;\n{LANE_FNS}",
+             const LANE_ORDER: u32 = {}u;\nconst SQ: u32 = {}u;\n{LANE_FNS}",
             self.wg,
             self.tile,
             self.tile / self.wg,
@@ -137,6 +147,7 @@ impl ShaderConsts {
             1u32 << self.ha_bits,
             self.nb,
             self.lanes.code(),
+            sq_of(self.wg),
         )
     }
 }
@@ -330,7 +341,10 @@ fn matching_brace(src: &str, open: usize) -> usize {
 
 /// Writes out the workgroup reduction and scan trees (`for (var s = WG / 2u;
 /// s > 0u; s >>= 1u) { … }` and `for (var s = 1u; s < WG; s <<= 1u) { … }`,
-/// `st` as the variable too; the upper bound may also be `NB`) as straight-line steps for this workgroup size: no loop
+/// `st` as the variable too; the upper bound may also be `NB`) and the
+/// serial steps of the two-level reductions (`for (var q = 1u; q < SQ; q++)
+/// { … }`, bounds `SQ` or `WG / SQ`, from 0 or 1, `k` as the variable too)
+/// as straight-line steps for this workgroup size: no loop
 /// counters, and no loop iterations — lavapipe ends every loop of a shader
 /// invocation once all its loops together have iterated 65 535 times, and the
 /// row solver's own reads need that budget.
@@ -354,6 +368,24 @@ pub fn unroll_trees(src: &str, wg: u32, nb: u32) -> String {
 /// The next tree loop in `src`: its offset, variable and step values.
 fn next_tree(src: &str, wg: u32, nb: u32) -> Option<(usize, String, Vec<u32>)> {
     let mut best: Option<(usize, String, Vec<u32>)> = None;
+    // The serial steps of the two-level reductions and scans (common.wgsl):
+    // `for (var q = A; q < SQ; q++)` and `… q < WG / SQ; …`, A 0 or 1.
+    let sq = sq_of(wg);
+    for var in ["q", "k"] {
+        for (from, bound, n) in [
+            (0, "SQ", sq),
+            (1, "SQ", sq),
+            (0, "WG / SQ", wg / sq),
+            (1, "WG / SQ", wg / sq),
+        ] {
+            let pat = format!("for (var {var} = {from}u; {var} < {bound}; {var}++) {{");
+            if let Some(at) = src.find(&pat) {
+                if best.as_ref().is_none_or(|b| at < b.0) {
+                    best = Some((at, var.to_string(), (from..n).collect()));
+                }
+            }
+        }
+    }
     for var in ["s", "st"] {
         let down = format!("for (var {var} = WG / 2u; {var} > 0u; {var} >>= 1u) {{");
         let down_nb = format!("for (var {var} = NB / 2u; {var} > 0u; {var} >>= 1u) {{");
@@ -397,6 +429,18 @@ mod tests {
     }
 
     #[test]
+    fn serial_steps_unroll_for_the_workgroup_size() {
+        assert_eq!((sq_of(256), sq_of(64), sq_of(8), sq_of(1)), (16, 8, 4, 1));
+        let src =
+            "for (var q = 1u; q < SQ; q++) { a(q); }|for (var k = 0u; k < WG / SQ; k++) { b(k); }";
+        let out = unroll_trees(src, 8, 256);
+        assert_eq!(
+            out,
+            "{ let q = 1u; a(q); }\n{ let q = 2u; a(q); }\n{ let q = 3u; a(q); }\n|{ let k = 0u; b(k); }\n{ let k = 1u; b(k); }\n"
+        );
+    }
+
+    #[test]
     fn no_tree_loop_survives_assembly() {
         let c = ShaderConsts::default();
         for job in Job::ALL {
@@ -407,6 +451,11 @@ mod tests {
                 job.name()
             );
             assert!(!src.contains("j < EPT; j++"), "{}", job.name());
+            assert!(
+                !src.contains("< SQ;") && !src.contains("< WG / SQ;"),
+                "{}",
+                job.name()
+            );
         }
     }
 }
