@@ -84,32 +84,51 @@ fn better(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
     return va > vb || (va == vb && ia < ib);
 }
 
-// Appends this tile's top `n` of `vals` (per-thread EPT values with ids) to
-// the top-n area `dst` (value, id pairs, descending, ties by lowest id).
-fn tile_topn(lid: u32, n: u32, vals: array<f32, EPT>, ids: array<u32, EPT>, dst: u32) {
-    // Each round takes the best element strictly after the previous winner.
-    var last_v = POS_INF;
-    var last_i = 0u;
+// This tile's top `n` raw logits (xs) and processed logits (ys), appended
+// to the top-n areas at `dst` and `dst + 2·ntop` (value, id pairs,
+// descending, ties by lowest id). Rank k of both lists in one round of two
+// barriers: each invocation proposes its best element strictly after rank
+// k − 1's winner, the largest key wins (workgroup atomicMax), then the
+// lowest id at it (atomicMin) — the same pair whatever order the lanes
+// arrive in. A list with fewer than k finite ids gets (−inf, NONE).
+var<workgroup> sh_top: array<atomic<u32>, TOPW>;
+
+fn topn_best(vals: array<f32, EPT>, ids: array<u32, EPT>, last_v: f32, last_i: u32) -> vec2<u32> {
+    var bv = NEG_INF;
+    var bi = NONE;
+    for (var j = 0u; j < EPT; j++) {
+        let v = vals[j];
+        let i = ids[j];
+        if (i != NONE && v != NEG_INF && better(last_v, last_i, v, i) && (bi == NONE || better(v, i, bv, bi))) {
+            bv = v;
+            bi = i;
+        }
+    }
+    return vec2<u32>(key_of(bv), bi);
+}
+
+fn tile_topn(lid: u32, n: u32, xs: array<f32, EPT>, ys: array<f32, EPT>, ids: array<u32, EPT>, dst: u32) {
+    var last = vec4<f32>(POS_INF, 0.0, POS_INF, 0.0);
+    var last_i = vec2<u32>(0u);
     for (var k = 0u; k < n; k++) {
-        var bv = NEG_INF;
-        var bi = NONE;
-        for (var j = 0u; j < EPT; j++) {
-            let v = vals[j];
-            let i = ids[j];
-            if (i != NONE && v != NEG_INF && better(last_v, last_i, v, i) && (bi == NONE || better(v, i, bv, bi))) {
-                bv = v;
-                bi = i;
-            }
-        }
-        let best = wg_best(lid, bv, bi);
-        let mv = bitcast<f32>(best.x);
-        let mi = best.y;
+        let bx = topn_best(xs, ids, last.x, last_i.x);
+        let by = topn_best(ys, ids, last.z, last_i.y);
+        if (bx.y != NONE) { atomicMax(&sh_top[4u * k], bx.x); }
+        if (by.y != NONE) { atomicMax(&sh_top[4u * k + 2u], by.x); }
+        workgroupBarrier();
+        let kx = atomicLoad(&sh_top[4u * k]);
+        let ky = atomicLoad(&sh_top[4u * k + 2u]);
+        if (bx.y != NONE && bx.x == kx) { atomicMin(&sh_top[4u * k + 1u], bx.y); }
+        if (by.y != NONE && by.x == ky) { atomicMin(&sh_top[4u * k + 3u], by.y); }
+        workgroupBarrier();
+        last = vec4<f32>(val_of(kx), 0.0, val_of(ky), 0.0);
+        last_i = vec2<u32>(atomicLoad(&sh_top[4u * k + 1u]), atomicLoad(&sh_top[4u * k + 3u]));
         if (lid == 0u) {
-            ws[dst + 2u * k] = bitcast<u32>(mv);
-            ws[dst + 2u * k + 1u] = mi;
+            ws[dst + 2u * k] = bitcast<u32>(last.x);
+            ws[dst + 2u * k + 1u] = last_i.x;
+            ws[dst + 2u * ch.ntop + 2u * k] = bitcast<u32>(last.z);
+            ws[dst + 2u * ch.ntop + 2u * k + 1u] = last_i.y;
         }
-        last_v = mv;
-        last_i = mi;
     }
 }
 
@@ -174,6 +193,12 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         atomicStore(&sh_rk, 0u);
         atomicStore(&sh_bad, NONE);
         atomicStore(&sh_arg, NONE);
+    }
+    if (HAS_TOPN) {
+        // Rank k's slots: raw key, raw id, processed key, processed id.
+        for (var i = lid; i < TOPW; i += WG) {
+            atomicStore(&sh_top[i], select(KEY_NEG_INF, NONE, (i & 1u) != 0u));
+        }
     }
     var perr = NONE;
     if (HAS_PATCH && c.p_hi > c.p_lo) {
@@ -337,7 +362,6 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let n = min(mrec(r, M_LOGPROBS), ch.ntop);
     if (HAS_TOPN && n > 0u) {
         let base = ch.tn_base + (r * ch.tiles + c.t) * 4u * ch.ntop;
-        tile_topn(lid, n, xs, ids, base);
-        tile_topn(lid, n, ys, ids, base + 2u * ch.ntop);
+        tile_topn(lid, n, xs, ys, ids, base);
     }
 }
