@@ -60,11 +60,16 @@ pub fn data(name: &str) -> String {
 }
 
 /// Writes `contents` to a file named `name` in this process's scratch folder.
+/// Tests running in parallel write the same fixtures, so the file is written
+/// under a name of this thread's and renamed into place: a command another
+/// test has started never reads a file that is being rewritten (truncated).
 pub fn tmp(name: &str, contents: &[u8]) -> String {
     let dir = std::env::temp_dir().join(format!("ts-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
-    std::fs::write(&p, contents).unwrap();
+    let part = dir.join(format!("{name}.{:?}.part", std::thread::current().id()));
+    std::fs::write(&part, contents).unwrap();
+    std::fs::rename(&part, &p).unwrap();
     p.to_string_lossy().into_owned()
 }
 
