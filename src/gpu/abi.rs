@@ -29,6 +29,18 @@ macro_rules! abi_record {
             /// Words of one record.
             pub const WORDS: usize = std::mem::size_of::<$name>() / 4;
 
+            /// Every field as (Rust name, WGSL constant, word offset, words),
+            /// in declaration order (what tests/gpu_abi.rs round-trips
+            /// through a shader).
+            pub const FIELDS: &'static [(&'static str, &'static str, usize, usize)] = &[
+                $( (
+                    stringify!($field),
+                    stringify!($wgsl),
+                    std::mem::offset_of!($name, $field) / 4,
+                    std::mem::size_of::<$ty>() / 4,
+                ) ),*
+            ];
+
             /// The WGSL word offset of every field.
             #[allow(dead_code)]
             fn wgsl_offsets(out: &mut String) {
@@ -470,6 +482,22 @@ mod tests {
         assert_eq!(ErrorCode::from_code(5), Some(ErrorCode::AllMasked));
         assert_eq!(ErrorCode::from_code(7), Some(ErrorCode::Dry));
         assert_eq!(ErrorCode::from_code(8), None);
+    }
+
+    #[test]
+    fn fields_tile_each_record_without_gaps() {
+        for (fields, words) in [
+            (ParamRecord::FIELDS, ParamRecord::WORDS),
+            (ChunkUniform::FIELDS, ChunkUniform::WORDS),
+            (ResultRecord::FIELDS, ResultRecord::WORDS),
+        ] {
+            let mut next = 0;
+            for &(_, _, off, n) in fields {
+                assert_eq!(off, next);
+                next += n;
+            }
+            assert_eq!(next, words);
+        }
     }
 
     #[test]
