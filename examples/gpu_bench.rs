@@ -3,8 +3,10 @@
 //! V ∈ {32 000, 128 256, 200 064} × five parameter sets on seeded normal(0, 3)
 //! logits, plus two anchors for published kernels — top-p at B = 128,
 //! V = 131 072 (FlashInfer's sampling benchmark shape) and one streaming read
-//! of 256 × 128 256 f32 — and the floor of a timed pass (a streaming read of
-//! 1 × 1024: one workgroup).
+//! of 256 × 128 256 f32 — the floor of a timed pass (a streaming read of
+//! 1 × 1024: one workgroup), and the device's cost per dispatch (`dispatch`
+//! rows: 1, 16 and 256 empty dependent dispatches in one timed pass; the
+//! slope is printed on stderr).
 //!
 //! Prints `{"results": [...]}` in the shape of docs/spec.md §8's `bench --json`: per
 //! grid point a `kernel` row (GPU timestamp queries around the one compute
@@ -34,12 +36,20 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use token_sampler::gpu::{BufferLogits, GpuSampler, LogitsDtype};
 use token_sampler::validate::normal_batch;
-use token_sampler::{Batch, Sampler};
+use token_sampler::{wgpu, Batch, Sampler};
 
 #[path = "../benches/support/param_sets.rs"]
 mod param_sets;
 
 use param_sets::{params_for, SETS};
+
+/// Little-endian u64 words of a mapped buffer.
+fn bytemuck_u64(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
 
 /// Median and interquartile range.
 fn median_iqr(mut xs: Vec<f64>) -> (f64, f64) {
@@ -99,6 +109,133 @@ impl Bench {
             "{mode:>10} B {b:>3} V {v:>6} {params:<20} median {median:9.4} ms  IQR {spread:.4}"
         );
         median
+    }
+
+    /// The per-dispatch cost of the device: N empty dependent dispatches
+    /// (one invocation each, every one reading and writing the same word, so
+    /// each waits for the one before) in one timestamped pass, for N = 1,
+    /// 16 and 256. A `dispatch` row per N (`us_per_row` = µs per dispatch,
+    /// `dispatches` = N), and on stderr the slope (t(256) − t(1)) / 255: what
+    /// one more dispatch in a call costs. Needs timestamp queries.
+    fn empty_dispatches(&mut self) {
+        let ctx = self.gpu.context();
+        if !ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            eprintln!("dispatch: no timestamp queries on this device, skipped");
+            return;
+        }
+        let (device, queue) = (&ctx.device, &ctx.queue);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("empty dispatch"),
+            source: wgpu::ShaderSource::Wgsl(
+                "@group(0) @binding(0) var<storage, read_write> c: array<u32>;\n\
+                 @compute @workgroup_size(1)\nfn main() { c[0] = c[0] + 1u; }\n"
+                    .into(),
+            ),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("empty dispatch"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let buffer = |size: u64, usage: wgpu::BufferUsages| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let counter = buffer(256, wgpu::BufferUsages::STORAGE);
+        let resolve = buffer(
+            16,
+            wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let read = buffer(
+            16,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: None,
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: counter.as_entire_binding(),
+            }],
+        });
+        let period = queue.get_timestamp_period() as f64;
+        let mut medians = Vec::new();
+        for n in [1u32, 16, 256] {
+            let mut times = Vec::with_capacity(self.runs);
+            for run in 0..self.runs + 2 {
+                let mut enc = device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("empty dispatches"),
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &set,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        }),
+                    });
+                    pass.set_pipeline(&pipeline);
+                    pass.set_bind_group(0, &bind, &[]);
+                    for _ in 0..n {
+                        pass.dispatch_workgroups(1, 1, 1);
+                    }
+                }
+                enc.resolve_query_set(&set, 0..2, &resolve, 0);
+                enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, 16);
+                queue.submit([enc.finish()]);
+                read.slice(..)
+                    .map_async(wgpu::MapMode::Read, |r| r.expect("map"));
+                device
+                    .poll(wgpu::PollType::Wait {
+                        submission_index: None,
+                        timeout: Some(std::time::Duration::from_secs(60)),
+                    })
+                    .expect("poll");
+                let ts: Vec<u64> = {
+                    let view = read.slice(..).get_mapped_range().expect("mapped");
+                    bytemuck_u64(&view)
+                };
+                read.unmap();
+                if run >= 2 {
+                    times.push(ts[1].saturating_sub(ts[0]) as f64 * period / 1e6);
+                }
+            }
+            let (median, spread) = median_iqr(times);
+            medians.push(median);
+            self.results.push(json!({
+                "backend": "gpu",
+                "device": self.device,
+                "mode": "dispatch",
+                "batch": 1,
+                "vocab": 0,
+                "params": format!("empty_x{n}"),
+                "runs": self.runs,
+                "median_ms": median,
+                "spread_ms": spread,
+                "us_per_row": median * 1e3 / n as f64,
+                "gb_per_s": 0.0,
+                "bw_fraction": null,
+                "reads_per_row": null,
+                "dispatches": n,
+                "workgroups": n,
+            }));
+            eprintln!("  dispatch x{n:<3} median {median:9.4} ms  IQR {spread:.4}");
+        }
+        eprintln!(
+            "  dispatch cost: {:.2} us per dependent empty dispatch (slope 1 -> 256)",
+            (medians[2] - medians[0]) * 1e3 / 255.0
+        );
     }
 
     /// One streaming read of the batch (kernel time), median over the runs.
@@ -239,6 +376,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         resident,
         results: Vec::new(),
     };
+    bench.empty_dispatches();
     let (batches, vocabs): (Vec<usize>, Vec<usize>) = if quick {
         (vec![1, 32], vec![32_000])
     } else {
