@@ -22,7 +22,8 @@
 # bench` when this binary has it (its named sets, with the GPU grid's top-k 50
 # and top-p 0.95, its resident rows, f16 host logits), and $BIN/gpu_bench (kernel and end-to-end times, back-to-back
 # calls on device-resident logits, a per-dispatch profile, reads per row, the
-# floor of a pass, the FlashInfer top-p and streaming-read anchors).
+# floor of a pass, the cost of one empty dependent dispatch, the FlashInfer
+# top-p and streaming-read anchors).
 set -uo pipefail
 BIN="${BIN:-.devbin}"
 OUT="${OUT:-./device_out}"
