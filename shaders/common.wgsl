@@ -390,9 +390,18 @@ fn patch_value(e: u32) -> vec2<f32> {
     return vec2<f32>(bitcast<f32>(ws[ch.pv_base + 2u * e]), bitcast<f32>(ws[ch.pv_base + 2u * e + 1u]));
 }
 
-// ---- workgroup reductions (fixed tree order) --------------------------------
-// One tree per element type; `op` (the same in every invocation) picks the
-// operation. Scalars ride in lane x of the vector trees.
+// ---- workgroup reductions and scans (two levels, fixed order) ------------
+// Level 1: the first WG/SQ logical invocations each combine SQ consecutive
+// slots in order; level 2: invocation 0 (reductions) or every invocation
+// (scans: the blocks before its own) combines the block results in order.
+// Three barriers per call whatever WG is, where a tree takes log2(WG) + 2
+// and a Hillis–Steele scan 2·log2(WG) + 2: lavapipe switches every
+// invocation's coroutine at each barrier and a GPU waits at each. The order
+// depends on logical ids only, so every lane order gives the same bits. The
+// serial steps are written out by shaders.rs `unroll_trees` (no loop
+// iterations: lavapipe's per-invocation loop budget). `op` (the same in
+// every invocation) picks the operation; scalars ride in lane x of the
+// vector reductions.
 
 const OP_SUM: u32 = 0u;
 const OP_MIN: u32 = 1u;
@@ -420,22 +429,34 @@ fn op4u(a: vec4<u32>, b: vec4<u32>, op: u32) -> vec4<u32> {
 fn wg_reduce4(lid: u32, v: vec4<f32>, op: u32) -> vec4<f32> {
     red4[lid] = v;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red4[lid] = op4(red4[lid], red4[lid + s], op); }
-        workgroupBarrier();
+    if (lid < WG / SQ) {
+        var a = red4[lid * SQ];
+        for (var q = 1u; q < SQ; q++) { a = op4(a, red4[lid * SQ + q], op); }
+        red4[lid * SQ] = a;
     }
-    if (lid == 0u) { red4b = red4[0]; }
+    workgroupBarrier();
+    if (lid == 0u) {
+        var a = red4[0];
+        for (var q = 1u; q < WG / SQ; q++) { a = op4(a, red4[q * SQ], op); }
+        red4b = a;
+    }
     return workgroupUniformLoad(&red4b);
 }
 
 fn wg_reduce4u(lid: u32, v: vec4<u32>, op: u32) -> vec4<u32> {
     redu4[lid] = v;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { redu4[lid] = op4u(redu4[lid], redu4[lid + s], op); }
-        workgroupBarrier();
+    if (lid < WG / SQ) {
+        var a = redu4[lid * SQ];
+        for (var q = 1u; q < SQ; q++) { a = op4u(a, redu4[lid * SQ + q], op); }
+        redu4[lid * SQ] = a;
     }
-    if (lid == 0u) { redu4b = redu4[0]; }
+    workgroupBarrier();
+    if (lid == 0u) {
+        var a = redu4[0];
+        for (var q = 1u; q < WG / SQ; q++) { a = op4u(a, redu4[q * SQ], op); }
+        redu4b = a;
+    }
     return workgroupUniformLoad(&redu4b);
 }
 
@@ -445,18 +466,25 @@ fn wg_sum_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 
 fn wg_min_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_MIN).x; }
 fn wg_max_u(lid: u32, v: u32) -> u32 { return wg_reduce4u(lid, vec4<u32>(v, 0u, 0u, 0u), OP_MAX).x; }
 
-// Inclusive scan of one f32 per thread (Hillis–Steele, fixed order).
+// Inclusive scan of one f32 per invocation: the blocks before this
+// invocation's (in order), plus its block's prefix up to it.
 fn wg_scan_f(lid: u32, v: f32) -> f32 {
     red_f[lid] = v;
     workgroupBarrier();
-    for (var s = 1u; s < WG; s <<= 1u) {
-        var add = 0.0;
-        if (lid >= s) { add = red_f[lid - s]; }
-        workgroupBarrier();
-        red_f[lid] = red_f[lid] + add;
-        workgroupBarrier();
+    if (lid < WG / SQ) {
+        var a = red_f[lid * SQ];
+        for (var q = 1u; q < SQ; q++) {
+            a = a + red_f[lid * SQ + q];
+            red_f[lid * SQ + q] = a;
+        }
     }
-    let out = red_f[lid];
+    workgroupBarrier();
+    let blk = lid / SQ;
+    var off = 0.0;
+    for (var q = 0u; q < WG / SQ; q++) {
+        if (q < blk) { off = off + red_f[q * SQ + SQ - 1u]; }
+    }
+    let out = off + red_f[lid];
     workgroupBarrier();
     return out;
 }
@@ -464,61 +492,84 @@ fn wg_scan_f(lid: u32, v: f32) -> f32 {
 fn wg_scan_u(lid: u32, v: u32) -> u32 {
     red_u[lid] = v;
     workgroupBarrier();
-    for (var s = 1u; s < WG; s <<= 1u) {
-        var add = 0u;
-        if (lid >= s) { add = red_u[lid - s]; }
-        workgroupBarrier();
-        red_u[lid] = red_u[lid] + add;
-        workgroupBarrier();
+    if (lid < WG / SQ) {
+        var a = red_u[lid * SQ];
+        for (var q = 1u; q < SQ; q++) {
+            a = a + red_u[lid * SQ + q];
+            red_u[lid * SQ + q] = a;
+        }
     }
-    let out = red_u[lid];
+    workgroupBarrier();
+    let blk = lid / SQ;
+    var off = 0u;
+    for (var q = 0u; q < WG / SQ; q++) {
+        if (q < blk) { off = off + red_u[q * SQ + SQ - 1u]; }
+    }
+    let out = off + red_u[lid];
     workgroupBarrier();
     return out;
 }
 
-// Two vec4 sums and two u32 minima in one tree (the statistics pass's and the
-// solver's per-row tails): one round of barriers instead of three, and each
-// component adds in exactly the order wg_sum4 / wg_reduce4u would. The second
-// sum rides in redu4 as bits and the minima in red64.
+// Two vec4 sums and two u32 minima in one reduction (the statistics
+// pass's and the solver's per-row tails), returned to every invocation. The
+// second sum rides in redu4 as bits and the minima in red64.
 struct Tail { a: vec4<f32>, b: vec4<f32>, m: vec2<u32> }
+
+var<workgroup> sh_tail: Tail;
 
 fn wg_tail(lid: u32, a: vec4<f32>, b: vec4<f32>, m: vec2<u32>) -> Tail {
     red4[lid] = a;
     redu4[lid] = bitcast<vec4<u32>>(b);
     red64[lid] = m;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red4[lid] = red4[lid] + red4[lid + s];
-            redu4[lid] = bitcast<vec4<u32>>(bitcast<vec4<f32>>(redu4[lid]) + bitcast<vec4<f32>>(redu4[lid + s]));
-            red64[lid] = min(red64[lid], red64[lid + s]);
+    if (lid < WG / SQ) {
+        var t = Tail(red4[lid * SQ], bitcast<vec4<f32>>(redu4[lid * SQ]), red64[lid * SQ]);
+        for (var q = 1u; q < SQ; q++) {
+            t.a = t.a + red4[lid * SQ + q];
+            t.b = t.b + bitcast<vec4<f32>>(redu4[lid * SQ + q]);
+            t.m = min(t.m, red64[lid * SQ + q]);
         }
-        workgroupBarrier();
+        red4[lid * SQ] = t.a;
+        redu4[lid * SQ] = bitcast<vec4<u32>>(t.b);
+        red64[lid * SQ] = t.m;
     }
-    let t = Tail(red4[0], bitcast<vec4<f32>>(redu4[0]), red64[0]);
-    // Every invocation has read slot 0 before any helper writes it again.
     workgroupBarrier();
-    return t;
+    if (lid == 0u) {
+        var t = Tail(red4[0], bitcast<vec4<f32>>(redu4[0]), red64[0]);
+        for (var q = 1u; q < WG / SQ; q++) {
+            t.a = t.a + red4[q * SQ];
+            t.b = t.b + bitcast<vec4<f32>>(redu4[q * SQ]);
+            t.m = min(t.m, red64[q * SQ]);
+        }
+        sh_tail = t;
+    }
+    return workgroupUniformLoad(&sh_tail);
 }
 
 // The best (value, id) over the workgroup, "best" being the larger value,
 // then the lower id (the order of top-n lists): the same pair as a max of
 // the values followed by a min of the ids at it, in one tree. NONE ids lose
 // to any other at an equal value. Returns (value bits, id).
+fn best_of(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let va = bitcast<f32>(a.x);
+    let vb = bitcast<f32>(b.x);
+    return select(a, b, vb > va || (vb == va && b.y < a.y));
+}
+
 fn wg_best(lid: u32, v: f32, i: u32) -> vec2<u32> {
     red64[lid] = vec2<u32>(bitcast<u32>(v), i);
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            let a = red64[lid];
-            let b = red64[lid + s];
-            let va = bitcast<f32>(a.x);
-            let vb = bitcast<f32>(b.x);
-            if (vb > va || (vb == va && b.y < a.y)) { red64[lid] = b; }
-        }
-        workgroupBarrier();
+    if (lid < WG / SQ) {
+        var a = red64[lid * SQ];
+        for (var q = 1u; q < SQ; q++) { a = best_of(a, red64[lid * SQ + q]); }
+        red64[lid * SQ] = a;
     }
-    if (lid == 0u) { red64b = red64[0]; }
+    workgroupBarrier();
+    if (lid == 0u) {
+        var a = red64[0];
+        for (var q = 1u; q < WG / SQ; q++) { a = best_of(a, red64[q * SQ]); }
+        red64b = a;
+    }
     return workgroupUniformLoad(&red64b);
 }
 
@@ -562,10 +613,16 @@ var<workgroup> red64b: vec2<u32>;
 fn wg_sum64(lid: u32, v: vec2<u32>) -> vec2<u32> {
     red64[lid] = v;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red64[lid] = add64(red64[lid], red64[lid + s]); }
-        workgroupBarrier();
+    if (lid < WG / SQ) {
+        var a = red64[lid * SQ];
+        for (var q = 1u; q < SQ; q++) { a = add64(a, red64[lid * SQ + q]); }
+        red64[lid * SQ] = a;
     }
-    if (lid == 0u) { red64b = red64[0]; }
+    workgroupBarrier();
+    if (lid == 0u) {
+        var a = red64[0];
+        for (var q = 1u; q < WG / SQ; q++) { a = add64(a, red64[q * SQ]); }
+        red64b = a;
+    }
     return workgroupUniformLoad(&red64b);
 }

@@ -488,22 +488,30 @@ fn add3(a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
 }
 
 var<workgroup> sh_cum: array<vec4<u32>, WG>;
+var<workgroup> sh_cumt: vec4<u32>;
 var<workgroup> sh_hit: vec4<u32>;
 
-// Inclusive scan of (count, 64-bit mass) per thread (Hillis–Steele, fixed
-// order). sh_cum[WG − 1] keeps the total until the next call writes sh_cum;
-// the trailing barrier lets that call start right away (like wg_scan_u).
+// Inclusive scan of (count, 64-bit mass) per thread (two levels, fixed
+// order, as common.wgsl's scans). sh_cumt keeps the total until the next
+// call; the trailing barrier lets that call start right away.
 fn wg_scan3(v: vec4<u32>) -> vec4<u32> {
     sh_cum[lid] = v;
     workgroupBarrier();
-    for (var st = 1u; st < WG; st <<= 1u) {
-        var add = vec4<u32>(0u);
-        if (lid >= st) { add = sh_cum[lid - st]; }
-        workgroupBarrier();
-        sh_cum[lid] = add3(sh_cum[lid], add);
-        workgroupBarrier();
+    if (lid < WG / SQ) {
+        var a = sh_cum[lid * SQ];
+        for (var k = 1u; k < SQ; k++) {
+            a = add3(a, sh_cum[lid * SQ + k]);
+            sh_cum[lid * SQ + k] = a;
+        }
     }
-    let out = sh_cum[lid];
+    workgroupBarrier();
+    let blk = lid / SQ;
+    var off = vec4<u32>(0u);
+    for (var k = 0u; k < WG / SQ; k++) {
+        if (k < blk) { off = add3(off, sh_cum[k * SQ + SQ - 1u]); }
+    }
+    let out = add3(off, sh_cum[lid]);
+    if (lid == WG - 1u) { sh_cumt = out; }
     workgroupBarrier();
     return out;
 }
@@ -546,7 +554,7 @@ fn query_bins() {
         }
     }
     let incl_blk = wg_scan3(v);
-    let total = workgroupUniformLoad(&sh_cum[WG - 1u]);
+    let total = workgroupUniformLoad(&sh_cumt);
     if (kind == K_MASS && (s[S_QBIN] == QB_HD || s[S_QFIRST] != 0u)) {
         // The first round saw every survivor: its exact total fixes the goal.
         s[S_QFIRST] = 0u;
@@ -1713,33 +1721,50 @@ fn band_better(a: vec4<u32>, b: vec4<u32>) -> bool {
 
 struct PassScan { ab: vec4<f32>, q: vec4<u32>, total: u32, incl: u32 }
 
-// One tile's COMPACT partials in one Hillis–Steele scan (fixed order): the
-// totals of the sums and of the two 64-bit masses, and the inclusive prefix
-// of the candidate counts that places each invocation's candidates.
+// One tile's COMPACT partials in one two-level pass (common.wgsl's
+// reductions, fixed order): the totals of the sums and of the two 64-bit
+// masses, and the inclusive prefix of the candidate counts (positions in
+// logical thread order). Three barriers.
+var<workgroup> sh_ps: PassScan;
+
 fn pass_scan(ab: vec4<f32>, q: vec4<u32>, n: u32) -> PassScan {
     red4[lid] = ab;
     redu4[lid] = q;
     red_u[lid] = n;
     workgroupBarrier();
-    for (var s = 1u; s < WG; s <<= 1u) {
-        var a4 = vec4<f32>(0.0);
-        var aq = vec4<u32>(0u);
-        var an = 0u;
-        if (lid >= s) {
-            a4 = red4[lid - s];
-            aq = redu4[lid - s];
-            an = red_u[lid - s];
+    if (lid < WG / SQ) {
+        var a4 = red4[lid * SQ];
+        var aq = redu4[lid * SQ];
+        var an = red_u[lid * SQ];
+        for (var k = 1u; k < SQ; k++) {
+            a4 = a4 + red4[lid * SQ + k];
+            let mq = redu4[lid * SQ + k];
+            aq = vec4<u32>(add64(aq.xy, mq.xy), add64(aq.zw, mq.zw));
+            an = an + red_u[lid * SQ + k];
+            red_u[lid * SQ + k] = an;
         }
-        workgroupBarrier();
-        red4[lid] = red4[lid] + a4;
-        let mq = redu4[lid];
-        redu4[lid] = vec4<u32>(add64(mq.xy, aq.xy), add64(mq.zw, aq.zw));
-        red_u[lid] = red_u[lid] + an;
-        workgroupBarrier();
+        red4[lid * SQ] = a4;
+        redu4[lid * SQ] = aq;
     }
-    let out = PassScan(red4[WG - 1u], redu4[WG - 1u], red_u[WG - 1u], red_u[lid]);
     workgroupBarrier();
-    return out;
+    let blk = lid / SQ;
+    var off = 0u;
+    for (var k = 0u; k < WG / SQ; k++) {
+        if (k < blk) { off = off + red_u[k * SQ + SQ - 1u]; }
+    }
+    let incl = off + red_u[lid];
+    if (lid == WG - 1u) {
+        var t4 = red4[0];
+        var tq = redu4[0];
+        for (var k = 1u; k < WG / SQ; k++) {
+            t4 = t4 + red4[k * SQ];
+            let mq = redu4[k * SQ];
+            tq = vec4<u32>(add64(tq.xy, mq.xy), add64(tq.zw, mq.zw));
+        }
+        sh_ps = PassScan(t4, tq, incl, 0u);
+    }
+    let t = workgroupUniformLoad(&sh_ps);
+    return PassScan(t.ab, t.q, t.total, incl);
 }
 
 fn add_bin(b: u32, q: vec2<u32>) {
