@@ -748,11 +748,12 @@ fn nsigma_key() -> u32 {
 }
 
 // ---- helper phases ---------------------------------------------------------
-// lavapipe compiles a shader's barriers as coroutine suspension points, and
-// its compile time grows steeply with their number: every function below
-// that synchronises the workgroup (a query's start, the survivors' sums) is
-// called from one place only, the main loop, as a phase of its own; a stage
-// asks for it and resumes at a sub-step with the answer in the row's state.
+// Every function below that synchronises the workgroup (a query's start,
+// the survivors' sums) is called from one place only, the main loop, as a
+// phase of its own; a stage asks for it and resumes at a sub-step with the
+// answer in the row's state. Each call site of a barrier is more code (every
+// call is inlined) and, on lavapipe, which runs every phase under a mask on
+// every step, more barriers per step.
 
 // Starts the query in S_QK, S_QTGT, S_QFLOOR; it returns to phase `back`.
 fn ask_query(kind: u32, tgt: u32, floor_k: u32, back: u32) {
@@ -1676,8 +1677,8 @@ fn run_pass() {
     }
     pass_cands = placed;
     if (mode == PASS_BAND) {
-        // Workgroup atomics, three barriers (a reduction tree per quantity
-        // would cost lavapipe's compiler far more): the smallest key, the
+        // Workgroup atomics, three barriers (fewer than a reduction per
+        // quantity): the smallest key, the
         // largest, the count; then the largest lo at the largest key; then
         // the lowest id there.
         if (bbest.z != NONE) {

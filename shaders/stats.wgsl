@@ -329,8 +329,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     if ((flags & F_NSIGMA) != 0u) {
         // Top-nσ (docs/spec.md §3.10): the tile's count, mean and Σ(y −
         // mean)² of the finite y. Each invocation's Welford partial, then
-        // invocation 0 merges them in order (Chan et al.): one barrier, where
-        // a reduction tree costs lavapipe's compiler minutes.
+        // invocation 0 merges them in order (Chan et al.): one barrier (two
+        // with the one that protects wg_sum2's slots).
         var wv = vec4<f32>(0.0);
         for (var j = 0u; j < EPT; j++) {
             if (ys[j] != NEG_INF) {
