@@ -44,7 +44,7 @@ mod param_sets;
 use param_sets::{params_for, SETS};
 
 /// Little-endian u64 words of a mapped buffer.
-fn bytemuck_u64(bytes: &[u8]) -> Vec<u64> {
+fn u64_words(bytes: &[u8]) -> Vec<u64> {
     bytes
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
@@ -204,7 +204,7 @@ impl Bench {
                     .expect("poll");
                 let ts: Vec<u64> = {
                     let view = read.slice(..).get_mapped_range().expect("mapped");
-                    bytemuck_u64(&view)
+                    u64_words(&view)
                 };
                 read.unmap();
                 if run >= 2 {

@@ -5,11 +5,6 @@
 // read of the row per entry (dispatched only for calls with such rows and
 // logprobs; one workgroup per row, rows without a band return at once).
 
-// Lexicographic "better" for top-n: larger value, then lower id.
-fn better_pair(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
-    return va > vb || (va == vb && ia < ib);
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -40,8 +35,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                     let y = y_of(c, li, load_x(r, c.t0 + li));
                     let key = key_of(y.x);
                     let i = c.t0 + li;
-                    if (y.x != NEG_INF && key >= tau && key <= ceil && better_pair(last_v, last_i, y.x, i)
-                        && (bi == NONE || better_pair(y.x, i, bv, bi))) {
+                    if (y.x != NEG_INF && key >= tau && key <= ceil && better(last_v, last_i, y.x, i)
+                        && (bi == NONE || better(y.x, i, bv, bi))) {
                         bv = y.x;
                         bi = i;
                     }

@@ -546,14 +546,17 @@ fn wg_tail(lid: u32, a: vec4<f32>, b: vec4<f32>, m: vec2<u32>) -> Tail {
     return workgroupUniformLoad(&sh_tail);
 }
 
-// The best (value, id) over the workgroup, "best" being the larger value,
-// then the lower id (the order of top-n lists): the same pair as a max of
-// the values followed by a min of the ids at it, in one tree. NONE ids lose
-// to any other at an equal value. Returns (value bits, id).
+// The order of top-n lists: (va, ia) comes before (vb, ib) when its value
+// is larger, or equal with a lower id.
+fn better(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
+    return va > vb || (va == vb && ia < ib);
+}
+
+// The best (value, id) over the workgroup in that order: the same pair as a
+// max of the values followed by a min of the ids at it. NONE ids lose to
+// any other at an equal value. Returns (value bits, id).
 fn best_of(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-    let va = bitcast<f32>(a.x);
-    let vb = bitcast<f32>(b.x);
-    return select(a, b, vb > va || (vb == va && b.y < a.y));
+    return select(a, b, better(bitcast<f32>(b.x), b.y, bitcast<f32>(a.x), a.y));
 }
 
 fn wg_best(lid: u32, v: f32, i: u32) -> vec2<u32> {

@@ -1467,10 +1467,10 @@ fn merge_topn(which: u32, n: u32, greedy: bool) -> u32 {
                 let v = bitcast<f32>(ws[base + 2u * j]);
                 let i = ws[base + 2u * j + 1u];
                 if (i == NONE || v == NEG_INF) { break; }
-                let after = v < last_v || (v == last_v && i > last_i);
+                let after = better(last_v, last_i, v, i);
                 let ok = which == 0u || (!greedy && key_of(v) >= tau && key_of(v) <= ceil) || (greedy && i == s[S_ARG]);
                 if (after && ok) {
-                    if (bi == NONE || v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
+                    if (bi == NONE || better(v, i, bv, bi)) { bv = v; bi = i; }
                     break;
                 }
             }

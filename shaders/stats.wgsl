@@ -79,11 +79,6 @@ fn patch_entry(c: TileCtx, e: u32) -> u32 {
     ws[ch.pv_base + 2u * e + 1u] = bitcast<u32>(y.y);
     return err;
 }
-// Lexicographic "better" for top-n: larger value, then lower id.
-fn better(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
-    return va > vb || (va == vb && ia < ib);
-}
-
 // This tile's top `n` raw logits (xs) and processed logits (ys), appended
 // to the top-n areas at `dst` and `dst + 2·ntop` (value, id pairs,
 // descending, ties by lowest id). Rank k of both lists in one round of two
@@ -108,11 +103,12 @@ fn topn_best(vals: array<f32, EPT>, ids: array<u32, EPT>, last_v: f32, last_i: u
 }
 
 fn tile_topn(lid: u32, n: u32, xs: array<f32, EPT>, ys: array<f32, EPT>, ids: array<u32, EPT>, dst: u32) {
-    var last = vec4<f32>(POS_INF, 0.0, POS_INF, 0.0);
+    // Rank k − 1's winners: (raw, processed) values and ids.
+    var last = vec2<f32>(POS_INF);
     var last_i = vec2<u32>(0u);
     for (var k = 0u; k < n; k++) {
         let bx = topn_best(xs, ids, last.x, last_i.x);
-        let by = topn_best(ys, ids, last.z, last_i.y);
+        let by = topn_best(ys, ids, last.y, last_i.y);
         if (bx.y != NONE) { atomicMax(&sh_top[4u * k], bx.x); }
         if (by.y != NONE) { atomicMax(&sh_top[4u * k + 2u], by.x); }
         workgroupBarrier();
@@ -121,12 +117,12 @@ fn tile_topn(lid: u32, n: u32, xs: array<f32, EPT>, ys: array<f32, EPT>, ids: ar
         if (bx.y != NONE && bx.x == kx) { atomicMin(&sh_top[4u * k + 1u], bx.y); }
         if (by.y != NONE && by.x == ky) { atomicMin(&sh_top[4u * k + 3u], by.y); }
         workgroupBarrier();
-        last = vec4<f32>(val_of(kx), 0.0, val_of(ky), 0.0);
+        last = vec2<f32>(val_of(kx), val_of(ky));
         last_i = vec2<u32>(atomicLoad(&sh_top[4u * k + 1u]), atomicLoad(&sh_top[4u * k + 3u]));
         if (lid == 0u) {
             ws[dst + 2u * k] = bitcast<u32>(last.x);
             ws[dst + 2u * k + 1u] = last_i.x;
-            ws[dst + 2u * ch.ntop + 2u * k] = bitcast<u32>(last.z);
+            ws[dst + 2u * ch.ntop + 2u * k] = bitcast<u32>(last.y);
             ws[dst + 2u * ch.ntop + 2u * k + 1u] = last_i.y;
         }
     }
