@@ -6,10 +6,9 @@
 // each tile's inclusive prefix of kept mass (T_PRE), so a draw finds its
 // tile by binary search and scans only that tile.
 
-// Scratch shared with the solver: its candidates (keys, then the two words
-// of their masses), a mass query's d-bin thresholds, or a tile's cumulative
-// weights.
-const BIG: u32 = max(3u * CAP, 2u * TILE);
+// Scratch of the solver: its candidates (keys, then the two words of their
+// masses) or a mass query's d-bin thresholds.
+const BIG: u32 = 3u * CAP;
 var<workgroup> sh_big: array<u32, BIG>;
 var<workgroup> sh_dtile: u32;
 var<workgroup> sh_dgoal: u32;
@@ -18,12 +17,16 @@ var<workgroup> sh_last: atomic<u32>;
 
 fn pre(r: u32, t: u32) -> f32 { return bitcast<f32>(ws[tl_at(r, t) + T_PRE]); }
 
-// The kept weights of tile t in id order and their inclusive prefix, into
-// sh_big (prefix at li, weight at TILE + li). Whole workgroup.
-fn load_tile_cdf(lid: u32, r: u32, t: u32, m: vec2<f32>, inv_t: f32, tau: u32, ceil: u32) -> TileCtx {
+// The tile a workgroup's draws last scanned: each invocation's kept weights
+// of its EPT consecutive ids and the tile's kept mass before them (an
+// exclusive workgroup scan in id order), kept across the draws of one
+// workgroup.
+struct DrawCache { tile: u32, c: TileCtx, w: array<f32, EPT>, before: f32 }
+
+fn load_tile_cdf(lid: u32, r: u32, t: u32, m: vec2<f32>, inv_t: f32, tau: u32, ceil: u32,
+                 cache: ptr<function, DrawCache>) {
     let c = tile_setup(lid, r, t);
     var acc = 0.0;
-    var w_: array<f32, EPT>;
     for (var j = 0u; j < EPT; j++) {
         let li = lid * EPT + j;
         var w = 0.0;
@@ -32,21 +35,13 @@ fn load_tile_cdf(lid: u32, r: u32, t: u32, m: vec2<f32>, inv_t: f32, tau: u32, c
             let k = key_of(y.x);
             if (y.x != NEG_INF && k >= tau && k <= ceil) { w = weight(y, m, inv_t); }
         }
-        w_[j] = w;
+        (*cache).w[j] = w;
         acc += w;
     }
-    let incl = wg_scan_f(lid, acc);
-    var run = incl - acc;
-    for (var j = 0u; j < EPT; j++) {
-        run += w_[j];
-        sh_big[lid * EPT + j] = bitcast<u32>(run);
-        sh_big[TILE + lid * EPT + j] = bitcast<u32>(w_[j]);
-    }
-    workgroupBarrier();
-    return c;
+    (*cache).before = wg_scan_f(lid, acc) - acc;
+    (*cache).c = c;
+    (*cache).tile = t;
 }
-
-struct DrawCache { tile: u32, c: TileCtx }
 
 // The token of draw d of chunk row r (a non-greedy row whose solver has
 // finished): whole workgroup. `cache` keeps the last tile's weights across
@@ -83,17 +78,22 @@ fn draw_token(lid: u32, r: u32, d: u32, cache: ptr<function, DrawCache>) -> u32 
     }
     let t = workgroupUniformLoad(&sh_dtile);
     let goal = bitcast<f32>(workgroupUniformLoad(&sh_dgoal));
-    if (t != (*cache).tile) {
-        (*cache).c = load_tile_cdf(lid, r, t, m, inv_t, tau, ceil);
-        (*cache).tile = t;
-    }
+    if (t != (*cache).tile) { load_tile_cdf(lid, r, t, m, inv_t, tau, ceil, cache); }
+    // The first kept id whose inclusive prefix exceeds the goal, and the
+    // last kept id (the fallback when rounding leaves none).
+    var run = (*cache).before;
+    var pick = NONE;
+    var last = 0u;
     for (var j = 0u; j < EPT; j++) {
-        let li = lid * EPT + j;
-        if (bitcast<f32>(sh_big[TILE + li]) > 0.0) {
-            if (bitcast<f32>(sh_big[li]) > goal) { atomicMin(&sh_pick, li); }
-            atomicMax(&sh_last, li + 1u);
+        let w = (*cache).w[j];
+        run += w;
+        if (w > 0.0) {
+            if (run > goal && pick == NONE) { pick = lid * EPT + j; }
+            last = lid * EPT + j + 1u;
         }
     }
+    if (pick != NONE) { atomicMin(&sh_pick, pick); }
+    if (last != 0u) { atomicMax(&sh_last, last); }
     workgroupBarrier();
     if (lid == 0u) {
         var li = atomicLoad(&sh_pick);
