@@ -155,7 +155,7 @@ fn rows_loop_their_own_reads() {
     assert!(c.reads_per_row >= 3, "{c:?}");
 }
 
-/// Vocabularies one id either side of the tile (the device's size, 2 048
+/// Vocabularies one id either side of the tile (the device's size, 1 024
 /// ids here) and of two tiles agree with the reference (docs/spec.md §7).
 #[test]
 fn tile_boundaries_agree_with_the_reference() {

@@ -15,7 +15,7 @@ pub struct Pipelines {
     map: HashMap<(Job, Features), wgpu::ComputePipeline>,
 }
 
-/// Sizes for this device: 256 invocations and 2048-id tiles where the limits
+/// Sizes for this device: 256 invocations and 1024-id tiles where the limits
 /// allow (every WebGPU device has 256), the 12-bit first digit and 2048
 /// candidates where workgroup memory holds their 16 KiB histogram and the
 /// solver's 24 KiB of candidates. A software adapter (lavapipe) gets the

@@ -109,7 +109,7 @@ impl Default for ShaderConsts {
     fn default() -> Self {
         ShaderConsts {
             wg: 256,
-            tile: 2048,
+            tile: 1024,
             cap: 2048,
             ha_bits: 12,
             nb: 256,
