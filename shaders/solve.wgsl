@@ -1774,6 +1774,10 @@ fn add_bin(b: u32, q: vec2<u32>) {
     atomicAdd(&sh_hb[HB_MHI + b], q.y + select(0u, 1u, old + q.x < old));
 }
 
+// Whether the row is in phase `ph` with no read pending (a phase that asks
+// for a read ends the step).
+fn at(ph: u32) -> bool { return !want_pass && s[S_PHASE] == ph; }
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid0: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -1782,33 +1786,27 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     row = en.wid.y;
     if (row >= ch.rows) { return; }
     // Phase steps until the row is done, with the reads the phases ask for
-    // in between. Each query narrows its key window 256-fold per read, so a
-    // row needs a few dozen steps at most; the bound turns a bug into an
-    // error instead of a hang.
+    // in between. One step offers the row every phase once, in the order a
+    // row usually goes through them, so a row moves through several phases
+    // per step (a row without a read of its own takes one step, a top-p row
+    // with a predicted cut three): on a device that runs every branch under
+    // a mask (lavapipe), a step costs every phase's code and barriers
+    // whichever phase the row is in. Each query narrows its key window
+    // 256-fold per read, so a row needs a few dozen steps at most; the
+    // bound turns a bug into an error instead of a hang.
     loop {
         loop {
             if (steps >= 256u) { break; }
             steps += 1u;
-            let ph = s[S_PHASE];
-            if (ph == PH_INIT) {
-                init_row();
-            } else if (ph == PH_STAGE) {
-                run_stage();
-            } else if (ph == PH_POST) {
-                post_stages();
-            } else if (ph == PH_FINAL) {
-                finalize();
-            } else if (ph == PH_MIRO) {
-                run_mirostat();
-            } else if (ph == PH_QSTART) {
-                run_qstart();
-            } else if (ph == PH_COUNT) {
-                run_count();
-            } else if (ph == PH_QBINS) {
-                query_bins();
-            } else if (ph == PH_QCOMP) {
-                query_compacted();
-            }
+            if (at(PH_INIT)) { init_row(); }
+            if (at(PH_STAGE)) { run_stage(); }
+            if (at(PH_QSTART)) { run_qstart(); }
+            if (at(PH_COUNT)) { run_count(); }
+            if (at(PH_QBINS)) { query_bins(); }
+            if (at(PH_QCOMP)) { query_compacted(); }
+            if (at(PH_MIRO)) { run_mirostat(); }
+            if (at(PH_POST)) { post_stages(); }
+            if (at(PH_FINAL)) { finalize(); }
             if (want_pass || s[S_PHASE] == PH_DONE) { break; }
         }
         if (!want_pass || steps >= 256u) { break; }
