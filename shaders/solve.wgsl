@@ -1789,11 +1789,11 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     // in between. One step offers the row every phase once, in the order a
     // row usually goes through them, so a row moves through several phases
     // per step (a row without a read of its own takes one step, a top-p row
-    // with a predicted cut three): on a device that runs every branch under
-    // a mask (lavapipe), a step costs every phase's code and barriers
-    // whichever phase the row is in. Each query narrows its key window
-    // 256-fold per read, so a row needs a few dozen steps at most; the
-    // bound turns a bug into an error instead of a hang.
+    // with a predicted cut three, where one phase per step took four and
+    // seven): fewer loop iterations, which lavapipe also counts against its
+    // loop budget (docs/gpu.md). Each query narrows its key window 256-fold
+    // per read, so a row needs a few dozen steps at most; the bound turns a
+    // bug into an error instead of a hang.
     loop {
         loop {
             if (steps >= 256u) { break; }
