@@ -328,19 +328,15 @@ fn tile_next(lid: u32, prev: TileCtx) -> TileCtx {
     return c;
 }
 
-// The tile's bitmaps of patched and allowed ids in workgroup memory: TILE /
-// 32 words, BPI consecutive words per invocation (the serial loops over q
-// are written out by shaders.rs `unroll_trees`).
+// The tile's bitmaps of patched and allowed ids in workgroup memory.
 fn tile_bits(lid: u32, c: TileCtx) {
     let flags = mrec(c.r, M_FLAGS);
-    // Nobody may still be reading the previous tile's bits.
+    // Nobody may still be reading the previous tile's bits. (TILE / 32 ≤ WG:
+    // one word per invocation, and no loop — see shaders.rs `unroll_trees`.)
     workgroupBarrier();
-    for (var q = 0u; q < BPI; q++) {
-        let w = lid * BPI + q;
-        if (w < TILE / 32u) {
-            atomicStore(&sh_pbits[w], 0u);
-            atomicStore(&sh_abits[w], 0u);
-        }
+    if (lid < TILE / 32u) {
+        atomicStore(&sh_pbits[lid], 0u);
+        atomicStore(&sh_abits[lid], 0u);
     }
     workgroupBarrier();
     for (var e = c.p_lo + lid; e < c.p_hi; e += WG) {
@@ -354,34 +350,20 @@ fn tile_bits(lid: u32, c: TileCtx) {
     if ((flags & F_BITMASK) != 0u) {
         // A packed mask and an id list together: a token needs both.
         workgroupBarrier();
-        for (var q = 0u; q < BPI; q++) {
-            let w = lid * BPI + q;
-            if (w < TILE / 32u) {
-                let gw = (c.t0 >> 5u) + w;
-                var a = 0u;
-                if (gw < ch.bm_words) { a = bitmask[ch.bm_off + grow(c.r) * ch.bm_words + gw]; }
-                if ((flags & F_ALLOW) != 0u) { a &= atomicLoad(&sh_abits[w]); }
-                atomicStore(&sh_abits[w], a);
-            }
+        if (lid < TILE / 32u) {
+            let gw = (c.t0 >> 5u) + lid;
+            var a = 0u;
+            if (gw < ch.bm_words) { a = bitmask[ch.bm_off + grow(c.r) * ch.bm_words + gw]; }
+            if ((flags & F_ALLOW) != 0u) { a &= atomicLoad(&sh_abits[lid]); }
+            atomicStore(&sh_abits[lid], a);
         }
     }
     if (HAS_PATCH && c.p_hi > c.p_lo) {
         workgroupBarrier();
-        // Each word's rank: the patched ids of the words before it, by one
-        // scan over the invocations' consecutive words.
         var v = 0u;
-        for (var q = 0u; q < BPI; q++) {
-            let w = lid * BPI + q;
-            if (w < TILE / 32u) { v += countOneBits(atomicLoad(&sh_pbits[w])); }
-        }
-        var run = wg_scan_u(lid, v) - v;
-        for (var q = 0u; q < BPI; q++) {
-            let w = lid * BPI + q;
-            if (w < TILE / 32u) {
-                sh_prank[w] = run;
-                run += countOneBits(atomicLoad(&sh_pbits[w]));
-            }
-        }
+        if (lid < TILE / 32u) { v = countOneBits(atomicLoad(&sh_pbits[lid])); }
+        let incl = wg_scan_u(lid, v);
+        if (lid < TILE / 32u) { sh_prank[lid] = incl - v; }
     }
     workgroupBarrier();
 }

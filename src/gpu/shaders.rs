@@ -129,22 +129,16 @@ fn sq_of(wg: u32) -> u32 {
     sq
 }
 
-/// Bitmap words per invocation when a workgroup of `wg` covers the `tile / 32`
-/// words of a tile's bitmaps (consecutive words each).
-fn bpi_of(tile: u32, wg: u32) -> u32 {
-    (tile / 32).div_ceil(wg)
-}
-
 impl ShaderConsts {
     pub fn header(&self) -> String {
         assert!(
-            self.tile.is_multiple_of(4 * self.wg),
-            "tiles are a multiple of 4 ids per invocation"
+            self.tile.is_multiple_of(4 * self.wg) && self.tile / 32 <= self.wg,
+            "tiles are a multiple of 4 ids per invocation and one bitmap word per invocation at most"
         );
         format!(
             "const WG: u32 = {}u;\nconst TILE: u32 = {}u;\nconst EPT: u32 = {}u;\nconst CAP: u32 = {}u;\n\
              const HA_BITS: u32 = {}u;\nconst HA_BINS: u32 = {}u;\nconst NB: u32 = {}u;\n\
-             const LANE_ORDER: u32 = {}u;\nconst SQ: u32 = {}u;\nconst BPI: u32 = {}u;\n{LANE_FNS}",
+             const LANE_ORDER: u32 = {}u;\nconst SQ: u32 = {}u;\n{LANE_FNS}",
             self.wg,
             self.tile,
             self.tile / self.wg,
@@ -154,7 +148,6 @@ impl ShaderConsts {
             self.nb,
             self.lanes.code(),
             sq_of(self.wg),
-            bpi_of(self.tile, self.wg),
         )
     }
 }
@@ -299,12 +292,7 @@ impl Job {
             }
         }
         s.push_str(self.body());
-        unroll_by_4(&unroll_trees(
-            &s,
-            self.wg(consts),
-            consts.nb,
-            bpi_of(consts.tile, self.wg(consts)),
-        ))
+        unroll_by_4(&unroll_trees(&s, self.wg(consts), consts.nb))
     }
 }
 
@@ -355,16 +343,15 @@ fn matching_brace(src: &str, open: usize) -> usize {
 /// s > 0u; s >>= 1u) { … }` and `for (var s = 1u; s < WG; s <<= 1u) { … }`,
 /// `st` as the variable too; the upper bound may also be `NB`) and the
 /// serial steps of the two-level reductions (`for (var q = 1u; q < SQ; q++)
-/// { … }`, bounds `SQ` or `WG / SQ`, from 0 or 1, `k` as the variable too;
-/// and `for (var q = 0u; q < BPI; q++)`, a tile's bitmap words per invocation)
+/// { … }`, bounds `SQ` or `WG / SQ`, from 0 or 1, `k` as the variable too)
 /// as straight-line steps for this workgroup size: no loop
 /// counters, and no loop iterations — lavapipe ends every loop of a shader
 /// invocation once all its loops together have iterated 65 535 times, and the
 /// row solver's own reads need that budget.
-pub fn unroll_trees(src: &str, wg: u32, nb: u32, bpi: u32) -> String {
+pub fn unroll_trees(src: &str, wg: u32, nb: u32) -> String {
     let mut out = String::with_capacity(src.len() * 2);
     let mut rest = src;
-    while let Some((at, var, steps)) = next_tree(rest, wg, nb, bpi) {
+    while let Some((at, var, steps)) = next_tree(rest, wg, nb) {
         out.push_str(&rest[..at]);
         let open = at + rest[at..].find('{').expect("loop body");
         let close = matching_brace(rest, open);
@@ -379,7 +366,7 @@ pub fn unroll_trees(src: &str, wg: u32, nb: u32, bpi: u32) -> String {
 }
 
 /// The next tree loop in `src`: its offset, variable and step values.
-fn next_tree(src: &str, wg: u32, nb: u32, bpi: u32) -> Option<(usize, String, Vec<u32>)> {
+fn next_tree(src: &str, wg: u32, nb: u32) -> Option<(usize, String, Vec<u32>)> {
     let mut best: Option<(usize, String, Vec<u32>)> = None;
     // The serial steps of the two-level reductions and scans (common.wgsl):
     // `for (var q = A; q < SQ; q++)` and `… q < WG / SQ; …`, A 0 or 1.
@@ -390,7 +377,6 @@ fn next_tree(src: &str, wg: u32, nb: u32, bpi: u32) -> Option<(usize, String, Ve
             (1, "SQ", sq),
             (0, "WG / SQ", wg / sq),
             (1, "WG / SQ", wg / sq),
-            (0, "BPI", bpi),
         ] {
             let pat = format!("for (var {var} = {from}u; {var} < {bound}; {var}++) {{");
             if let Some(at) = src.find(&pat) {
@@ -435,7 +421,7 @@ mod tests {
     #[test]
     fn trees_unroll_to_straight_steps() {
         let src = "a\nfor (var s = WG / 2u; s > 0u; s >>= 1u) {\n    if (x) { y(s); }\n}\nb\nfor (var st = 1u; st < WG; st <<= 1u) { z(st); }\nc";
-        let out = unroll_trees(src, 8, 256, 1);
+        let out = unroll_trees(src, 8, 256);
         assert_eq!(
             out,
             "a\n{ let s = 4u;\n    if (x) { y(s); }\n}\n{ let s = 2u;\n    if (x) { y(s); }\n}\n{ let s = 1u;\n    if (x) { y(s); }\n}\n\nb\n{ let st = 1u; z(st); }\n{ let st = 2u; z(st); }\n{ let st = 4u; z(st); }\n\nc"
@@ -447,19 +433,11 @@ mod tests {
         assert_eq!((sq_of(256), sq_of(64), sq_of(8), sq_of(1)), (16, 8, 4, 1));
         let src =
             "for (var q = 1u; q < SQ; q++) { a(q); }|for (var k = 0u; k < WG / SQ; k++) { b(k); }";
-        let out = unroll_trees(src, 8, 256, 1);
+        let out = unroll_trees(src, 8, 256);
         assert_eq!(
             out,
             "{ let q = 1u; a(q); }\n{ let q = 2u; a(q); }\n{ let q = 3u; a(q); }\n|{ let k = 0u; b(k); }\n{ let k = 1u; b(k); }\n"
         );
-        // A tile's bitmap words per invocation: 4 096 / 32 words over 64
-        // invocations, 2 each; over 256 invocations, 1.
-        assert_eq!(
-            (bpi_of(4096, 64), bpi_of(4096, 256), bpi_of(256, 64)),
-            (2, 1, 1)
-        );
-        let out = unroll_trees("for (var q = 0u; q < BPI; q++) { c(q); }", 64, 256, 2);
-        assert_eq!(out, "{ let q = 0u; c(q); }\n{ let q = 1u; c(q); }\n");
     }
 
     #[test]
@@ -474,7 +452,7 @@ mod tests {
             );
             assert!(!src.contains("j < EPT; j++"), "{}", job.name());
             assert!(
-                !src.contains("< SQ;") && !src.contains("< WG / SQ;") && !src.contains("< BPI;"),
+                !src.contains("< SQ;") && !src.contains("< WG / SQ;"),
                 "{}",
                 job.name()
             );
