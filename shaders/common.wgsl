@@ -37,6 +37,14 @@ fn init_consts() {
     NEG_INF = -POS_INF;
     OPQ_ZERO = ch.inf_bits ^ 0x7f800000u;
 }
+// 1, as a value the compiler cannot see: the first step of a serial loop
+// that only a few invocations of a workgroup run, so that it stays a loop.
+// A software adapter (lavapipe) runs every instruction of an unrolled loop
+// in every SIMD group of the workgroup under a mask, where a loop leaves a
+// group with no invocation in it after one pass; hardware runs the same
+// additions in the same order either way. Only where lavapipe's loop budget
+// is far (docs/gpu.md): shaders.rs writes the other shaders' steps out.
+fn from1() -> u32 { return 1u + OPQ_ZERO; }
 const KEY_NEG_INF: u32 = 0x007fffffu;
 const KEY_MIN: u32 = 0x00800000u;   // key of -f32::MAX: the smallest finite key
 const KEY_MAX: u32 = 0xff7fffffu;   // key of +f32::MAX

@@ -14,6 +14,15 @@
 // Rows asking for logprobs keep their tile's top-n raw and processed logits.
 
 var<workgroup> sh_hist: array<atomic<u32>, HA_BINS>;
+var<workgroup> sh_blo: atomic<u32>;  // the tile's smallest histogram bin
+var<workgroup> sh_bhi: atomic<u32>;  // and largest
+
+// The histogram bin of a finite processed logit: the top HA_BITS bits of
+// its key (top-k's first radix digit) or, for a top-p prediction row, its
+// bin of T/16 (pbin).
+fn hist_bin(y: f32, per_unit: f32, hist_p: bool) -> u32 {
+    return select(key_of(y) >> (32u - HA_BITS), pbin(y, per_unit), hist_p);
+}
 
 // The processed logit of patch entry e (an id of this tile named by the
 // row's bias, history or prompt) in two-float, as the reference's f64: x +
@@ -141,6 +150,8 @@ var<workgroup> sh_arg: atomic<u32>;  // lowest id at the two-float max
 // physical order: the first WG/SQ logical lanes each add SQ consecutive
 // partials, then invocation 0 adds those in order (two barriers, where a
 // tree takes log2(WG) + 1). Only invocation 0's return value is the sum.
+// Its serial steps stay loops (from1): one tile per workgroup is far from
+// lavapipe's loop budget, and written out they were ~40 % of the pass there.
 fn wg_sum2(lid: u32, a: vec4<f32>, b: vec4<f32>) -> array<vec4<f32>, 2> {
     red4[lid] = a;
     redu4[lid] = bitcast<vec4<u32>>(b);
@@ -148,7 +159,7 @@ fn wg_sum2(lid: u32, a: vec4<f32>, b: vec4<f32>) -> array<vec4<f32>, 2> {
     if (lid < WG / SQ) {
         var sa = red4[lid * SQ];
         var sb = bitcast<vec4<f32>>(redu4[lid * SQ]);
-        for (var q = 1u; q < SQ; q++) {
+        for (var q = from1(); q < SQ; q++) {
             sa += red4[lid * SQ + q];
             sb += bitcast<vec4<f32>>(redu4[lid * SQ + q]);
         }
@@ -161,7 +172,7 @@ fn wg_sum2(lid: u32, a: vec4<f32>, b: vec4<f32>) -> array<vec4<f32>, 2> {
     if (lid == 0u) {
         ta = red4[0];
         tb = bitcast<vec4<f32>>(redu4[0]);
-        for (var q = 1u; q < WG / SQ; q++) {
+        for (var q = from1(); q < WG / SQ; q++) {
             ta += red4[q * SQ];
             tb += bitcast<vec4<f32>>(redu4[q * SQ]);
         }
@@ -180,15 +191,14 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let hist = (flags & (F_HIST_A | F_HIST_P)) != 0u;
     let hist_p = (flags & F_HIST_P) != 0u;
     let per_unit = PBINS_PER_T / bitcast<f32>(mrec(r, M_TP));
-    if (HAS_HIST && hist) {
-        for (var b = lid; b < HA_BINS; b += WG) { atomicStore(&sh_hist[b], 0u); }
-    }
     if (lid == 0u) {
         atomicStore(&sh_mk, 0u);
         atomicStore(&sh_lk, 0u);
         atomicStore(&sh_rk, 0u);
         atomicStore(&sh_bad, NONE);
         atomicStore(&sh_arg, NONE);
+        atomicStore(&sh_blo, NONE);
+        atomicStore(&sh_bhi, 0u);
     }
     if (HAS_TOPN) {
         // Rank k's slots: raw key, raw id, processed key, processed id.
@@ -213,6 +223,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     var bad = NONE;
     var my = NEG_INF;
     var mr = NEG_INF;
+    var blo = NONE;   // the smallest and largest histogram bin of this invocation's ids
+    var bhi = 0u;
     for (var j = 0u; j < EPT; j++) {
         let li = j * WG + lid;
         xs[j] = NEG_INF;
@@ -232,8 +244,9 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
                 my = max(my, ys[j]);
                 mr = max(mr, x);
                 if (HAS_HIST && hist && ys[j] != NEG_INF) {
-                    let b = select(key_of(ys[j]) >> (32u - HA_BITS), pbin(ys[j], per_unit), hist_p);
-                    atomicAdd(&sh_hist[b], 1u);
+                    let b = hist_bin(ys[j], per_unit, hist_p);
+                    blo = min(blo, b);
+                    bhi = max(bhi, b);
                 }
             }
         }
@@ -244,8 +257,24 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     atomicMax(&sh_mk, key_of(my));
     atomicMax(&sh_rk, key_of(mr));
     atomicMin(&sh_bad, bad);
+    if (HAS_HIST && hist) {
+        atomicMin(&sh_blo, blo);
+        atomicMax(&sh_bhi, bhi);
+    }
     workgroupBarrier();
     let m = val_of(atomicLoad(&sh_mk));
+    // The histogram: only the bins between the tile's smallest and largest
+    // (a few hundred of HA_BINS on most rows) are zeroed, counted into and
+    // added to the row's.
+    let hlo = atomicLoad(&sh_blo);
+    let hhi = atomicLoad(&sh_bhi);
+    if (HAS_HIST && hist) {
+        for (var b = hlo + lid; b <= hhi; b += WG) { atomicStore(&sh_hist[b], 0u); }
+        workgroupBarrier();
+        for (var j = 0u; j < EPT; j++) {
+            if (ys[j] != NEG_INF) { atomicAdd(&sh_hist[hist_bin(ys[j], per_unit, hist_p)], 1u); }
+        }
+    }
     let m_raw = val_of(atomicLoad(&sh_rk));
     var m_lo = 0.0;
     if (HAS_PATCH) {
@@ -317,7 +346,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     if (HAS_HIST && hist) {
         workgroupBarrier();
         let gb = bins_at(r);
-        for (var bb = lid; bb < HA_BINS; bb += WG) {
+        for (var bb = hlo + lid; bb <= hhi; bb += WG) {
             let cnt = atomicLoad(&sh_hist[bb]);
             if (cnt != 0u) { atomicAdd(&bins[gb + bb], cnt); }
         }
