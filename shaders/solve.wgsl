@@ -1549,6 +1549,25 @@ fn write_results() {
 // Masses are the exact integers of common.wgsl (`mass_of`): the histograms'
 // integer sums do not depend on the order they are added in, and they are
 // the same numbers the solver bisects.
+// Element li of tile c as a read sees it: its processed logit, logit key,
+// the key the read orders by (the typicality key in typicality mode) and
+// whether it survives the read's window (docs/spec.md §3).
+struct PassElem { y: vec2<f32>, kl: u32, k: u32, live: bool }
+
+fn pass_elem(c: TileCtx, li: u32, sfloor: u32, ceil: u32, kmode: u32, floor_k: u32,
+             mm: vec2<f32>, inv_t: f32) -> PassElem {
+    var y = vec2<f32>(NEG_INF, 0.0);
+    if (li < c.n) { y = y_of(c, li, load_x(row, c.t0 + li)); }
+    let kl = key_of(y.x);
+    var live = y.x != NEG_INF && kl >= sfloor && kl <= ceil;
+    var k = kl;
+    if (live && kmode != 0u) {
+        k = typ_key(y, mm, inv_t);
+        live = k >= floor_k;
+    }
+    return PassElem(y, kl, k, live);
+}
+
 fn run_pass() {
     let mode = s[S_PMODE];
     let lo = s[S_PLO];
@@ -1588,29 +1607,28 @@ fn run_pass() {
         var qa = vec2<u32>(0u);    // above: 64-bit mass
         var qb = vec2<u32>(0u);    // below: 64-bit mass
         var ncand = 0u;
-        var ckeys: array<u32, EPT>;
-        for (var j = 0u; j < EPT; j++) {
-            let li = lid * EPT + j;
-            ckeys[j] = NONE;
-            var y = vec2<f32>(NEG_INF, 0.0);
-            if (li < c.n) { y = y_of(c, li, load_x(row, c.t0 + li)); }
-            let kl = key_of(y.x);
-            var live = y.x != NEG_INF && kl >= sfloor && kl <= ceil;
-            var k = kl;
-            if (live && kmode != 0u) {
-                k = typ_key(y, mm, inv_t);
-                live = k >= floor_k;
+        var cbits = 0u;            // candidates: bit j for id lid·EPT + j (EPT ≤ 32)
+        // One loop per kind of read, the kind tested outside it: the row's
+        // reads are all of one kind, and a software adapter runs both sides
+        // of a branch under a mask but leaves a loop no invocation is in
+        // after one pass.
+        if (mode == PASS_BAND) {
+            for (var j = 0u; j < EPT; j++) {
+                let e = pass_elem(c, lid * EPT + j, sfloor, ceil, kmode, floor_k, mm, inv_t);
+                if (e.live) {
+                    bmin = min(bmin, e.kl);
+                    bcnt += 1u;
+                    let cand = vec4<u32>(e.kl, bitcast<u32>(e.y.y), c.t0 + lid * EPT + j, 0u);
+                    if (band_better(cand, bbest)) { bbest = cand; }
+                }
             }
-            if (live && mode == PASS_BAND) {
-                bmin = min(bmin, kl);
-                bcnt += 1u;
-                let cand = vec4<u32>(kl, bitcast<u32>(y.y), c.t0 + li, 0u);
-                if (band_better(cand, bbest)) { bbest = cand; }
-            } else if (live) {
-                let w = weight(y, mm, inv_t);
-                if (mode == PASS_HIST_D) {
+        } else if (mode == PASS_HIST_D) {
+            for (var j = 0u; j < EPT; j++) {
+                let e = pass_elem(c, lid * EPT + j, sfloor, ceil, kmode, floor_k, mm, inv_t);
+                if (e.live) {
+                    let k = e.k;
                     // Estimate the bin from d, then settle it on the thresholds.
-                    var b = u32(min((m - y.x) * inv_t * 8.0, f32(NB - 1u)));
+                    var b = u32(min((m - e.y.x) * inv_t * 8.0, f32(NB - 1u)));
                     if (k < sh_big[HB_TH + b + 1u]) { b += 1u; } else if (k >= sh_big[HB_TH + b]) { b -= 1u; }
                     if (k < sh_big[HB_TH + b + 1u] || k >= sh_big[HB_TH + b]) {
                         // Rounding moved it further: the exact bin by bisection
@@ -1620,18 +1638,31 @@ fn run_pass() {
                             if (k < sh_big[HB_TH + b + st]) { b += st; }
                         }
                     }
-                    add_bin(b, mass_of(w));
-                } else if (mode == PASS_HIST_K) {
-                    if (k >= lo && k <= hi) { add_bin((hi - k) >> shift, mass_of(w)); }
-                } else if (k > hi) {
-                    ab += vec4<f32>(1.0, w, scaled(y, mm, inv_t) * w, 0.0);
-                    qa = add64(qa, mass_of(w));
-                } else if (k >= lo) {
-                    ckeys[j] = k;
-                    ncand += 1u;
-                } else {
-                    ab.w += w;
-                    qb = add64(qb, mass_of(w));
+                    add_bin(b, mass_of(weight(e.y, mm, inv_t)));
+                }
+            }
+        } else if (mode == PASS_HIST_K) {
+            for (var j = 0u; j < EPT; j++) {
+                let e = pass_elem(c, lid * EPT + j, sfloor, ceil, kmode, floor_k, mm, inv_t);
+                if (e.live && e.k >= lo && e.k <= hi) {
+                    add_bin((hi - e.k) >> shift, mass_of(weight(e.y, mm, inv_t)));
+                }
+            }
+        } else {
+            for (var j = 0u; j < EPT; j++) {
+                let e = pass_elem(c, lid * EPT + j, sfloor, ceil, kmode, floor_k, mm, inv_t);
+                if (e.live) {
+                    let w = weight(e.y, mm, inv_t);
+                    if (e.k > hi) {
+                        ab += vec4<f32>(1.0, w, scaled(e.y, mm, inv_t) * w, 0.0);
+                        qa = add64(qa, mass_of(w));
+                    } else if (e.k >= lo) {
+                        cbits |= 1u << j;
+                        ncand += 1u;
+                    } else {
+                        ab.w += w;
+                        qb = add64(qb, mass_of(w));
+                    }
                 }
             }
         }
@@ -1642,20 +1673,22 @@ fn run_pass() {
             let qsb = ps.q.zw;
             let total = ps.total;
             var pos = placed + ps.incl - ncand;
-            for (var j = 0u; j < EPT; j++) {
-                if (ckeys[j] != NONE) {
-                    if (pos < CAP) {
-                        // The candidate's logit again (few ids: cheaper than
-                        // keeping every id's across the scan's barriers).
-                        let li = lid * EPT + j;
-                        let y = y_of(c, li, load_x(row, c.t0 + li));
-                        let at = cand_at(row) + CW * pos;
-                        ws[at] = ckeys[j];
-                        ws[at + 1u] = bitcast<u32>(y.x);
-                        ws[at + 2u] = bitcast<u32>(y.y);
-                    }
-                    pos += 1u;
+            // This invocation's candidates, lowest id first; their logits and
+            // keys again (few ids: cheaper than keeping every id's across the
+            // scan's barriers), in a loop as long as their count.
+            var left = cbits;
+            loop {
+                if (left == 0u) { break; }
+                let j = firstTrailingBit(left);
+                left &= left - 1u;
+                if (pos < CAP) {
+                    let e = pass_elem(c, lid * EPT + j, sfloor, ceil, kmode, floor_k, mm, inv_t);
+                    let at = cand_at(row) + CW * pos;
+                    ws[at] = e.k;
+                    ws[at + 1u] = bitcast<u32>(e.y.x);
+                    ws[at + 2u] = bitcast<u32>(e.y.y);
                 }
+                pos += 1u;
             }
             let rec = tl_at(row, t);
             if (lid == 0u) {
