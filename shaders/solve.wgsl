@@ -1601,18 +1601,13 @@ fn run_pass() {
     workgroupBarrier();
     var placed = 0u;
     var c = tile_setup(lid, row, 0u);
-    for (var t = 0u; t < ch.tiles; t++) {
-        if (t > 0u) { c = tile_next(lid, c); }
-        var ab = vec4<f32>(0.0);   // above: count, Σe, Σde ; below Σe
-        var qa = vec2<u32>(0u);    // above: 64-bit mass
-        var qb = vec2<u32>(0u);    // below: 64-bit mass
-        var ncand = 0u;
-        var cbits = 0u;            // candidates: bit j for id lid·EPT + j (EPT ≤ 32)
-        // One loop per kind of read, the kind tested outside it: the row's
-        // reads are all of one kind, and a software adapter runs both sides
-        // of a branch under a mask but leaves a loop no invocation is in
-        // after one pass.
-        if (mode == PASS_BAND) {
+    // One tile loop per kind of read, the kind tested outside it: a row's
+    // read is of one kind, and a software adapter runs both sides of a
+    // branch under a mask but leaves a loop no invocation is in after one
+    // pass (so the other kinds cost one masked pass per read, not per tile).
+    if (mode == PASS_BAND) {
+        for (var t = 0u; t < ch.tiles; t++) {
+            if (t > 0u) { c = tile_next(lid, c); }
             for (var j = 0u; j < EPT; j++) {
                 let e = pass_elem(c, lid * EPT + j, sfloor, ceil, kmode, floor_k, mm, inv_t);
                 if (e.live) {
@@ -1622,7 +1617,10 @@ fn run_pass() {
                     if (band_better(cand, bbest)) { bbest = cand; }
                 }
             }
-        } else if (mode == PASS_HIST_D) {
+        }
+    } else if (mode == PASS_HIST_D) {
+        for (var t = 0u; t < ch.tiles; t++) {
+            if (t > 0u) { c = tile_next(lid, c); }
             for (var j = 0u; j < EPT; j++) {
                 let e = pass_elem(c, lid * EPT + j, sfloor, ceil, kmode, floor_k, mm, inv_t);
                 if (e.live) {
@@ -1641,14 +1639,25 @@ fn run_pass() {
                     add_bin(b, mass_of(weight(e.y, mm, inv_t)));
                 }
             }
-        } else if (mode == PASS_HIST_K) {
+        }
+    } else if (mode == PASS_HIST_K) {
+        for (var t = 0u; t < ch.tiles; t++) {
+            if (t > 0u) { c = tile_next(lid, c); }
             for (var j = 0u; j < EPT; j++) {
                 let e = pass_elem(c, lid * EPT + j, sfloor, ceil, kmode, floor_k, mm, inv_t);
                 if (e.live && e.k >= lo && e.k <= hi) {
                     add_bin((hi - e.k) >> shift, mass_of(weight(e.y, mm, inv_t)));
                 }
             }
-        } else {
+        }
+    } else {
+        for (var t = 0u; t < ch.tiles; t++) {
+            if (t > 0u) { c = tile_next(lid, c); }
+            var ab = vec4<f32>(0.0);   // above: count, Σe, Σde ; below Σe
+            var qa = vec2<u32>(0u);    // above: 64-bit mass
+            var qb = vec2<u32>(0u);    // below: 64-bit mass
+            var ncand = 0u;
+            var cbits = 0u;            // candidates: bit j for id lid·EPT + j (EPT ≤ 32)
             for (var j = 0u; j < EPT; j++) {
                 let e = pass_elem(c, lid * EPT + j, sfloor, ceil, kmode, floor_k, mm, inv_t);
                 if (e.live) {
@@ -1665,8 +1674,6 @@ fn run_pass() {
                     }
                 }
             }
-        }
-        if (mode == PASS_COMPACT) {
             let ps = pass_scan(ab, vec4<u32>(qa, qb), ncand);
             let sums = ps.ab;
             let qsa = ps.q.xy;
