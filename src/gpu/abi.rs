@@ -183,7 +183,9 @@ abi_record! {
         pub inf_bits: u32 => C_INF_BITS,
         /// [`Opts`] bits.
         pub opts: u32 => C_OPTS,
-        pub p0: u32 => C_P0,
+        /// [`LaneOrder`](super::shaders::LaneOrder) code: which logical
+        /// local id each invocation plays (race tests; 0 otherwise).
+        pub lanes: u32 => C_LANES,
         pub p1: u32 => C_P1,
         pub p2: u32 => C_P2,
         pub p3: u32 => C_P3,

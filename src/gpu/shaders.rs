@@ -22,7 +22,9 @@ pub struct ShaderConsts {
     pub solve_wg: u32,
     /// Which physical invocation plays which logical local id (and in which
     /// order workgroups take their tiles and rows): [`LaneOrder::Natural`]
-    /// except in race tests.
+    /// except in race tests. Not compiled in: a call carries it in its chunk
+    /// uniform (`ChunkUniform::lanes`), so every order runs the same
+    /// pipelines (and a software adapter compiles them once).
     pub lanes: LaneOrder,
 }
 
@@ -82,7 +84,8 @@ impl LaneOrder {
         }
     }
 
-    fn code(self) -> u32 {
+    /// The order's code in [`ChunkUniform::lanes`](super::abi::ChunkUniform).
+    pub fn code(self) -> u32 {
         match self {
             LaneOrder::Natural => 0,
             LaneOrder::Reversed => 1,
@@ -93,16 +96,17 @@ impl LaneOrder {
 }
 
 /// `lane(p)`: the logical local id of physical invocation p; `group(i, n)`:
-/// the logical index of workgroup i of n along one dimension. WG is a power
+/// the logical index of workgroup i of n along one dimension, in the order
+/// the chunk uniform names (`ch.lanes`, [`LaneOrder::code`]). WG is a power
 /// of two and a multiple of 8, so each map is a bijection.
 const LANE_FNS: &str = "\
 fn lane(p: u32) -> u32 {
-    if (LANE_ORDER == 1u) { return WG - 1u - p; }
-    if (LANE_ORDER == 2u) { let q = WG - 1u - p; return (q % 8u) * (WG / 8u) + q / 8u; }
-    if (LANE_ORDER == 3u) { return (37u * p + 11u) & (WG - 1u); }
+    if (ch.lanes == 1u) { return WG - 1u - p; }
+    if (ch.lanes == 2u) { let q = WG - 1u - p; return (q % 8u) * (WG / 8u) + q / 8u; }
+    if (ch.lanes == 3u) { return (37u * p + 11u) & (WG - 1u); }
     return p;
 }
-fn group(i: u32, n: u32) -> u32 { return select(i, n - 1u - i, LANE_ORDER != 0u); }
+fn group(i: u32, n: u32) -> u32 { return select(i, n - 1u - i, ch.lanes != 0u); }
 ";
 
 impl Default for ShaderConsts {
@@ -138,7 +142,7 @@ impl ShaderConsts {
         format!(
             "const WG: u32 = {}u;\nconst TILE: u32 = {}u;\nconst EPT: u32 = {}u;\nconst CAP: u32 = {}u;\n\
              const HA_BITS: u32 = {}u;\nconst HA_BINS: u32 = {}u;\nconst NB: u32 = {}u;\n\
-             const LANE_ORDER: u32 = {}u;\nconst SQ: u32 = {}u;\n{LANE_FNS}",
+             const SQ: u32 = {}u;\n",
             self.wg,
             self.tile,
             self.tile / self.wg,
@@ -146,7 +150,6 @@ impl ShaderConsts {
             self.ha_bits,
             1u32 << self.ha_bits,
             self.nb,
-            self.lanes.code(),
             sq_of(self.wg),
         )
     }
@@ -279,6 +282,7 @@ impl Job {
             _ => {
                 s.push_str(&super::abi::wgsl_header());
                 s.push_str(COMMON);
+                s.push_str(LANE_FNS);
                 if matches!(self, Job::Stats | Job::Solve) {
                     s.push_str(TWOFLOAT);
                 }

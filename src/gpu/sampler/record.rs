@@ -236,6 +236,7 @@ impl GpuSampler {
                 aux_stride,
                 inf_bits: f32::INFINITY.to_bits(),
                 opts,
+                lanes: c.lanes.code(),
                 ..ChunkUniform::zeroed()
             };
             let at = (ci as u64 * align) as usize;
