@@ -265,11 +265,13 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let m = val_of(atomicLoad(&sh_mk));
     // The histogram: only the bins between the tile's smallest and largest
     // (a few hundred of HA_BINS on most rows) are zeroed, counted into and
-    // added to the row's.
+    // added to the row's; none in a tile without a finite id (hlo = NONE
+    // there, and hlo + lid must not wrap around).
     let hlo = atomicLoad(&sh_blo);
     let hhi = atomicLoad(&sh_bhi);
+    let hany = hlo <= hhi;
     if (HAS_HIST && hist) {
-        for (var b = hlo + lid; b <= hhi; b += WG) { atomicStore(&sh_hist[b], 0u); }
+        for (var b = hlo + lid; hany && b <= hhi; b += WG) { atomicStore(&sh_hist[b], 0u); }
         workgroupBarrier();
         for (var j = 0u; j < EPT; j++) {
             if (ys[j] != NEG_INF) { atomicAdd(&sh_hist[hist_bin(ys[j], per_unit, hist_p)], 1u); }
@@ -346,7 +348,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     if (HAS_HIST && hist) {
         workgroupBarrier();
         let gb = bins_at(r);
-        for (var bb = hlo + lid; bb <= hhi; bb += WG) {
+        for (var bb = hlo + lid; hany && bb <= hhi; bb += WG) {
             let cnt = atomicLoad(&sh_hist[bb]);
             if (cnt != 0u) { atomicAdd(&bins[gb + bb], cnt); }
         }
