@@ -24,9 +24,14 @@
 @group(0) @binding(4) var<storage, read_write> outb: array<u32>;
 @group(0) @binding(5) var<storage, read> bitmask: array<u32>;
 @group(0) @binding(6) var<storage, read_write> aux: array<u32>;
-@group(0) @binding(7) var<uniform> ch: Chunk;
+// The chunk's record (ChunkUniform), bound as read-only storage rather than
+// a uniform buffer: lavapipe (Mesa 22.3) inlines the values of a uniform
+// buffer that loop bounds read into the shader and compiled it again on
+// every dispatch whose values changed, keeping each copy (about 3 MiB and
+// several ms per call, without end, at some workgroup sizes).
+@group(0) @binding(7) var<storage, read> ch: Chunk;
 
-// WGSL has no infinite constants: the host passes the bits in the uniform
+// WGSL has no infinite constants: the host passes the bits in the chunk record
 // (`inf_bits`) and every entry point starts with init_consts().
 var<private> NEG_INF: f32;
 var<private> POS_INF: f32;

@@ -144,7 +144,8 @@ pub mod dyn_slot {
 }
 
 abi_record! {
-    /// The per-chunk uniform (`ch` in the shaders): where a chunk's rows,
+    /// The per-chunk record (`ch` in the shaders, bound read-only storage at
+    /// a dynamic offset; common.wgsl says why not a uniform buffer): where a chunk's rows,
     /// logits and workspace regions are, and the call's options.
     pub struct ChunkUniform {
         /// Batch index of the chunk's first row, and its row count.

@@ -15,20 +15,19 @@ pub struct Pipelines {
     map: HashMap<(Job, Features), wgpu::ComputePipeline>,
 }
 
-/// Sizes for this device: 256 invocations and 1024-id tiles where the limits
+/// Sizes for this device: 128 invocations and 1024-id tiles where the limits
 /// allow (every WebGPU device has 256), the 12-bit first digit and 2048
 /// candidates where workgroup memory holds their 16 KiB histogram and the
 /// solver's 24 KiB of candidates. A software adapter (lavapipe) gets the
-/// same sizes: narrower workgroups there (64 or 128) are no faster on this
-/// pipeline, and lavapipe (Mesa 22.3) keeps 2–3 MiB per call of them and
-/// never gives it back — a process that samples for days grew without bound
-/// (tests/reuse.rs measures the resident set over thousands of calls).
+/// same sizes, so the tests there run what a GPU runs; 128 invocations took
+/// 30–40 % off the statistics pass there against 256 (docs/gpu.md "Sizes").
+/// Every size is a device constant, never a function of the batch.
 pub fn consts_for(limits: &wgpu::Limits, software: bool) -> ShaderConsts {
     let mut c = ShaderConsts::default();
     let inv = limits
         .max_compute_invocations_per_workgroup
         .min(limits.max_compute_workgroup_size_x);
-    if inv < 256 {
+    if inv < 128 {
         c.wg = 64;
         c.tile = 256;
     }
@@ -68,7 +67,7 @@ impl Pipelines {
         };
         // common.wgsl's bindings: logits, parameters, workspace, histogram
         // bins, results, bitmask, aux (probs or the caller's token buffer),
-        // then the chunk's uniform.
+        // then the chunk's record (read-only storage, common.wgsl says why).
         let mut entries: Vec<wgpu::BindGroupLayoutEntry> = vec![
             storage(0, true),
             storage(1, true),
@@ -82,7 +81,7 @@ impl Pipelines {
             binding: 7,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
+                ty: wgpu::BufferBindingType::Storage { read_only: true },
                 has_dynamic_offset: true,
                 min_binding_size: None,
             },

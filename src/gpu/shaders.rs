@@ -112,7 +112,7 @@ fn group(i: u32, n: u32) -> u32 { return select(i, n - 1u - i, ch.lanes != 0u); 
 impl Default for ShaderConsts {
     fn default() -> Self {
         ShaderConsts {
-            wg: 256,
+            wg: 128,
             tile: 1024,
             cap: 2048,
             ha_bits: 12,

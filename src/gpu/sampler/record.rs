@@ -186,13 +186,15 @@ impl GpuSampler {
         let outb = self.buf("out", out_words, s | wgpu::BufferUsages::COPY_SRC);
         let dummy = self.buf("dummy", 4, s);
         let dummy_aux = self.buf("dummy_aux", 4, s);
-        let align = self.ctx.limits.min_uniform_buffer_offset_alignment.max(256) as u64;
+        // Each chunk's record at a dynamic offset of a read-only storage
+        // binding (common.wgsl: why not a uniform buffer).
+        let align = (self.ctx.limits.min_storage_buffer_offset_alignment as u64).max(256);
         let n_uni = chunks.len() as u64;
         let uni = self.ws.get(
             &self.ctx.device,
             "uniform",
             n_uni * align,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         );
         self.calls = self.calls.wrapping_add(1);
         let call = self.calls;
