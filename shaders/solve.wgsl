@@ -879,13 +879,34 @@ fn xtc_with_removed(removed: u32) {
     request_band(KEY_MIN);
 }
 
+// Whether stage `kind` leaves this row's survivors as they are without
+// looking at them (its parameter is off, or top-k keeps all it has).
+fn stage_off(kind: u32, flags: u32) -> bool {
+    return (kind == STAGE_TOPK && (mrec(row, M_TOPK) == 0u || (s[S_CNTK] != 0u && mrec(row, M_TOPK) >= s[S_CNT])))
+        || (kind == STAGE_TOPP && sf(S_TOPP) >= 1.0)
+        || (kind == STAGE_MINP && pf(M_MINP) <= 0.0)
+        || (kind == STAGE_NSIG && (flags & F_NSIGMA) == 0u)
+        || (kind == STAGE_TYP && (flags & F_TYPICAL) == 0u)
+        || (kind == STAGE_EPS && (flags & F_EPSILON) == 0u)
+        || (kind == STAGE_ETA && (flags & F_ETA) == 0u)
+        || (kind == STAGE_XTC && (flags & F_XTC) == 0u);
+}
+
 fn run_stage() {
+    let flags = mrec(row, M_FLAGS);
+    let order = (flags >> F_ORDER_SHIFT) & 3u;
+    // The stages this row does not use pass in one go, in this step: each
+    // took a whole step of its own, every phase's code, which a software
+    // adapter runs under a mask whatever the phase (8 stages, 8 steps of a
+    // temperature-only row). The loop's condition is the same in every
+    // invocation (s is per invocation and the same in all).
+    while (s[S_STAGE] < N_STAGES && s[S_SUB] == SUB_START && stage_off(stage_kind(order, s[S_STAGE]), flags)) {
+        next_stage();
+    }
     if (s[S_STAGE] >= N_STAGES) {
         s[S_PHASE] = PH_POST;
         return;
     }
-    let flags = mrec(row, M_FLAGS);
-    let order = (flags >> F_ORDER_SHIFT) & 3u;
     let kind = stage_kind(order, s[S_STAGE]);
     let mk = mrec(row, M_MINKEEP);
     let tau = s[S_TAU];
@@ -897,18 +918,7 @@ fn run_stage() {
         return;
     }
     if (sub == SUB_START) {
-        let off = (kind == STAGE_TOPK && (mrec(row, M_TOPK) == 0u || (s[S_CNTK] != 0u && mrec(row, M_TOPK) >= s[S_CNT])))
-            || (kind == STAGE_TOPP && sf(S_TOPP) >= 1.0)
-            || (kind == STAGE_MINP && pf(M_MINP) <= 0.0)
-            || (kind == STAGE_NSIG && (flags & F_NSIGMA) == 0u)
-            || (kind == STAGE_TYP && (flags & F_TYPICAL) == 0u)
-            || (kind == STAGE_EPS && (flags & F_EPSILON) == 0u)
-            || (kind == STAGE_ETA && (flags & F_ETA) == 0u)
-            || (kind == STAGE_XTC && (flags & F_XTC) == 0u);
-        if (off) {
-            next_stage();
-            return;
-        }
+        // (An off stage was passed above.)
         let counted = mk > 1u || kind == STAGE_NSIG || kind == STAGE_TYP || kind == STAGE_XTC;
         if (counted && s[S_CNTK] == 0u) {
             s[S_SUB] = SUB_IN_COUNTED;
