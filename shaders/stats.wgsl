@@ -253,13 +253,22 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     }
     // The tile's max (two-float: the largest lo among the ids at the
     // largest hi), raw max and first bad id, then the argmax (lowest id at
-    // the max).
-    atomicMax(&sh_mk, key_of(my));
-    atomicMax(&sh_rk, key_of(mr));
-    atomicMin(&sh_bad, bad);
+    // the max). An invocation skips an atomic that cannot change the word
+    // (no bad id; a value the word already passes: the words only move one
+    // way until the barrier, so the result is the same in any lane order) —
+    // each atomic is a locked instruction per invocation on a CPU adapter.
+    // Without patched or disallowed ids the raw logits are y: the raw max
+    // is the max.
+    let kmy = key_of(my);
+    if (kmy > atomicLoad(&sh_mk)) { atomicMax(&sh_mk, kmy); }
+    if (HAS_PATCH || HAS_ALLOW) {
+        let kmr = key_of(mr);
+        if (kmr > atomicLoad(&sh_rk)) { atomicMax(&sh_rk, kmr); }
+    }
+    if (bad != NONE) { atomicMin(&sh_bad, bad); }
     if (HAS_HIST && hist) {
-        atomicMin(&sh_blo, blo);
-        atomicMax(&sh_bhi, bhi);
+        if (blo < atomicLoad(&sh_blo)) { atomicMin(&sh_blo, blo); }
+        if (bhi > atomicLoad(&sh_bhi)) { atomicMax(&sh_bhi, bhi); }
     }
     workgroupBarrier();
     let m = val_of(atomicLoad(&sh_mk));
@@ -277,7 +286,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
             if (ys[j] != NEG_INF) { atomicAdd(&sh_hist[hist_bin(ys[j], per_unit, hist_p)], 1u); }
         }
     }
-    let m_raw = val_of(atomicLoad(&sh_rk));
+    var m_raw = m;
+    if (HAS_PATCH || HAS_ALLOW) { m_raw = val_of(atomicLoad(&sh_rk)); }
     var m_lo = 0.0;
     if (HAS_PATCH) {
         // Only patched ids carry a lo word.
@@ -293,7 +303,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     for (var j = 0u; j < EPT; j++) {
         if (ids[j] != NONE && ys[j] == m && ylo[j] == m_lo && m != NEG_INF) { arg = min(arg, ids[j]); }
     }
-    atomicMin(&sh_arg, arg);
+    if (arg != NONE) { atomicMin(&sh_arg, arg); }
     // The sums relative to the tile's maxima: at T = 1 (Σe, Σde, Σd²e,
     // count), at T_A (Σe, Σde) and the raw logits' Σe.
     let mm = vec2<f32>(m, m_lo);
