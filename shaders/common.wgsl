@@ -212,26 +212,30 @@ fn res_at(r: u32) -> u32 { return ch.res_base + grow(r) * RES; }
 // Raw logit i of chunk row r, whatever the storage type.
 fn load_x(r: u32, i: u32) -> f32 {
     let idx = ch.elem_off + r * ch.stride + i;
-    // One load and no branch whatever the type: a software adapter runs
-    // both sides of every branch, so a type test would cost every element
-    // the other types' loads and conversions.
-    let wide = ch.dtype == DTYPE_F32;
-    let w = logits[select(idx >> 1u, idx, wide)];
+    if (ch.dtype == DTYPE_F32) {
+        return bitcast<f32>(logits[idx]);
+    }
+    let w = logits[idx >> 1u];
     let h = (w >> ((idx & 1u) * 16u)) & 0xffffu;
-    return bitcast<f32>(select(select(h << 16u, f16_bits_to_f32_bits(h), ch.dtype == DTYPE_F16), w, wide));
+    if (ch.dtype == DTYPE_F16) {
+        return f16_bits_to_f32(h);
+    }
+    return bitcast<f32>(h << 16u);
 }
 
-// IEEE binary16 → the bits of the same f32 (exact; no f16 shader
-// capability needed), by selects.
-fn f16_bits_to_f32_bits(h: u32) -> u32 {
+// IEEE binary16 → f32 by bits (exact; no f16 shader capability needed).
+fn f16_bits_to_f32(h: u32) -> f32 {
     let sign = (h & 0x8000u) << 16u;
     let e = (h >> 10u) & 0x1fu;
     let mant = h & 0x3ffu;
-    // Subnormal (or zero): mant · 2^-24, exact in f32.
-    let sub = sign | bitcast<u32>(f32(mant) * 5.9604644775390625e-8);
-    let inf_nan = sign | 0x7f800000u | (mant << 13u);
-    let normal = sign | ((e + 112u) << 23u) | (mant << 13u);
-    return select(select(normal, inf_nan, e == 31u), sub, e == 0u);
+    if (e == 0u) {
+        let v = f32(mant) * 5.9604644775390625e-8;
+        return select(v, -v, sign != 0u);
+    }
+    if (e == 31u) {
+        return bitcast<f32>(sign | 0x7f800000u | (mant << 13u));
+    }
+    return bitcast<f32>(sign | ((e + 112u) << 23u) | (mant << 13u));
 }
 
 fn is_bad(x: f32) -> bool {
