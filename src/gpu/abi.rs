@@ -1,5 +1,5 @@
 //! The host ↔ shader layout, typed (docs/spec.md §9): the per-row parameter
-//! record the host writes, the per-chunk uniform, the per-row result record
+//! record the host writes, the per-chunk record, the per-row result record
 //! the host reads, and the flag bits, codes and option bits they carry. Each
 //! record is a `#[repr(C)]` + `bytemuck::Pod` struct of 4-byte fields, and the
 //! WGSL side — the `Chunk` struct and every `M_*`, `R_*`, `F_*`, `E_*`,

@@ -23,7 +23,7 @@ pub struct ShaderConsts {
     /// Which physical invocation plays which logical local id (and in which
     /// order workgroups take their tiles and rows): [`LaneOrder::Natural`]
     /// except in race tests. Not compiled in: a call carries it in its chunk
-    /// uniform (`ChunkUniform::lanes`), so every order runs the same
+    /// record (`ChunkUniform::lanes`), so every order runs the same
     /// pipelines (and a software adapter compiles them once).
     pub lanes: LaneOrder,
 }
@@ -97,7 +97,7 @@ impl LaneOrder {
 
 /// `lane(p)`: the logical local id of physical invocation p; `group(i, n)`:
 /// the logical index of workgroup i of n along one dimension, in the order
-/// the chunk uniform names (`ch.lanes`, [`LaneOrder::code`]). WG is a power
+/// the chunk record names (`ch.lanes`, [`LaneOrder::code`]). WG is a power
 /// of two and a multiple of 8, so each map is a bijection.
 const LANE_FNS: &str = "\
 fn lane(p: u32) -> u32 {
